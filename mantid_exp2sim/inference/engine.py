@@ -1,0 +1,588 @@
+"""translate(): run a generator bundle over an MDHisto, tiled, exact, on any backend.
+
+Pipeline for one input (see docs/inference.md):
+
+1. check the input against the bundle (dimensionality, size-1 dimensions, NaN/Inf);
+2. ``scale = intensity_scale(signal)`` once over the whole input;
+3. the network input of every tile is ``[x / scale with NaN -> 0, valid mask]`` (the
+   bundle's normalisation), padded at the end of each axis to a multiple of the network's
+   ``2**n_down`` with the bundle's padding rule;
+4. overlap tiles (:mod:`.tiler`) run through an ONNX Runtime or PyTorch backend in batches;
+5. each tile's core is multiplied by ``scale`` and masked bins become NaN again.
+
+The result equals whole-input inference (pad, run once, crop) to float32 round-off.
+Output errors are ``None``: the generator gives no uncertainty, and propagating the input's
+errors bin by bin through a learned, non-local map would be wrong (docs/inference.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import BundleError, InputDataError, format_error
+from ..histogram import MDHisto
+from .backends import InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend, resolve_backend_name, validate_choice
+from .tiler import TilePlan, plan_tiles, run_tiled
+
+__all__ = [
+    "ModelSpec",
+    "model_spec",
+    "get_backend",
+    "translate",
+    "translate_array",
+    "encoder_feature_maps",
+    "encode_features",
+    "default_batch_size",
+    "clear_backend_cache",
+]
+
+log = logging.getLogger("mantid_exp2sim.inference")
+
+Progress = Callable[[int, int], Any]
+
+#: Network-input elements per batch aimed at on a GPU by the default batch size.
+GPU_BATCH_ELEMENTS = 1 << 24
+
+# Padding names of models.normalisation.pad_to_multiple -> numpy/tiler names.
+_PAD_MODE_TO_NUMPY = {"replicate": "edge", "reflect": "reflect", "edge": "edge", "zeros": "constant", "constant": "constant"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the engine needs to know about a generator bundle.
+
+    Parameters
+    ----------
+    ndim
+        Spatial dimensions the network takes (2 or 3).
+    in_channels, out_channels
+        Network channels (2 in: scaled signal and valid mask; 1 out).
+    halo
+        Bins discarded at each inner tile edge (>= the receptive-field radius).
+    multiple
+        Spatial sizes and tile offsets must be multiples of this (``2**n_down``).
+    min_size
+        Smallest spatial size per axis the network accepts (a multiple of ``multiple``).
+    patch
+        Default tile edge per dimension (network input size, halo included).
+    pad_mode
+        numpy name of the end-padding rule used to reach a multiple of ``multiple``.
+    task, direction, kind, bundle_id, sha256
+        From the manifest, for checks and provenance.
+    """
+
+    ndim: int
+    in_channels: int
+    out_channels: int
+    halo: int
+    multiple: int
+    min_size: int
+    patch: tuple[int, ...]
+    pad_mode: str
+    task: str
+    direction: str | None
+    kind: str
+    bundle_id: str
+    sha256: str
+
+
+def _manifest(bundle: Any) -> Mapping[str, Any]:
+    manifest = getattr(bundle, "manifest", None)
+    if not isinstance(manifest, Mapping):
+        raise BundleError(
+            format_error(
+                "Not a model bundle",
+                reason=f"got {type(bundle).__name__} without a manifest",
+                fix="pass a path to a .exp2sim.h5 file or mantid_exp2sim.bundle.load_bundle(path)",
+            )
+        )
+    return manifest
+
+
+def _min_size_from_config(config: Mapping[str, Any], multiple: int) -> int:
+    # Mirrors ResnetGenerator.min_spatial_size without importing torch.
+    n_down = int(config.get("n_down", round(math.log2(multiple))))
+    stem = int(config.get("stem_kernel", 7))
+    if config.get("padding_mode", "reflect") == "zeros":
+        need = multiple
+    else:
+        need = max(stem // 2 + 1, 2 * multiple if n_down else 2)
+    return int(math.ceil(need / multiple) * multiple)
+
+
+def model_spec(bundle: Any) -> ModelSpec:
+    """Read the tiling and normalisation settings of a generator bundle.
+
+    Raises
+    ------
+    BundleError
+        If the bundle is not a generator or lacks the settings.
+    """
+    man = _manifest(bundle)
+    kind = str(man.get("kind", "generator"))
+    if kind != "generator":
+        raise BundleError(
+            format_error(
+                "This bundle cannot translate spectra",
+                reason=f"bundle {man.get('bundle_id')!r} is a {kind!r} bundle; translation needs a 'generator'",
+                fix="use a deconvolve or convolve bundle (default_bundle_path('deconvolve', ndim))",
+            )
+        )
+    try:
+        ndim = int(man["ndim"])
+        patch_info = dict(man.get("patch") or {})
+        config = dict((man.get("architecture") or {}).get("config") or {})
+        multiple = int(patch_info.get("multiple") or 2 ** int(config.get("n_down", 2)))
+        halo = int(getattr(bundle, "halo", None) or patch_info["halo"])
+        size = getattr(bundle, "patch_size", None) or patch_info["size"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(
+            format_error(
+                "The bundle manifest lacks tiling settings",
+                reason=f"missing or invalid entry {exc}",
+                fix="re-export the bundle with the current exp2sim-train",
+            )
+        ) from exc
+    patch = tuple(int(s) for s in (size if np.ndim(size) else [size] * ndim))
+    norm = man.get("normalisation") or {}
+    pad_name = str(norm.get("pad_mode", "replicate")) if isinstance(norm, Mapping) else "replicate"
+    if pad_name not in _PAD_MODE_TO_NUMPY:
+        raise BundleError(
+            format_error(
+                "Unknown padding rule in the bundle",
+                reason=f"normalisation.pad_mode = {pad_name!r}; known: {sorted(_PAD_MODE_TO_NUMPY)}",
+            )
+        )
+    min_size = int(patch_info.get("min_size") or _min_size_from_config(config, multiple))
+    return ModelSpec(
+        ndim=ndim,
+        in_channels=int(man.get("in_channels", 2)),
+        out_channels=int(man.get("out_channels", 1)),
+        halo=halo,
+        multiple=multiple,
+        min_size=min_size,
+        patch=patch,
+        pad_mode=_PAD_MODE_TO_NUMPY[pad_name],
+        task=str(man.get("task", "")),
+        direction=man.get("direction"),
+        kind=kind,
+        bundle_id=str(getattr(bundle, "bundle_id", None) or man.get("bundle_id", "")),
+        sha256=str(getattr(bundle, "sha256", "") or ""),
+    )
+
+
+def _load(bundle: Any) -> Any:
+    if isinstance(bundle, (str, os.PathLike)):
+        from ..bundle import load_bundle
+
+        return load_bundle(bundle)
+    return bundle
+
+
+# --------------------------------------------------------------------------- backends
+_CACHE: "OrderedDict[tuple, InferenceBackend]" = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def clear_backend_cache() -> None:
+    """Forget the ONNX Runtime sessions and torch models kept for repeated calls."""
+    _CACHE.clear()
+
+
+def get_backend(
+    bundle: Any,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+    half: bool = False,
+    graph: str = "onnx",
+) -> InferenceBackend:
+    """A ready backend for a bundle's network, cached per bundle checksum and choice.
+
+    Parameters
+    ----------
+    bundle
+        A loaded bundle (``.manifest``, ``.onnx_bytes(name)``, ``.build_torch_model()``).
+    backend
+        ``"auto"``, ``"onnx"``, ``"torch"``, or an already built backend (returned as is).
+    device
+        ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    half
+        Half precision (torch on GPU only).
+    graph
+        ``"onnx"`` for the generator, ``"onnx_encoder"`` for the feature encoder (torch:
+        the module's ``encode`` method).
+    """
+    if isinstance(backend, InferenceBackend):
+        return backend
+    validate_choice(backend, device)
+    name = resolve_backend_name(backend, device)
+    if half and name != "torch":
+        if backend == "auto":
+            name = "torch"
+            resolve_backend_name("torch", device)
+        else:
+            raise ValueError(
+                format_error(
+                    "Half precision is only available with the PyTorch backend",
+                    reason=f"backend={backend!r}, half=True",
+                    fix="use backend='torch' with device='gpu', or half=False",
+                )
+            )
+    sha = str(getattr(bundle, "sha256", "") or id(bundle))
+    key = (sha, name, device, bool(half), graph)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    if name == "onnx":
+        try:
+            data = bundle.onnx_bytes(graph)
+        except (KeyError, BundleError) as exc:
+            raise BundleError(
+                format_error(
+                    f"The bundle has no '{graph}' graph",
+                    reason=str(exc),
+                    fix="use backend='torch' (rebuilds the network from the weights) or re-export the bundle",
+                )
+            ) from exc
+        made: InferenceBackend = OnnxBackend(data, device=device)
+    else:
+        module = bundle.build_torch_model()
+        method = "encode" if graph == "onnx_encoder" else "forward"
+        made = TorchBackend(module, device=device, half=half, method=method)
+    _CACHE[key] = made
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return made
+
+
+def default_batch_size(tile_shape: Sequence[int], in_channels: int, device: str) -> int:
+    """Tiles per network call: 1 on the CPU (threads already fill the cores), else enough
+    tiles for about :data:`GPU_BATCH_ELEMENTS` input elements (out-of-memory halves it)."""
+    if device != "gpu":
+        return 1
+    per_tile = int(np.prod(tile_shape)) * int(in_channels)
+    return max(1, min(64, GPU_BATCH_ELEMENTS // max(1, per_tile)))
+
+
+# ------------------------------------------------------------------------ checks
+def _squeeze_dims(histo: MDHisto, spec: ModelSpec, bundle_id: str) -> list[int]:
+    """Dimensions the network runs over (size-1 dimensions of a higher-dim input dropped)."""
+    if histo.ndim == spec.ndim:
+        keep = list(range(histo.ndim))
+    else:
+        keep = histo.non_integrated_dims()
+        if len(keep) != spec.ndim or histo.ndim < spec.ndim:
+            names = ", ".join(f"'{ax.name}' ({ax.bins} bins)" for ax in histo.axes)
+            raise InputDataError(
+                format_error(
+                    "The input's dimensionality does not match the model",
+                    reason=f"the input has {histo.ndim} dimensions ({names}), {len(histo.non_integrated_dims())} "
+                    f"of them with more than one bin; bundle '{bundle_id}' translates {spec.ndim}D data",
+                    fix=f"bin the data to {spec.ndim} non-integrated dimensions (e.g. with BinMD), "
+                    f"or use a {'3D' if spec.ndim == 2 else '2D'} bundle",
+                )
+            )
+    small = [i for i in keep if histo.axes[i].bins < 2]
+    if small:
+        raise InputDataError(
+            format_error(
+                "The input has a dimension with a single bin",
+                reason=", ".join(f"'{histo.axes[i].name}' has {histo.axes[i].bins} bin" for i in small)
+                + f"; the {spec.ndim}D model needs at least 2 bins along each of its {spec.ndim} dimensions",
+                fix="rebin that dimension into more bins, or integrate it out and use a lower-dimensional model",
+            )
+        )
+    return keep
+
+
+def _check_signal_values(signal: Any) -> None:
+    arr = np.asarray(signal)
+    n_inf = int(np.count_nonzero(np.isinf(arr)))
+    if n_inf:
+        raise InputDataError(
+            format_error(
+                "The input signal contains infinite values",
+                reason=f"{n_inf} bin(s) are +-inf; only numbers and NaN (masked) are allowed",
+                fix="mask those bins (set them to NaN) before translating",
+            )
+        )
+    if arr.size and np.isnan(arr).all():
+        raise InputDataError(
+            format_error(
+                "The input signal is entirely masked",
+                reason=f"all {arr.size} bins are NaN",
+                fix="check the input workspace: there is nothing to translate",
+            )
+        )
+
+
+def _resolve_patch(patch_size: Any, spec: ModelSpec) -> tuple[int, ...]:
+    if patch_size is None:
+        values = list(spec.patch)
+    else:
+        values = [patch_size] * spec.ndim if np.ndim(patch_size) == 0 else list(patch_size)
+        if len(values) not in (1, spec.ndim):
+            raise InputDataError(
+                format_error(
+                    "PatchSize has the wrong length",
+                    reason=f"got {len(values)} values {values}; the model is {spec.ndim}D",
+                    fix=f"give one value (used for every dimension) or {spec.ndim} values, dimension 0 first",
+                )
+            )
+        if len(values) == 1:
+            values = values * spec.ndim
+    out = []
+    for v in values:
+        if int(v) != v or v < 1:
+            raise InputDataError(
+                format_error(
+                    "Invalid PatchSize",
+                    reason=f"got {values}; every value must be a positive whole number",
+                    fix="leave PatchSize empty for the bundle's default",
+                )
+            )
+        m = spec.multiple
+        out.append(max(spec.min_size, int(math.ceil(int(v) / m) * m)))
+    return tuple(out)
+
+
+def plan_for(shape: Sequence[int], spec: ModelSpec, patch: Sequence[int]) -> TilePlan:
+    """Tile plan of an input of ``shape`` (spatial, as the network sees it)."""
+    m = spec.multiple
+    after = [max(int(math.ceil(s / m) * m), spec.min_size) - s for s in shape]
+    return plan_tiles(
+        shape,
+        tile=patch,
+        halo=spec.halo,
+        multiple=m,
+        pad_before=[0] * len(shape),
+        pad_after=after,
+        mode=spec.pad_mode,
+        pad_value=0.0,
+    )
+
+
+def translate_array(
+    source: Any,
+    sink: Any,
+    net: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    *,
+    scale: float,
+    patch: Sequence[int],
+    batch_size: int,
+    progress: Progress | None = None,
+) -> TilePlan:
+    """Tiled translation of one signal array into a preallocated sink (the engine's core).
+
+    Parameters
+    ----------
+    source
+        Input signal, shape ``spatial`` (numpy array or h5py dataset; NaN = masked).
+    sink
+        Writable array-like of the same shape, receiving ``G(x / scale) * scale`` with NaN at
+        masked bins.
+    net
+        Backend callable on float32 batches ``(B, C_in, *tile)``.
+    spec
+        :func:`model_spec` of the bundle.
+    scale
+        :func:`~mantid_exp2sim.models.normalisation.intensity_scale` of the whole input.
+    patch, batch_size, progress
+        Tile edge per dimension, tiles per call, ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    TilePlan
+        The plan used.
+    """
+    from ..models.normalisation import from_network_output, to_network_input
+
+    plan = plan_for(tuple(source.shape), spec, patch)
+
+    def prepare(raw: np.ndarray) -> np.ndarray:
+        return to_network_input(raw, scale)[0]
+
+    def finish(y_core: np.ndarray, raw_core: np.ndarray) -> np.ndarray:
+        return from_network_output(y_core[None, : spec.out_channels], scale, ~np.isnan(raw_core))
+
+    run_tiled(source, sink, net, plan, prepare=prepare, finish=finish, batch_size=batch_size, progress=progress)
+    return plan
+
+
+def translate(
+    histo: MDHisto,
+    bundle: Any,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+    batch_size: int | None = None,
+    patch_size: int | Sequence[int] | None = None,
+    progress: Progress | None = None,
+    half: bool = False,
+) -> MDHisto:
+    """Translate a histogram with a generator bundle (add or remove instrument resolution).
+
+    Parameters
+    ----------
+    histo
+        Input, ``ndim`` equal to the bundle's (size-1 dimensions beyond that are carried
+        through untouched). NaN bins are masked: the network sees them as zero with a 0 in
+        its mask channel, and they are NaN in the output.
+    bundle
+        A loaded :class:`~mantid_exp2sim.bundle.Bundle` or the path of a ``.exp2sim.h5`` file.
+    backend
+        ``"auto"`` (ONNX Runtime if installed, else PyTorch), ``"onnx"``, ``"torch"``, or a
+        backend object from :func:`get_backend`.
+    device
+        ``"auto"`` (a GPU if one really works, else the CPU), ``"cpu"`` or ``"gpu"``.
+    batch_size
+        Tiles per network call (default :func:`default_batch_size`: 1 on CPU). On a CUDA
+        out-of-memory error the batch is halved and retried.
+    patch_size
+        Tile edge (network input size, halo included), one value or one per dimension;
+        rounded up to a multiple of the network's ``2**n_down``. Default: the bundle's.
+        Changes memory use and speed, never the result.
+    progress
+        ``progress(tiles_done, tiles_total)`` after every batch; its exceptions (e.g.
+        KeyboardInterrupt for a Mantid cancel) propagate immediately.
+    half
+        Half precision on a GPU (PyTorch backend).
+
+    Returns
+    -------
+    MDHisto
+        Same axes (names, units, extents, frames) and masked bins as ``histo``; ``errors``
+        None; metadata of the input plus ``bundle_id``, ``bundle_sha256``, ``backend``,
+        ``device``, ``precision``, ``package_version``, ``task``, ``direction``,
+        ``intensity_scale``, ``patch_size`` and ``n_tiles``.
+    """
+    from ..models.normalisation import intensity_scale
+
+    if not isinstance(histo, MDHisto):
+        raise InputDataError(
+            format_error(
+                "translate() needs an MDHisto",
+                reason=f"got {type(histo).__name__}",
+                fix="wrap arrays with MDHisto.from_array(signal)",
+            )
+        )
+    b = _load(bundle)
+    spec = model_spec(b)
+    keep = _squeeze_dims(histo, spec, spec.bundle_id)
+    signal = histo.signal.reshape([histo.shape[i] for i in keep])
+    _check_signal_values(signal)
+    patch = _resolve_patch(patch_size, spec)
+    scale = float(intensity_scale(signal))
+    engine = get_backend(b, backend=backend, device=device, half=half)
+    plan = plan_for(signal.shape, spec, patch)
+    if batch_size is None:
+        batch_size = default_batch_size(plan.tile_shape, spec.in_channels, engine.device)
+    elif int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(format_error("Invalid batch_size", reason=f"got {batch_size!r}; need an integer >= 1"))
+    out = np.empty(signal.shape, dtype=np.float64)
+    translate_array(
+        signal,
+        out,
+        OOMBackoff(engine),
+        spec,
+        scale=scale,
+        patch=patch,
+        batch_size=int(batch_size),
+        progress=progress,
+    )
+    meta = provenance(spec, engine)
+    meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+    return histo.with_signal(out.reshape(histo.shape), errors=None, metadata=meta)
+
+
+def provenance(spec: ModelSpec, engine: InferenceBackend) -> dict[str, Any]:
+    """Metadata every translated output carries."""
+    return {
+        "bundle_id": spec.bundle_id,
+        "bundle_sha256": spec.sha256,
+        "backend": engine.name,
+        "device": engine.device,
+        "precision": engine.precision,
+        "package_version": __version__,
+        "task": spec.task,
+        "direction": spec.direction,
+    }
+
+
+# ---------------------------------------------------------------------- features
+def encoder_feature_maps(
+    histo: MDHisto,
+    bundle: Any,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The generator encoder's bottleneck feature map of one input (whole input, untiled).
+
+    Returns
+    -------
+    feature_map
+        ``(1, C, *padded_spatial / 2**n_down)`` float32, from the bundle's ``onnx_encoder``
+        graph (ONNX Runtime) or the torch module's ``encode``.
+    valid
+        Boolean ``(1, *padded_spatial)`` at input resolution: True at unmasked input bins,
+        False at masked bins and at the end padding.
+    """
+    from ..models.normalisation import intensity_scale, to_network_input
+
+    b = _load(bundle)
+    spec = model_spec(b)
+    keep = _squeeze_dims(histo, spec, spec.bundle_id)
+    signal = histo.signal.reshape([histo.shape[i] for i in keep])
+    _check_signal_values(signal)
+    m = spec.multiple
+    after = [max(int(math.ceil(s / m) * m), spec.min_size) - s for s in signal.shape]
+    scale = float(intensity_scale(signal))
+    x = to_network_input(signal, scale)
+    x = np.pad(x, [(0, 0), (0, 0)] + [(0, a) for a in after], mode=spec.pad_mode)  # type: ignore[call-overload]
+    valid = np.pad(~np.isnan(signal), [(0, a) for a in after], mode="constant", constant_values=False)
+    engine = get_backend(b, backend=backend, device=device, graph="onnx_encoder")
+    fmap = OOMBackoff(engine)(x)
+    return fmap, valid[None]
+
+
+def encode_features(
+    histos: Sequence[MDHisto] | MDHisto,
+    bundle: Any,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+) -> np.ndarray:
+    """Pooled encoder features for the domain-of-applicability score.
+
+    Each input's bottleneck feature map (:func:`encoder_feature_maps`) is pooled over its
+    valid positions by :func:`mantid_exp2sim.domain.features.pooled_features` (per-channel
+    mean, then standard deviation), so the vector does not depend on the input size.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2 C)`` float64, one row per input.
+    """
+    from ..domain.features import pooled_features
+
+    items = [histos] if isinstance(histos, MDHisto) else list(histos)
+    if not items:
+        raise InputDataError(format_error("encode_features() got no inputs", fix="pass at least one MDHisto"))
+    b = _load(bundle)
+    rows = []
+    for h in items:
+        fmap, valid = encoder_feature_maps(h, b, backend=backend, device=device)
+        rows.append(pooled_features(fmap, valid)[0])
+    return np.stack(rows)
