@@ -1,0 +1,40 @@
+"""Torch networks of mantid-exp2sim (generator, discriminator, PatchNCE heads, ...).
+
+Importing this package does not import torch: the torch modules are loaded on first
+attribute access, so ``mantid_exp2sim.models.normalisation`` (numpy only) stays usable in a
+torch-free (ONNX Runtime) install. Accessing a torch class without torch installed raises
+MissingDependencyError with the install hint.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it; only modules that exist are listed
+_LAZY = {
+    "ResnetGenerator": "generator",
+    "build_generator": "generator",
+    "PatchDiscriminator": "discriminator",
+    "build_discriminator": "discriminator",
+    "PatchSampleMLP": "patchnce",
+    "PatchNCELoss": "patchnce",
+    "feature_masks": "patchnce",
+    "sample_patch_ids": "patchnce",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..errors import require
+
+    require("torch", extra="torch", feature=f"mantid_exp2sim.models.{name}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
