@@ -1,0 +1,267 @@
+"""Settings of a GAN training run: one dataclass, named presets, JSON files.
+
+Precedence when the command line builds a configuration (lowest first): the dataclass
+defaults, a preset (``--config pcsmo-2d``) or a JSON file (``--config my.json``), then every
+option given explicitly on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputDataError, format_error
+
+__all__ = ["GanConfig", "PRESETS", "load_config", "preset_names"]
+
+
+@dataclass
+class GanConfig:
+    """Every setting of one Exp2SimGAN training run (JSON-safe values only).
+
+    Domain A is the measured or resolution-convolved side, domain B the simulated,
+    unconvolved side; ``G_A`` maps A -> B (deconvolve, exp2sim), ``G_B`` maps B -> A
+    (convolve, sim2exp). Spatial sizes are in bins, dimension 0 first.
+    """
+
+    # --- data
+    domain_a: list[str] = field(default_factory=list)
+    domain_b: list[str] = field(default_factory=list)
+    kind_a: str = "convolved"
+    kind_b: str = "unconvolved"
+    models: list[str] | None = None
+    paired: bool = False
+    val_data: str | None = None
+    val_fraction: float = 0.05
+    val_samples: int = 16
+    max_samples: int | None = None
+    ndim: int = 2
+    patch_size: list[int] = field(default_factory=lambda: [64, 64])
+    flip_axes: list[int] = field(default_factory=list)
+    batch_size: int = 4
+    # --- networks
+    ngf: int = 16
+    n_blocks: int = 4
+    n_down: int = 2
+    ndf: int = 16
+    n_layers: int = 3
+    nce_layers: list[int] | None = None
+    num_patches: int = 64
+    nce_t: float = 0.07
+    netf_nc: int = 64
+    # --- losses
+    gan_mode: str = "hinge"
+    lambda_gan: float = 1.0
+    lambda_nce: float = 4.0
+    lambda_idt: float = 2.0
+    lambda_aux: float = 1.0
+    common_d_mask: bool = True
+    # --- optimisation
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_f: float = 2e-4
+    max_steps: int = 20000
+    n_steps_constant: int | None = None
+    max_minutes: float | None = None
+    stop_at_step: int | None = None
+    # --- run
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    deterministic: bool = True
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    log_every: int = 10
+    plot: bool = True
+    preset: str | None = None
+
+    # ----------------------------------------------------------------- helpers
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GanConfig":
+        """Build from a dict, rejecting unknown keys (typos must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputDataError(
+                format_error(
+                    "Unknown training setting(s)",
+                    reason=f"{unknown} are not settings; allowed: {sorted(known)}",
+                    fix="check the spelling in the JSON file (use underscores, e.g. 'batch_size')",
+                )
+            )
+        cfg = cls(**{k: v for k, v in data.items()})
+        cfg.validate()
+        return cfg
+
+    def n_constant(self) -> int:
+        """Steps at constant learning rate before the linear decay to zero."""
+        return self.max_steps // 2 if self.n_steps_constant is None else int(self.n_steps_constant)
+
+    def spatial_patch(self) -> tuple[int, ...]:
+        """Patch size per spatial dimension."""
+        return tuple(int(p) for p in self.patch_size)
+
+    def resolved_nce_layers(self) -> list[int]:
+        """Layer indices for PatchNCE (``None`` means the generator's own default)."""
+        return [] if self.nce_layers is None else list(self.nce_layers)
+
+    def validate(self) -> None:
+        """Check every value; raise :class:`InputDataError` naming the offending setting."""
+
+        def bad(name: str, value: Any, allowed: str, fix: str | None = None) -> None:
+            raise InputDataError(
+                format_error(f"Invalid training setting '{name}'", reason=f"got {value!r}; {allowed}", fix=fix)
+            )
+
+        if self.ndim not in (2, 3):
+            bad("ndim", self.ndim, "allowed: 2 or 3")
+        if len(self.patch_size) == 1:
+            self.patch_size = [int(self.patch_size[0])] * self.ndim
+        if len(self.patch_size) != self.ndim:
+            bad("patch_size", self.patch_size, f"need one size or {self.ndim} sizes (one per dimension)")
+        multiple = 2 ** int(self.n_down)
+        for p in self.patch_size:
+            if int(p) < 4 * multiple or int(p) % multiple:
+                bad(
+                    "patch_size",
+                    self.patch_size,
+                    f"each size must be a multiple of {multiple} (2**n_down) and >= {4 * multiple}",
+                    "e.g. 64 in 2D or 32 in 3D",
+                )
+        self.patch_size = [int(p) for p in self.patch_size]
+        for a in self.flip_axes:
+            if not 0 <= int(a) < self.ndim:
+                bad("flip_axes", self.flip_axes, f"axes must be in 0..{self.ndim - 1}")
+        if self.kind_a not in ("convolved", "unconvolved") or self.kind_b not in ("convolved", "unconvolved"):
+            bad("kind_a/kind_b", (self.kind_a, self.kind_b), "allowed: 'convolved' or 'unconvolved'")
+        if self.gan_mode not in ("hinge", "lsgan"):
+            bad("gan_mode", self.gan_mode, "allowed: 'hinge' or 'lsgan'")
+        if self.amp not in ("auto", "on", "off"):
+            bad("amp", self.amp, "allowed: 'auto', 'on', 'off'")
+        if self.device not in ("auto", "cpu", "gpu", "cuda"):
+            bad("device", self.device, "allowed: 'auto', 'cpu', 'gpu'")
+        for name in ("batch_size", "max_steps", "ngf", "n_blocks", "ndf", "n_layers", "num_patches",
+                     "netf_nc", "checkpoint_every", "validate_every", "log_every", "val_samples"):
+            if int(getattr(self, name)) < 1:
+                bad(name, getattr(self, name), "must be >= 1")
+        if self.n_down < 1:
+            bad("n_down", self.n_down, "must be >= 1")
+        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux"):
+            if float(getattr(self, name)) < 0:
+                bad(name, getattr(self, name), "loss weights must be >= 0")
+        if not 0 < self.lr < 1 or not 0 < self.lr_f < 1:
+            bad("lr/lr_f", (self.lr, self.lr_f), "learning rates must lie in (0, 1)")
+        if not 0 <= self.val_fraction < 1:
+            bad("val_fraction", self.val_fraction, "must lie in [0, 1)")
+        if self.n_steps_constant is not None and not 0 <= self.n_steps_constant <= self.max_steps:
+            bad("n_steps_constant", self.n_steps_constant, f"must lie in [0, max_steps={self.max_steps}]")
+        if self.stop_at_step is not None and not 0 < self.stop_at_step <= self.max_steps:
+            bad("stop_at_step", self.stop_at_step, f"must lie in [1, max_steps={self.max_steps}]")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            bad("max_minutes", self.max_minutes, "must be > 0")
+
+
+#: Named presets. The PCSMO ones are sized for training on a 2-core CPU in a few hours; the
+#: networks are small on purpose (see docs/training.md for the reasoning and timings).
+PRESETS: dict[str, dict[str, Any]] = {
+    "pcsmo-2d": {
+        "ndim": 2,
+        "patch_size": [64, 64],
+        # The 240x400 mosaic is a patchwork of (Ei, energy-window) tiles whose order is fixed,
+        # and the resolution ellipsoid tilts with Qh, Qk: no flip is physically neutral.
+        "flip_axes": [],
+        "batch_size": 4,
+        "ngf": 16,
+        "n_blocks": 4,
+        "n_down": 2,
+        "ndf": 16,
+        "n_layers": 3,
+        "num_patches": 64,
+        "netf_nc": 64,
+        "max_steps": 12000,
+        "n_steps_constant": 6000,
+        "checkpoint_every": 500,
+        "validate_every": 500,
+        "log_every": 10,
+        "val_samples": 16,
+    },
+    "pcsmo-3d": {
+        "ndim": 3,
+        "patch_size": [32, 32, 32],
+        # Volumes are [H,0,0] x [0,K,0] x DeltaE: the twinned PCSMO spectrum and MAPS coverage
+        # with c along the beam are symmetric under Qh -> -Qh and Qk -> -Qk; energy is never
+        # flipped (the resolution width grows with energy transfer).
+        "flip_axes": [0, 1],
+        "batch_size": 2,
+        "ngf": 12,
+        "n_blocks": 4,
+        "n_down": 2,
+        "ndf": 12,
+        "n_layers": 2,
+        "num_patches": 64,
+        "netf_nc": 64,
+        "max_steps": 4000,
+        "n_steps_constant": 2000,
+        "checkpoint_every": 250,
+        "validate_every": 250,
+        "log_every": 10,
+        "val_samples": 8,
+    },
+}
+
+
+def preset_names() -> list[str]:
+    """Names accepted by ``--config`` besides JSON file paths."""
+    return sorted(PRESETS)
+
+
+def load_config(spec: str | os.PathLike | None) -> dict[str, Any]:
+    """Settings from a preset name or a JSON file (a dict, possibly partial).
+
+    Parameters
+    ----------
+    spec
+        A name from :data:`PRESETS`, the path of a JSON object file, or ``None``.
+
+    Returns
+    -------
+    dict
+        The settings; a preset also records its name under ``"preset"``.
+    """
+    if spec is None:
+        return {}
+    name = str(spec)
+    if name in PRESETS:
+        return {**PRESETS[name], "preset": name}
+    path = Path(name)
+    if not path.is_file():
+        raise InputDataError(
+            format_error(
+                f"--config '{name}' is neither a preset nor a JSON file",
+                reason=f"presets: {preset_names()}; no file at {path.resolve()}",
+                fix="pass a preset name or the path of a JSON object of settings",
+            )
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputDataError(
+            format_error(f"--config file '{name}' is not valid JSON", reason=str(exc), fix="fix the file")
+        ) from exc
+    if not isinstance(data, dict):
+        raise InputDataError(
+            format_error(f"--config file '{name}' must hold a JSON object", reason=f"got {type(data).__name__}")
+        )
+    base = data.pop("preset", None)
+    if base is not None:
+        return {**load_config(base), **data}
+    return data

@@ -1,0 +1,100 @@
+"""Exp2SimGAN loss terms, every one of them masked.
+
+Masked bins reach no loss: the networks see them as 0 in the signal channel (with 0 in the
+mask channel), generator outputs are multiplied by the valid mask before a discriminator or an
+encoder sees them, and every reduction below is a weighted mean with weight 0 on masked bins
+(for a discriminator's patch map: the fraction of unmasked input bins under each map cell).
+
+Terms (Exp2SimGAN, Digital Discovery 2023, Methods; DCLGAN for PatchNCE):
+
+* GAN: ``hinge`` (the DCLGAN default: D minimises ``relu(1 - D(real)) + relu(1 + D(fake))``,
+  G minimises ``relu(1 - D(fake))``) or ``lsgan`` (``(D(real) - 1)^2 + D(fake)^2``, G
+  ``(D(fake) - 1)^2``), on the discriminator's first output map;
+* auxiliary: MSE of the discriminator's second output map towards 0 for real and 1 for
+  generated patches (for D), and towards 0 on generated patches (for G);
+* identity: masked L1 between ``G(x)`` and ``x`` for ``x`` already in the target domain;
+* PatchNCE: InfoNCE between query patches of the translated image and key patches of its
+  source at the same positions, negatives from other positions of the same image, sampled
+  only where the feature position covers unmasked bins (``models.patchnce.feature_masks``
+  and ``PatchSampleMLP``; assembled in :mod:`mantid_exp2sim.train.gan`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "mask_weights",
+    "masked_mean",
+    "gan_loss_d",
+    "gan_loss_g",
+    "aux_loss",
+    "masked_l1",
+]
+
+
+def mask_weights(valid: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Fraction of unmasked bins under each cell of a coarser map.
+
+    Parameters
+    ----------
+    valid
+        ``(N, 1, *S)`` valid mask (1 = unmasked).
+    size
+        Spatial size of the coarse map (e.g. a discriminator output).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 1, *size)`` weights in [0, 1] (adaptive average pooling of the mask).
+    """
+    size = tuple(int(s) for s in size)
+    v = valid.float()
+    if tuple(v.shape[2:]) == size:
+        return v
+    pool = F.adaptive_avg_pool2d if v.dim() == 4 else F.adaptive_avg_pool3d
+    return pool(v, size)
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum(values * weights) / sum(weights)`` (0 when every weight is 0); float32 result."""
+    v = values.float()
+    w = weights.float().expand_as(v)
+    total = w.sum()
+    return (v * w).sum() / total.clamp_min(1e-12)
+
+
+def gan_loss_d(pred_real: torch.Tensor, pred_fake: torch.Tensor, w_real: torch.Tensor, w_fake: torch.Tensor,
+               mode: str) -> torch.Tensor:
+    """Discriminator GAN loss: mean of the real and the fake terms (masked)."""
+    if mode == "hinge":
+        real = masked_mean(F.relu(1.0 - pred_real.float()), w_real)
+        fake = masked_mean(F.relu(1.0 + pred_fake.float()), w_fake)
+    elif mode == "lsgan":
+        real = masked_mean((pred_real.float() - 1.0) ** 2, w_real)
+        fake = masked_mean(pred_fake.float() ** 2, w_fake)
+    else:
+        raise ValueError(f"gan_mode={mode!r}; allowed: 'hinge', 'lsgan'")
+    return 0.5 * (real + fake)
+
+
+def gan_loss_g(pred_fake: torch.Tensor, w_fake: torch.Tensor, mode: str) -> torch.Tensor:
+    """Generator GAN loss on the discriminator's map of generated patches (masked)."""
+    if mode == "hinge":
+        return masked_mean(F.relu(1.0 - pred_fake.float()), w_fake)
+    if mode == "lsgan":
+        return masked_mean((pred_fake.float() - 1.0) ** 2, w_fake)
+    raise ValueError(f"gan_mode={mode!r}; allowed: 'hinge', 'lsgan'")
+
+
+def aux_loss(aux_map: torch.Tensor, target: float, weights: torch.Tensor) -> torch.Tensor:
+    """Masked MSE of the auxiliary class map towards ``target`` (0 = real, 1 = generated)."""
+    return masked_mean((aux_map.float() - float(target)) ** 2, weights)
+
+
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference over unmasked bins; all of shape ``(N, 1, *S)``."""
+    return masked_mean((prediction.float() - target.float()).abs(), valid)
