@@ -13,6 +13,7 @@ from .engine import (
     model_spec,
     translate,
 )
+from .streaming import translate_file
 from .tiler import TilePlan, plan_tiles, run_tiled
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "plan_tiles",
     "run_tiled",
     "translate",
+    "translate_file",
 ]

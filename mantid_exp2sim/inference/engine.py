@@ -35,18 +35,29 @@ from .tiler import TilePlan, plan_tiles, run_tiled
 __all__ = [
     "ModelSpec",
     "model_spec",
+    "network_dims",
+    "resolve_bundle",
+    "plan_for",
+    "provenance",
+    "resolve_batch_size",
+    "resolve_patch",
     "get_backend",
     "translate",
     "translate_array",
     "encoder_feature_maps",
     "encode_features",
     "default_batch_size",
+    "DEFAULT_PATCH",
     "clear_backend_cache",
 ]
 
 log = logging.getLogger("mantid_exp2sim.inference")
 
 Progress = Callable[[int, int], Any]
+
+#: Tile edge used when the bundle suggests none (``patch.size`` null), per ndim. Inputs up to
+#: this size run as one tile (no halo overhead); see docs/inference.md for the choice.
+DEFAULT_PATCH = {2: 1024, 3: 192}
 
 #: Network-input elements per batch aimed at on a GPU by the default batch size.
 GPU_BATCH_ELEMENTS = 1 << 24
@@ -141,8 +152,8 @@ def model_spec(bundle: Any) -> ModelSpec:
         patch_info = dict(man.get("patch") or {})
         config = dict((man.get("architecture") or {}).get("config") or {})
         multiple = int(patch_info.get("multiple") or 2 ** int(config.get("n_down", 2)))
-        halo = int(getattr(bundle, "halo", None) or patch_info["halo"])
-        size = getattr(bundle, "patch_size", None) or patch_info["size"]
+        halo = int(patch_info["halo"])
+        size = patch_info.get("size") or DEFAULT_PATCH[ndim]
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(
             format_error(
@@ -179,7 +190,8 @@ def model_spec(bundle: Any) -> ModelSpec:
     )
 
 
-def _load(bundle: Any) -> Any:
+def resolve_bundle(bundle: Any) -> Any:
+    """A loaded bundle: ``bundle`` itself, or :func:`~mantid_exp2sim.bundle.load_bundle` of a path."""
     if isinstance(bundle, (str, os.PathLike)):
         from ..bundle import load_bundle
 
@@ -265,6 +277,21 @@ def get_backend(
     return made
 
 
+def resolve_batch_size(batch_size: int | None, plan: TilePlan, spec: ModelSpec, engine: InferenceBackend) -> int:
+    """``batch_size`` checked, or :func:`default_batch_size` when None."""
+    if batch_size is None:
+        return default_batch_size(plan.tile_shape, spec.in_channels, engine.device)
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(
+            format_error(
+                "Invalid batch_size",
+                reason=f"got {batch_size!r}; need a whole number >= 1",
+                fix="leave it unset for the default (1 on the CPU)",
+            )
+        )
+    return int(batch_size)
+
+
 def default_batch_size(tile_shape: Sequence[int], in_channels: int, device: str) -> int:
     """Tiles per network call: 1 on the CPU (threads already fill the cores), else enough
     tiles for about :data:`GPU_BATCH_ELEMENTS` input elements (out-of-memory halves it)."""
@@ -275,29 +302,37 @@ def default_batch_size(tile_shape: Sequence[int], in_channels: int, device: str)
 
 
 # ------------------------------------------------------------------------ checks
-def _squeeze_dims(histo: MDHisto, spec: ModelSpec, bundle_id: str) -> list[int]:
-    """Dimensions the network runs over (size-1 dimensions of a higher-dim input dropped)."""
-    if histo.ndim == spec.ndim:
-        keep = list(range(histo.ndim))
+def network_dims(axes: Sequence[Any], spec: ModelSpec, bundle_id: str) -> list[int]:
+    """Dimensions the network runs over: all of them, or the non-integrated ones of an input
+    with extra size-1 dimensions (those are carried through untouched).
+
+    Raises
+    ------
+    InputDataError
+        When the number of dimensions does not fit the model, or a used dimension has one bin.
+    """
+    axes = list(axes)
+    if len(axes) == spec.ndim:
+        keep = list(range(len(axes)))
     else:
-        keep = histo.non_integrated_dims()
-        if len(keep) != spec.ndim or histo.ndim < spec.ndim:
-            names = ", ".join(f"'{ax.name}' ({ax.bins} bins)" for ax in histo.axes)
+        keep = [i for i, ax in enumerate(axes) if ax.bins > 1]
+        if len(keep) != spec.ndim or len(axes) < spec.ndim:
+            names = ", ".join(f"'{ax.name}' ({ax.bins} bins)" for ax in axes)
             raise InputDataError(
                 format_error(
                     "The input's dimensionality does not match the model",
-                    reason=f"the input has {histo.ndim} dimensions ({names}), {len(histo.non_integrated_dims())} "
+                    reason=f"the input has {len(axes)} dimensions ({names}), {sum(ax.bins > 1 for ax in axes)} "
                     f"of them with more than one bin; bundle '{bundle_id}' translates {spec.ndim}D data",
                     fix=f"bin the data to {spec.ndim} non-integrated dimensions (e.g. with BinMD), "
                     f"or use a {'3D' if spec.ndim == 2 else '2D'} bundle",
                 )
             )
-    small = [i for i in keep if histo.axes[i].bins < 2]
+    small = [i for i in keep if axes[i].bins < 2]
     if small:
         raise InputDataError(
             format_error(
                 "The input has a dimension with a single bin",
-                reason=", ".join(f"'{histo.axes[i].name}' has {histo.axes[i].bins} bin" for i in small)
+                reason=", ".join(f"'{axes[i].name}' has {axes[i].bins} bin" for i in small)
                 + f"; the {spec.ndim}D model needs at least 2 bins along each of its {spec.ndim} dimensions",
                 fix="rebin that dimension into more bins, or integrate it out and use a lower-dimensional model",
             )
@@ -326,9 +361,15 @@ def _check_signal_values(signal: Any) -> None:
         )
 
 
-def _resolve_patch(patch_size: Any, spec: ModelSpec) -> tuple[int, ...]:
+def resolve_patch(patch_size: Any, spec: ModelSpec) -> tuple[int, ...]:
+    """Tile edge per dimension: ``patch_size`` (one value or one per dimension) rounded up to
+    a multiple of the network's ``2**n_down`` (and to its minimum size), or the bundle's."""
+    m = spec.multiple
     if patch_size is None:
-        values = list(spec.patch)
+        # A bundle's suggestion too small for its own halo would fail on large inputs:
+        # grow it so that the kept core is at least half of the tile.
+        smallest = m * math.ceil((2 * spec.halo + m) / m)
+        values = [p if p >= smallest else m * math.ceil(4 * spec.halo / m) for p in spec.patch]
     else:
         values = [patch_size] * spec.ndim if np.ndim(patch_size) == 0 else list(patch_size)
         if len(values) not in (1, spec.ndim):
@@ -351,7 +392,6 @@ def _resolve_patch(patch_size: Any, spec: ModelSpec) -> tuple[int, ...]:
                     fix="leave PatchSize empty for the bundle's default",
                 )
             )
-        m = spec.multiple
         out.append(max(spec.min_size, int(math.ceil(int(v) / m) * m)))
     return tuple(out)
 
@@ -477,19 +517,16 @@ def translate(
                 fix="wrap arrays with MDHisto.from_array(signal)",
             )
         )
-    b = _load(bundle)
+    b = resolve_bundle(bundle)
     spec = model_spec(b)
-    keep = _squeeze_dims(histo, spec, spec.bundle_id)
+    keep = network_dims(histo.axes, spec, spec.bundle_id)
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
     _check_signal_values(signal)
-    patch = _resolve_patch(patch_size, spec)
+    patch = resolve_patch(patch_size, spec)
     scale = float(intensity_scale(signal))
     engine = get_backend(b, backend=backend, device=device, half=half)
     plan = plan_for(signal.shape, spec, patch)
-    if batch_size is None:
-        batch_size = default_batch_size(plan.tile_shape, spec.in_channels, engine.device)
-    elif int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(format_error("Invalid batch_size", reason=f"got {batch_size!r}; need an integer >= 1"))
+    batch_size = resolve_batch_size(batch_size, plan, spec, engine)
     out = np.empty(signal.shape, dtype=np.float64)
     translate_array(
         signal,
@@ -498,7 +535,7 @@ def translate(
         spec,
         scale=scale,
         patch=patch,
-        batch_size=int(batch_size),
+        batch_size=batch_size,
         progress=progress,
     )
     meta = provenance(spec, engine)
@@ -541,9 +578,9 @@ def encoder_feature_maps(
     """
     from ..models.normalisation import intensity_scale, to_network_input
 
-    b = _load(bundle)
+    b = resolve_bundle(bundle)
     spec = model_spec(b)
-    keep = _squeeze_dims(histo, spec, spec.bundle_id)
+    keep = network_dims(histo.axes, spec, spec.bundle_id)
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
     _check_signal_values(signal)
     m = spec.multiple
@@ -580,7 +617,7 @@ def encode_features(
     items = [histos] if isinstance(histos, MDHisto) else list(histos)
     if not items:
         raise InputDataError(format_error("encode_features() got no inputs", fix="pass at least one MDHisto"))
-    b = _load(bundle)
+    b = resolve_bundle(bundle)
     rows = []
     for h in items:
         fmap, valid = encoder_feature_maps(h, b, backend=backend, device=device)

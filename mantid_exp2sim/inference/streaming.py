@@ -1,0 +1,173 @@
+"""translate_file(): file-to-file translation in bounded memory.
+
+The input (SaveMD ``.nxs`` or exp2sim ``.h5``) is never loaded whole: the intensity scale is
+accumulated over slabs, then every tile is read as one hyperslab and every kept core written
+as one slab of the output, which :mod:`mantid_exp2sim.io` fills in a temporary file and moves
+into place only when complete. Peak memory is the tile batch plus the network's activations,
+independent of the input size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+from .backends import InferenceBackend, OOMBackoff
+from .engine import (
+    Progress,
+    resolve_bundle,
+    get_backend,
+    model_spec,
+    network_dims,
+    plan_for,
+    provenance,
+    resolve_batch_size,
+    resolve_patch,
+    translate_array,
+)
+
+__all__ = ["translate_file", "streamed_intensity_scale", "ReaderSource", "WriterSink"]
+
+#: Elements per slab read while accumulating the intensity scale (32 MB of float64).
+SLAB_ELEMENTS = 1 << 22
+
+
+def _full_index(key: Any, keep: Sequence[int], ndim: int) -> tuple[Any, ...]:
+    """Index of the file's dimensions for a key over the network's dimensions ``keep``."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    key = tuple(key) + (slice(None),) * (len(keep) - len(key))
+    full: list[Any] = [0] * ndim  # dropped dimensions have one bin
+    for j, i in enumerate(keep):
+        full[i] = key[j]
+    return tuple(full)
+
+
+class ReaderSource:
+    """Array-like view (``.shape``, ``[slices]``) of a :class:`~mantid_exp2sim.io.HistogramReader`
+    over the dimensions ``keep``; reads return float64 with NaN where masked.
+
+    Attributes
+    ----------
+    reads
+        Number of slab reads so far (each tile is one).
+    """
+
+    def __init__(self, reader: Any, keep: Sequence[int]) -> None:
+        self.reader = reader
+        self.keep = list(keep)
+        self.shape = tuple(reader.shape[i] for i in self.keep)
+        self.ndim = len(self.shape)
+        self.reads = 0
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        self.reads += 1
+        return self.reader.read_signal(_full_index(key, self.keep, self.reader.ndim))
+
+
+class WriterSink:
+    """Writable array-like over a :class:`~mantid_exp2sim.io.HistogramWriter` (signal only)."""
+
+    def __init__(self, writer: Any, keep: Sequence[int]) -> None:
+        self.writer = writer
+        self.keep = list(keep)
+        self.shape = tuple(writer.shape[i] for i in self.keep)
+
+    def __setitem__(self, key: Any, value: np.ndarray) -> None:
+        self.writer.write(_full_index(key, self.keep, len(self.writer.shape)), np.asarray(value), None)
+
+
+def streamed_intensity_scale(source: Any, *, slab_elements: int = SLAB_ELEMENTS) -> float:
+    """RMS over the unmasked bins of an array-like, read in slabs along dimension 0.
+
+    Same value as :func:`mantid_exp2sim.models.normalisation.intensity_scale` (whose
+    accumulator it uses), with memory bounded by ``slab_elements``.
+
+    Raises
+    ------
+    InputDataError
+        When a bin is +-inf or every bin is masked.
+    """
+    from ..models.normalisation import IntensityScaleAccumulator
+
+    shape = tuple(source.shape)
+    row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    step = max(1, int(slab_elements) // max(1, row))
+    acc = IntensityScaleAccumulator()
+    for start in range(0, shape[0], step):
+        acc.update(source[start : start + step])
+    return float(acc.scale)
+
+
+def translate_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    bundle: Any,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+    batch_size: int | None = None,
+    patch_size: int | Sequence[int] | None = None,
+    progress: Progress | None = None,
+    half: bool = False,
+) -> Path:
+    """Translate a histogram file into another, streaming tiles from and to disk.
+
+    Parameters
+    ----------
+    input_path
+        SaveMD ``.nxs`` (as Mantid's SaveMD writes) or exp2sim ``.h5`` histogram.
+    output_path
+        ``.nxs`` (SaveMD layout, loadable with LoadMD) or ``.h5``; written atomically (a
+        temporary file in the same folder, moved into place when complete; nothing is left
+        behind on an error or a cancel). Must differ from ``input_path``.
+    bundle, backend, device, batch_size, patch_size, progress, half
+        As in :func:`mantid_exp2sim.inference.translate`.
+
+    Returns
+    -------
+    pathlib.Path
+        The output path. The output has the input's axes and mask, no errors (SaveMD stores
+        zeros) and the input's metadata plus the provenance keys of ``translate``.
+    """
+    from ..io import create_md_output, open_md_signal
+
+    src_path = Path(input_path).expanduser()
+    dst_path = Path(output_path).expanduser()
+    if src_path.exists() and dst_path.exists() and os.path.samefile(src_path, dst_path):
+        raise InputDataError(
+            format_error(
+                "The output file is the input file",
+                reason=f"both are '{src_path}'",
+                fix="write the translation to a new file",
+            )
+        )
+    b = resolve_bundle(bundle)
+    spec = model_spec(b)
+    patch = resolve_patch(patch_size, spec)
+    with open_md_signal(src_path) as reader:
+        keep = network_dims(reader.axes, spec, spec.bundle_id)
+        source = ReaderSource(reader, keep)
+        scale = streamed_intensity_scale(source)
+        engine = get_backend(b, backend=backend, device=device, half=half)
+        plan = plan_for(source.shape, spec, patch)
+        batch = resolve_batch_size(batch_size, plan, spec, engine)
+        meta = dict(reader.metadata)
+        meta.update(provenance(spec, engine))
+        meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+        with create_md_output(dst_path, reader.axes, metadata=meta, with_errors=False) as writer:
+            translate_array(
+                source,
+                WriterSink(writer, keep),
+                OOMBackoff(engine),
+                spec,
+                scale=scale,
+                patch=patch,
+                batch_size=batch,
+                progress=progress,
+            )
+    return dst_path
