@@ -223,6 +223,11 @@ class Bundle:
         return int(self.manifest["patch"]["multiple"])
 
     @property
+    def min_size(self) -> int:
+        """Smallest spatial axis length the network accepts (``patch.min_size``)."""
+        return int(self.manifest["patch"].get("min_size") or self.multiple)
+
+    @property
     def patch_size(self) -> int | list[int] | None:
         """Suggested tile size (``manifest["patch"]["size"]``; None: whole input)."""
         return self.manifest["patch"]["size"]

@@ -78,6 +78,7 @@ RMS_NORMALISATION = {
     "scale": "sqrt(mean(x**2)) over the unmasked (non-NaN) bins of the whole input",
     "input_channels": ["signal / scale, NaN -> 0", "valid mask (1 unmasked, 0 masked)"],
     "output": "y * scale, NaN at masked input bins",
+    "pad_mode": "replicate",
 }
 
 
@@ -103,13 +104,15 @@ def make_manifest(
     *,
     kind: str,
     task: str,
-    ndim: int,
-    architecture: Mapping[str, Any],
-    halo: int,
-    multiple: int,
+    model: Any = None,
+    ndim: int | None = None,
+    architecture: Mapping[str, Any] | None = None,
+    halo: int | None = None,
+    multiple: int | None = None,
+    min_size: int | None = None,
     patch_size: int | Sequence[int] | None = None,
-    in_channels: int = 2,
-    out_channels: int = 1,
+    in_channels: int | None = None,
+    out_channels: int | None = None,
     direction: str | None = None,
     normalisation: Mapping[str, Any] | None = None,
     expected_axes: Any = None,
@@ -129,14 +132,24 @@ def make_manifest(
     ----------
     kind, task, direction
         See :data:`KINDS`, :data:`TASKS`, :data:`DIRECTIONS` (direction: generators only).
+    model
+        Optional network to describe (duck-typed, no torch import): fills ``architecture``
+        from ``model.architecture()``, ``ndim``/``in_channels``/``out_channels`` from its
+        attributes, ``halo`` from ``model.receptive_field_radius()``, ``multiple`` from
+        ``model.spatial_multiple`` and ``min_size`` from ``model.min_spatial_size()`` when
+        it has them. Explicit arguments win.
     ndim
         2 or 3.
     architecture
         ``{"name": <registered builder>, "config": <constructor kwargs>}``, e.g.
         ``generator.architecture()``.
-    halo, multiple, patch_size
-        Tiling: the receptive-field radius in bins, the spatial multiple inputs and tile
-        offsets must respect, and the suggested tile size (None: whole input).
+    halo, multiple, min_size, patch_size
+        Tiling: the receptive-field radius in bins (0 for whole-input models), the spatial
+        multiple inputs and tile offsets must respect (default 1), the smallest axis length
+        the network accepts (default ``multiple``) and the suggested tile size (None: whole
+        input).
+    in_channels, out_channels
+        Network channels (default 2 and 1).
     normalisation
         Defaults to :data:`RMS_NORMALISATION`.
     expected_axes, layout, classes, thresholds, domain, training, validation
@@ -153,6 +166,34 @@ def make_manifest(
     dict
         Manifest without ``schema_version`` and ``parts`` (added by ``write_bundle``).
     """
+    if model is not None:
+        if architecture is None and hasattr(model, "architecture"):
+            architecture = model.architecture()
+        if ndim is None:
+            ndim = getattr(model, "ndim", None)
+        if in_channels is None:
+            in_channels = getattr(model, "in_channels", None)
+        if out_channels is None:
+            out_channels = getattr(model, "out_channels", None)
+        if halo is None and hasattr(model, "receptive_field_radius"):
+            halo = model.receptive_field_radius()
+        if multiple is None and hasattr(model, "spatial_multiple"):
+            multiple = model.spatial_multiple
+        if min_size is None and hasattr(model, "min_spatial_size"):
+            min_size = model.min_spatial_size()
+    if architecture is None or ndim is None:
+        raise BundleError(
+            format_error(
+                "make_manifest needs the architecture and ndim",
+                reason=f"architecture={architecture!r}, ndim={ndim!r}",
+                fix="pass model=<network with architecture()> or both arguments",
+            )
+        )
+    in_channels = 2 if in_channels is None else in_channels
+    out_channels = 1 if out_channels is None else out_channels
+    halo = 0 if halo is None else halo
+    multiple = 1 if multiple is None else multiple
+    min_size = multiple if min_size is None else min_size
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     if command is None:
         command = list(sys.argv)
@@ -174,6 +215,7 @@ def make_manifest(
             "size": patch_size if patch_size is None or isinstance(patch_size, int) else list(patch_size),
             "halo": int(halo),
             "multiple": int(multiple),
+            "min_size": int(min_size),
         },
         "expected_axes": expected_axes,
         "layout": layout,

@@ -91,6 +91,10 @@ class PatchDiscriminator(nn.Module):
         return {"ndim": self.ndim, "in_channels": self.in_channels, "ndf": self.ndf,
                 "n_layers": self.n_layers, "norm": self.norm}
 
+    def architecture(self) -> dict[str, Any]:
+        """``{"name": "PatchDiscriminator", "config": config()}`` (bundle manifest entry)."""
+        return {"name": "PatchDiscriminator", "config": self.config()}
+
     def output_size(self, n: int) -> int:
         """Patch-map length along an axis of ``n`` input bins."""
         for _ in range(self.n_layers):

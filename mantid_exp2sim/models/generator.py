@@ -7,7 +7,7 @@ Layout (``n_down = 2``, ``n_blocks = 6``, channels for ``ngf = 32``)::
     down 1    3x3 conv stride 2, 32->64, act            (S/2)        feature id 1
     down 2    3x3 conv stride 2, 64->128, act           (S/4)        feature id 2
     block b   x + alpha_b * conv3(act(conv3(x))), 128   (S/4)        feature id 2 + b
-    up 1, 2   nearest x2, 3x3 conv, act (128->64->32)
+    up 1, 2   nearest x2, 3x3 conv, act (128->64->32), + down-1 / stem output (long skips)
     head      kxk conv 32->1, linear
     output    input[:, :1] + head(...)                  (N, 1, *S)
 
@@ -90,6 +90,12 @@ class ResnetGenerator(nn.Module):
         ``"leaky_relu"`` (default), ``"relu"`` or ``"silu"``.
     global_skip
         Add the input's signal channels to the output (default True).
+    long_skips
+        Add each encoder feature map (stem, down stages) to the decoder map of the same
+        resolution (default True): the parameter-free skips give fine detail a
+        full-resolution path instead of forcing it through the bottleneck; in a test
+        learning a blur on white noise they cut the loss 5x in 60 steps where the plain
+        ResNet made no progress. They do not change the receptive field.
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class ResnetGenerator(nn.Module):
         padding_mode: str = "reflect",
         activation: str = "leaky_relu",
         global_skip: bool = True,
+        long_skips: bool = True,
     ) -> None:
         super().__init__()
         self.ndim = check_ndim(ndim)
@@ -154,6 +161,7 @@ class ResnetGenerator(nn.Module):
         self.padding_mode = padding_mode
         self.activation = activation
         self.global_skip = bool(global_skip)
+        self.long_skips = bool(long_skips)
 
         kw = dict(padding_mode=padding_mode, activation=activation)
         self.stem = ConvAct(ndim, in_channels, ngf, stem_kernel, **kw)
@@ -201,6 +209,7 @@ class ResnetGenerator(nn.Module):
             "padding_mode": self.padding_mode,
             "activation": self.activation,
             "global_skip": self.global_skip,
+            "long_skips": self.long_skips,
         }
 
     def architecture(self) -> dict[str, Any]:
@@ -252,6 +261,31 @@ class ResnetGenerator(nn.Module):
             lo, hi = receptive_interval(geo, j)
             radius = max(radius, j - lo, hi - j)
         return int(radius)
+
+    def flops_per_bin(self) -> float:
+        """Forward FLOPs per output bin (2 per multiply-add, convolutions only).
+
+        Each convolution costs ``2 * c_in * c_out * kernel**ndim`` per bin of its output, whose
+        resolution is ``1 / stride_total**ndim`` of the input's.
+        """
+        total = 0.0
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                total += 2.0 * m.in_channels * m.out_channels * math.prod(m.kernel_size) / (
+                    self._resolution_of(m) ** self.ndim
+                )
+        return total
+
+    def _resolution_of(self, conv: nn.Module) -> int:
+        if conv is self.stem[0] or conv is self.head:
+            return 1
+        for i, d in enumerate(self.down):
+            if conv is d[0]:
+                return 2 ** (i + 1)
+        for i, u in enumerate(self.up):
+            if conv is u[1]:
+                return 2 ** (self.n_down - i - 1)
+        return 2**self.n_down  # residual blocks
 
     # ----------------------------------------------------------------- features
     @property
@@ -371,9 +405,12 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``(N, in_channels, *S)`` to ``(N, out_channels, *S)``."""
         self._check_input(x)
-        h, _ = self._trunk(x, None, self.n_down + self.n_blocks)
-        for u in self.up:
+        keep = set(range(self.n_down)) if self.long_skips else None
+        h, feats = self._trunk(x, keep, self.n_down + self.n_blocks)
+        for i, u in enumerate(self.up):
             h = u(h)
+            if keep is not None:
+                h = h + feats[self.n_down - 1 - i]
         y = self.head(h)
         if self.global_skip:
             y = y + x[:, : self.out_channels]
