@@ -1,0 +1,666 @@
+"""Linear spin-wave theory (LSWT) for commensurate ordered magnets, vectorised over Q.
+
+Hamiltonian and conventions
+---------------------------
+For a magnetic cell with lattice vectors ``a1, a2, a3`` (rows of ``lattice``, Angstrom)
+and ``N`` sites at fractional positions ``x_i`` (Cartesian ``r_i = x_i @ lattice``)::
+
+    H = sum_bonds  S_i . J_b . S_j   +   sum_i  S_i . A_i . S_i
+
+* every bond ``(i, j, n)`` joins site ``i`` in cell ``R`` to site ``j`` in cell
+  ``R + n`` (``n`` integer) and is listed **once**; ``J_b`` is a 3x3 real matrix
+  (``J * identity`` for Heisenberg). **J > 0 is antiferromagnetic** (SpinW's sign).
+* ``A_i`` is a 3x3 real symmetric single-ion anisotropy, e.g. ``D diag(0, 0, 1)``: a
+  hard c axis for ``D > 0``.
+* Spins are classical vectors ``S_i e_i`` of length ``S_i`` in the ordered state;
+  every site gets a local frame ``(x_i, y_i, e_i)`` and Holstein-Primakoff bosons to
+  quadratic order (Toth & Lake, J. Phys.: Condens. Matter 27, 166002 (2015)). Any
+  commensurate structure given in its magnetic cell works, collinear or not, as
+  long as it is a classical energy minimum (otherwise the quadratic form is not
+  positive and :class:`UnstableGroundStateError` is raised).
+
+Fourier convention: bosons are transformed with the **cell translations only**,
+``a_{i,R} = N_c^{-1/2} sum_k exp(i k.R) a_{i,k}``, so the 2N x 2N Hamiltonian
+``h(k)`` depends on ``k`` only through ``k . (n @ lattice)`` for the bond offsets
+``n``. It is therefore periodic in the reciprocal lattice of the magnetic cell and
+independent of ``k`` along any direction perpendicular to all bond vectors (e.g.
+``L`` for a bilayer without couplings between bilayers). The site positions enter
+only the neutron structure factor, so the eigenvectors of one ``k`` serve every
+``Q = k + delta`` with ``delta . (n @ lattice) in 2 pi Z`` for all bonds
+(:meth:`Modes.intensities`).
+
+Diagonalisation: Colpa's method (J. H. P. Colpa, Physica A 93, 327 (1978)):
+``h = K^H K`` (Cholesky), eigen-decomposition of ``K g K^H``,
+``T = K^-1 U sqrt(g L)``. Where ``h`` is only positive semi-definite (Goldstone
+modes) the Cholesky factorisation fails and, like SpinW's ``omega_tol``, a shift
+``goldstone_shift * max(1, max|h|)`` (default 1e-9 relative) is added to the
+diagonal of that Q point only; the Goldstone energies then come out at about
+``sqrt(2 * shift * h_ii)`` instead of 0 (of order 1e-4 of the band width).
+
+Neutron intensity (T = 0, one-magnon creation, per magnetic site)::
+
+    I_n(Q) = (1/N) sum_ab (delta_ab - Qa Qb / Q^2) conj(Z_n^a) Z_n^b
+    Z_n^a  = sum_i F_i(|Q|) sqrt(S_i / 2) exp(-i Q.r_i)
+                   (conj(u_i^a) T_{i,n} + u_i^a T_{N+i,n}),   u_i = x_i + i y_i
+
+i.e. the weight of the delta function ``delta(E - E_n(Q))`` in
+``S_perp(Q, E) = (1/N) sum_ab (delta_ab - Q^_a Q^_b) S^ab(Q, E)`` (spin units,
+hbar = 1), including ``|F(Q)|^2`` (each site's own ion) and nothing else: no
+``(gamma r0 / 2)^2``, no ``g^2/4``, no ``k_f/k_i``, no Debye-Waller or Bose factor.
+With this normalisation a ferromagnet of spin S has ``sum_n I_n = S`` for ``Q``
+along the moments and ``S/2`` for ``Q`` perpendicular to them, and equivalent
+choices of the magnetic cell give identical intensities. At ``|Q| = 0`` the
+polarisation factor is taken as ``delta_ab``.
+
+Group velocities follow from Hellmann-Feynman for the bosonic problem,
+``dE_n/dk = T_n^H (dh/dk) T_n`` (see :func:`group_velocities`); within exactly
+degenerate modes they are the diagonal of the perturbation in the basis the
+eigensolver returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+from .formfactor import canonical_ion, form_factor
+
+__all__ = [
+    "MagneticSite",
+    "Coupling",
+    "SingleIonAnisotropy",
+    "SpinSystem",
+    "Modes",
+    "UnstableGroundStateError",
+    "diagonalise",
+    "spectrum",
+    "group_velocities",
+    "DEFAULT_GOLDSTONE_SHIFT",
+]
+
+#: Relative diagonal shift added where Cholesky fails on a semi-definite ``h(k)``.
+DEFAULT_GOLDSTONE_SHIFT = 1e-9
+
+_BATCH = 512
+
+
+class UnstableGroundStateError(InputDataError):
+    """The assumed ordered state is not a (local) classical energy minimum."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class MagneticSite:
+    """One magnetic site of the magnetic cell.
+
+    Parameters
+    ----------
+    position
+        Fractional coordinates in the magnetic cell (3,).
+    spin
+        Spin length S > 0.
+    direction
+        Ordered-moment direction, Cartesian (3,); normalised on construction.
+    ion
+        Form-factor ion (e.g. ``"Mn3+"``) or None for F = 1.
+    label
+        Free text (e.g. ``"Mn4-up"``).
+    """
+
+    position: tuple[float, float, float]
+    spin: float
+    direction: tuple[float, float, float]
+    ion: str | None = None
+    label: str = ""
+
+    def __post_init__(self):
+        pos = np.asarray(self.position, dtype=float)
+        if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+            raise InputDataError(format_error(
+                f"MagneticSite {self.label!r}: position must be 3 finite numbers",
+                reason=f"got {self.position!r}", fix="give fractional (x, y, z)"))
+        if not (np.isfinite(self.spin) and self.spin > 0):
+            raise InputDataError(format_error(
+                f"MagneticSite {self.label!r}: spin length must be > 0",
+                reason=f"got S = {self.spin!r}", fix="use a positive spin length such as 5/2"))
+        d = np.asarray(self.direction, dtype=float)
+        nrm = np.linalg.norm(d) if d.shape == (3,) else np.nan
+        if not (np.isfinite(nrm) and nrm > 0):
+            raise InputDataError(format_error(
+                f"MagneticSite {self.label!r}: direction must be a non-zero 3-vector",
+                reason=f"got {self.direction!r}", fix="give the moment direction, e.g. (0, 1, 0)"))
+        object.__setattr__(self, "position", tuple(float(v) for v in pos))
+        object.__setattr__(self, "direction", tuple(float(v) for v in d / nrm))
+        object.__setattr__(self, "spin", float(self.spin))
+        if self.ion is not None:
+            object.__setattr__(self, "ion", canonical_ion(self.ion))
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """A bond from site ``i`` (cell 0) to site ``j`` in cell ``offset``, listed once.
+
+    ``J`` is a scalar (Heisenberg, meV, > 0 antiferromagnetic) or a 3x3 matrix.
+    """
+
+    i: int
+    j: int
+    offset: tuple[int, int, int]
+    J: float | np.ndarray
+    label: str = ""
+
+    def matrix(self) -> np.ndarray:
+        """The 3x3 exchange matrix in meV."""
+        J = np.asarray(self.J, dtype=float)
+        return J * np.eye(3) if J.ndim == 0 else J
+
+
+@dataclass(frozen=True)
+class SingleIonAnisotropy:
+    """Single-ion term ``S_i . matrix . S_i`` (meV) on site ``site``."""
+
+    site: int
+    matrix: np.ndarray
+
+
+@dataclass(frozen=True)
+class SpinSystem:
+    """Magnetic cell, ordered structure and Hamiltonian of one spin model.
+
+    Parameters
+    ----------
+    lattice
+        (3, 3) magnetic-cell vectors as rows, Cartesian, Angstrom.
+    sites
+        The N magnetic sites.
+    couplings
+        Bonds, each listed once (self-bonds ``i == j`` need a non-zero offset).
+    anisotropies
+        Optional single-ion terms.
+    """
+
+    lattice: np.ndarray
+    sites: tuple[MagneticSite, ...]
+    couplings: tuple[Coupling, ...]
+    anisotropies: tuple[SingleIonAnisotropy, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        lat = np.asarray(self.lattice, dtype=float)
+        if lat.shape != (3, 3) or not np.all(np.isfinite(lat)) or abs(np.linalg.det(lat)) < 1e-12:
+            raise InputDataError(format_error(
+                "SpinSystem.lattice must be a non-singular (3, 3) matrix of cell vectors",
+                reason=f"got {self.lattice!r}", fix="give the three cell vectors as rows in Angstrom"))
+        object.__setattr__(self, "lattice", lat)
+        object.__setattr__(self, "sites", tuple(self.sites))
+        object.__setattr__(self, "couplings", tuple(self.couplings))
+        object.__setattr__(self, "anisotropies", tuple(self.anisotropies))
+        n = len(self.sites)
+        if n == 0:
+            raise InputDataError(format_error(
+                "SpinSystem.sites is empty", reason="at least one magnetic site is needed",
+                fix="add MagneticSite entries"))
+        if len(self.couplings) == 0:
+            raise InputDataError(format_error(
+                "SpinSystem.couplings is empty",
+                reason="a spin-wave spectrum needs at least one exchange bond",
+                fix="add Coupling entries (J > 0 antiferromagnetic)"))
+        for c in self.couplings:
+            if not (0 <= c.i < n and 0 <= c.j < n):
+                raise InputDataError(format_error(
+                    f"Coupling {c.label!r} refers to a site that does not exist",
+                    reason=f"i = {c.i}, j = {c.j} but there are {n} sites", fix="use site indices 0..N-1"))
+            if c.i == c.j and not any(c.offset):
+                raise InputDataError(format_error(
+                    f"Coupling {c.label!r} joins site {c.i} to itself in the same cell",
+                    reason="offset (0, 0, 0)", fix="use SingleIonAnisotropy for on-site terms"))
+            m = c.matrix()
+            if m.shape != (3, 3) or not np.all(np.isfinite(m)):
+                raise InputDataError(format_error(
+                    f"Coupling {c.label!r}: J must be a finite scalar or 3x3 matrix",
+                    reason=f"got {c.J!r}", fix="give J in meV"))
+        for a in self.anisotropies:
+            m = np.asarray(a.matrix, dtype=float)
+            if not (0 <= a.site < n) or m.shape != (3, 3) or not np.all(np.isfinite(m)):
+                raise InputDataError(format_error(
+                    "SingleIonAnisotropy must name an existing site and hold a finite 3x3 matrix",
+                    reason=f"site {a.site}, matrix {a.matrix!r}", fix="check the anisotropy list"))
+
+    @property
+    def n_sites(self) -> int:
+        """Number N of magnetic sites (= number of modes)."""
+        return len(self.sites)
+
+    def positions_cartesian(self) -> np.ndarray:
+        """(N, 3) site positions in Angstrom."""
+        return np.array([s.position for s in self.sites]) @ self.lattice
+
+    def bond_vectors(self) -> np.ndarray:
+        """(n_bonds, 3) Cartesian bond vectors ``r_j + n @ lattice - r_i`` in Angstrom."""
+        r = self.positions_cartesian()
+        return np.array([r[c.j] + np.asarray(c.offset) @ self.lattice - r[c.i] for c in self.couplings])
+
+    def reciprocal_lattice(self) -> np.ndarray:
+        """(3, 3) reciprocal vectors as rows, 2 pi included (1/Angstrom)."""
+        return 2.0 * np.pi * np.linalg.inv(self.lattice).T
+
+
+# ----------------------------------------------------------------- compilation
+
+
+def _local_frames(directions: np.ndarray, anisotropy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """u = x' + i y' and e for each site: a right-handed frame (x', y', e).
+
+    For collinear structures every site gets the same x' (chosen along a principal
+    axis of the summed anisotropy in the plane perpendicular to the moments), so
+    that for symmetric exchange all Hamiltonian coefficients are real and the fast
+    N x N diagonalisation applies.
+    """
+    e = directions
+    e0 = e[0]
+    if np.all(np.abs(np.abs(e @ e0) - 1.0) < 1e-10):
+        proj = np.eye(3) - np.outer(e0, e0)
+        m = proj @ anisotropy @ proj
+        w, v = np.linalg.eigh(m)
+        # eigenvectors of m perpendicular to e0 (one of the three is e0 itself)
+        cand = [v[:, k] for k in np.argsort(-np.abs(w)) if abs(v[:, k] @ e0) < 0.5]
+        if np.max(np.abs(m)) > 0 and cand:
+            x0 = cand[0]
+        else:
+            ref = np.eye(3)[np.argmin(np.abs(e0))]
+            x0 = np.cross(ref, e0)
+        x0 = x0 - (x0 @ e0) * e0
+        x = np.broadcast_to(x0 / np.linalg.norm(x0), e.shape)
+    else:
+        ref = np.eye(3)[np.argmin(np.abs(e), axis=1)]
+        x = np.cross(ref, e)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.cross(e, x)
+    return x + 1j * y, e
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    offsets: np.ndarray  # (n_d, 3) Cartesian translation vectors, Angstrom
+    coeffs: np.ndarray  # (n_d, 2N, 2N) complex: h(k) = sum_d coeffs[d] exp(i k.offsets[d])
+    u: np.ndarray  # (N, 3) complex
+    spins: np.ndarray  # (N,)
+    positions: np.ndarray  # (N, 3) Cartesian
+    ions: tuple[str | None, ...]
+    cell_translations: np.ndarray  # (n_t, 3) Cartesian translations h depends on
+    real: bool  # all coefficients real: h = [[A, B], [B, A]] with A, B Hermitian
+    blocks: np.ndarray  # (n_d, 2, N, N) real coefficients of A and B (fast path)
+
+
+def _compile(system: SpinSystem) -> _Compiled:
+    n = system.n_sites
+    dirs = np.array([s.direction for s in system.sites])
+    aniso_sum = np.zeros((3, 3))
+    for a in system.anisotropies:
+        aniso_sum += np.abs(0.5 * (np.asarray(a.matrix, float) + np.asarray(a.matrix, float).T))
+    u, e = _local_frames(dirs, aniso_sum)
+    S = np.array([s.spin for s in system.sites])
+    terms: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def block(off) -> np.ndarray:
+        key = tuple(int(v) for v in off)
+        if key not in terms:
+            terms[key] = np.zeros((2 * n, 2 * n), dtype=complex)
+        return terms[key]
+
+    zero = block((0, 0, 0))
+    for c in system.couplings:
+        i, j, J = c.i, c.j, c.matrix()
+        d = np.asarray(c.offset, dtype=int)
+        pref = 0.5 * np.sqrt(S[i] * S[j])
+        c1 = pref * (u[i] @ J @ u[j].conj())
+        c3 = pref * (u[i] @ J @ u[j])
+        zz = e[i] @ J @ e[j]
+        plus, minus = block(d), block(-d)
+        plus[i, j] += c1
+        minus[j, i] += np.conj(c1)
+        minus[n + j, n + i] += c1
+        plus[n + i, n + j] += np.conj(c1)
+        plus[i, n + j] += c3
+        minus[j, n + i] += c3
+        minus[n + j, i] += np.conj(c3)
+        plus[n + i, j] += np.conj(c3)
+        zero[i, i] -= S[j] * zz
+        zero[n + i, n + i] -= S[j] * zz
+        zero[j, j] -= S[i] * zz
+        zero[n + j, n + j] -= S[i] * zz
+    for a in system.anisotropies:
+        i = a.site
+        M = np.asarray(a.matrix, dtype=float)
+        M = 0.5 * (M + M.T)
+        x, y = u[i].real, u[i].imag
+        diag = S[i] * (x @ M @ x + y @ M @ y) - 2.0 * S[i] * (e[i] @ M @ e[i])
+        anom = S[i] * (u[i] @ M @ u[i])
+        zero[i, i] += diag
+        zero[n + i, n + i] += diag
+        zero[i, n + i] += anom
+        zero[n + i, i] += np.conj(anom)
+    keys = sorted(terms)
+    offs = np.array(keys, dtype=float) @ system.lattice
+    coeffs = np.stack([terms[k] for k in keys])
+    nonzero = [k for k in keys if any(k)]
+    trans = np.array(nonzero, dtype=float).reshape(-1, 3) @ system.lattice
+    scale = max(1.0, float(np.max(np.abs(coeffs))))
+    real = bool(np.max(np.abs(coeffs.imag)) <= 1e-12 * scale)
+    blocks = np.stack([coeffs[:, :n, :n].real, coeffs[:, :n, n:].real], axis=1)
+    return _Compiled(offs, coeffs, u, S, system.positions_cartesian(),
+                     tuple(s.ion for s in system.sites), trans, real, blocks)
+
+
+def _as_q(q, name="q") -> np.ndarray:
+    q = np.asarray(q, dtype=float)
+    if q.ndim == 1 and q.shape == (3,):
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != 3 or not np.all(np.isfinite(q)):
+        raise InputDataError(format_error(
+            f"{name} must be an (n, 3) array of finite Cartesian wave vectors",
+            reason=f"got shape {np.shape(q)}", fix="pass Q in 1/Angstrom as an (n, 3) array"))
+    return q
+
+
+def _hamiltonian(comp: _Compiled, k: np.ndarray) -> np.ndarray:
+    phase = np.exp(1j * (k @ comp.offsets.T))  # (n, n_d)
+    m = comp.coeffs.shape[1]
+    h = (phase @ comp.coeffs.reshape(len(comp.offsets), m * m)).reshape(-1, m, m)
+    return 0.5 * (h + np.conj(np.swapaxes(h, 1, 2)))
+
+
+# --------------------------------------------------------------- diagonalisation
+
+
+@dataclass
+class Modes:
+    """Spin-wave modes at a set of wave vectors (one diagonalisation, many intensities).
+
+    Attributes
+    ----------
+    q
+        (n, 3) Cartesian wave vectors (1/Angstrom) at which ``h`` was diagonalised.
+    energies
+        (n, N) mode energies in meV, ascending per row.
+    vectors
+        (n, 2N, N) columns of the paraunitary Colpa matrix ``T`` for the N
+        positive-energy modes (normalised ``T_n^H g T_n = 1``).
+    """
+
+    q: np.ndarray
+    energies: np.ndarray
+    vectors: np.ndarray
+    _comp: _Compiled = field(repr=False)
+
+    @property
+    def n_modes(self) -> int:
+        return self.energies.shape[1]
+
+    def intensities(self, q_eval: np.ndarray | None = None, *, check: bool = True) -> np.ndarray:
+        """Neutron intensities ``I_n(Q)`` of the modes (see the module docstring).
+
+        Parameters
+        ----------
+        q_eval
+            Cartesian Q (1/Angstrom) at which to evaluate the structure factor:
+            None (the diagonalisation ``q``), shape (n, 3) (one Q per point) or
+            (n, N, 3) (one Q per point and mode, e.g. a kinematic L per mode). Each
+            must differ from ``q`` only by a vector ``delta`` with
+            ``delta . t in 2 pi Z`` for every bond translation ``t`` (e.g. any
+            ``L`` for a bilayer, or a reciprocal-lattice vector).
+        check
+            Verify that condition (cheap); raise :class:`InputDataError` if violated.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n, N) intensities, spin units per magnetic site (with ``|F|^2``).
+        """
+        n, nm = self.energies.shape
+        if q_eval is None:
+            qe = np.broadcast_to(self.q[:, None, :], (n, nm, 3))
+        else:
+            qe = np.asarray(q_eval, dtype=float)
+            if qe.shape == (n, 3):
+                qe = np.broadcast_to(qe[:, None, :], (n, nm, 3))
+            if qe.shape != (n, nm, 3) or not np.all(np.isfinite(qe)):
+                raise InputDataError(format_error(
+                    "q_eval has the wrong shape or is not finite",
+                    reason=f"got {np.shape(q_eval)}, expected ({n}, 3) or ({n}, {nm}, 3)",
+                    fix="give one Cartesian Q per diagonalised point (or per point and mode)"))
+            if check and len(self._comp.cell_translations):
+                delta = qe - self.q[:, None, :]
+                ph = delta @ self._comp.cell_translations.T / (2 * np.pi)
+                bad = np.abs(ph - np.round(ph)) > 1e-6
+                if np.any(bad):
+                    idx = np.argwhere(bad)[0]
+                    raise InputDataError(format_error(
+                        "q_eval is not equivalent to the diagonalised q for this Hamiltonian",
+                        reason=(f"point {idx[0]}: Q - q = {delta[idx[0], idx[1]]} changes the bond "
+                                "phases; h(k) depends on that component"),
+                        fix="diagonalise at the new q instead (only components along which no "
+                            "bond has a translation may differ)"))
+        return _intensities(self._comp, self.vectors, qe)
+
+    def velocities(self) -> np.ndarray:
+        """(n, N, 3) group velocities ``dE_n/dk`` in meV Angstrom (Cartesian)."""
+        return _velocities(self._comp, self.vectors, self.q)
+
+
+def _intensities(comp: _Compiled, T: np.ndarray, qe: np.ndarray) -> np.ndarray:
+    n, nm, _ = qe.shape
+    N = comp.u.shape[0]
+    qn = np.linalg.norm(qe, axis=-1)  # (n, nm)
+    amp = np.sqrt(comp.spins / 2.0)[None, None, :] * np.exp(-1j * (qe @ comp.positions.T))  # (n, nm, N)
+    if any(ion is not None for ion in comp.ions):
+        ff = np.ones(qn.shape + (N,))
+        for ion in set(i for i in comp.ions if i is not None):
+            cols = [k for k, i in enumerate(comp.ions) if i == ion]
+            ff[..., cols] = form_factor(ion, qn)[..., None]
+        amp = amp * ff
+    # X[q, i, m, a] = conj(u_i^a) T_{i,m} + u_i^a T_{N+i,m};  Z[q, m, a] = sum_i amp[q, m, i] X[q, i, m, a]
+    X = (T[:, :N, :, None] * comp.u.conj()[None, :, None, :]
+         + T[:, N:, :, None] * comp.u[None, :, None, :])
+    Z = np.einsum("qmi,qima->qma", amp, X)  # (n, nm, 3)
+    tot = np.sum(np.abs(Z) ** 2, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        qhat = np.where(qn[..., None] > 0, qe / np.where(qn > 0, qn, 1.0)[..., None], 0.0)
+    par = np.abs(np.sum(qhat * Z, axis=-1)) ** 2
+    return np.maximum(tot - par, 0.0) / N
+
+
+def _velocities(comp: _Compiled, T: np.ndarray, q: np.ndarray) -> np.ndarray:
+    phase = np.exp(1j * (q @ comp.offsets.T))  # (n, n_d)
+    m = comp.coeffs.shape[1]
+    flat = comp.coeffs.reshape(len(comp.offsets), m * m)
+    out = np.empty(T.shape[:1] + (T.shape[2], 3))
+    for a in range(3):
+        dh = ((1j * comp.offsets[:, a])[None, :] * phase) @ flat
+        dh = dh.reshape(-1, m, m)
+        dh = 0.5 * (dh + np.conj(np.swapaxes(dh, 1, 2)))
+        out[..., a] = np.real(np.einsum("qpn,qpr,qrn->qn", T.conj(), dh, T, optimize=True))
+    return out
+
+
+def _cholesky_with_shift(h: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors; shift the diagonal only where plain Cholesky fails.
+
+    Returns the factors and a bool array marking points that failed even with the
+    shift (not positive semi-definite: unstable ground state).
+    """
+    try:
+        return np.linalg.cholesky(h), np.zeros(len(h), dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    L = np.zeros_like(h)
+    failed = np.zeros(len(h), dtype=bool)
+    eye = np.eye(h.shape[1])
+    for k in range(len(h)):
+        try:
+            L[k] = np.linalg.cholesky(h[k])
+            continue
+        except np.linalg.LinAlgError:
+            if shift <= 0:
+                failed[k] = True
+                L[k] = eye
+                continue
+        scale = max(1.0, float(np.max(np.abs(h[k]))))
+        try:
+            L[k] = np.linalg.cholesky(h[k] + shift * scale * eye)
+        except np.linalg.LinAlgError:
+            failed[k] = True
+            L[k] = eye
+    return L, failed
+
+
+def _diag_colpa(comp: _Compiled, q: np.ndarray, shift: float):
+    """General path: Colpa on the full 2N x 2N matrix."""
+    N = comp.u.shape[0]
+    g = np.concatenate([np.ones(N), -np.ones(N)])
+    h = _hamiltonian(comp, q)
+    L, failed = _cholesky_with_shift(h, shift)
+    K = np.conj(np.swapaxes(L, 1, 2))  # upper, h = K^H K
+    W = (K * g[None, None, :]) @ L  # K g K^H
+    W = 0.5 * (W + np.conj(np.swapaxes(W, 1, 2)))
+    lam, U = np.linalg.eigh(W)  # ascending: N negative, then N positive
+    lam_p = lam[:, N:]
+    failed |= lam_p[:, 0] < 0
+    rhs = U[:, :, N:] * np.sqrt(np.maximum(lam_p, 0.0))[:, None, :]
+    T = np.linalg.solve(K, rhs)
+    return lam_p, T, failed
+
+
+def _diag_real(comp: _Compiled, q: np.ndarray, shift: float):
+    """Fast path for real coefficients, h = [[A, B], [B, A]] with A, B Hermitian.
+
+    With P = [[I, I], [I, -I]] / sqrt(2), ``P h P = diag(A + B, A - B)`` and the
+    bosonic eigenproblem reduces to ``(A - B)(A + B) y = w^2 y``. With
+    ``A + B = L L^H`` the energies are the square roots of the eigenvalues of the
+    N x N Hermitian ``L^H (A - B) L`` (eigenvectors z), and the Colpa vectors are
+    ``T = P [y1; y2]``, ``y1 = sqrt(w/2) L^-H z``, ``y2 = L z / sqrt(2 w)``.
+    """
+    N = comp.u.shape[0]
+    phase = np.exp(1j * (q @ comp.offsets.T))  # (n, n_d)
+    ab = (phase @ comp.blocks.reshape(len(comp.offsets), 2 * N * N)).reshape(-1, 2, N, N)
+    A, B = ab[:, 0], ab[:, 1]
+    Ap = A + B
+    Ap = 0.5 * (Ap + np.conj(np.swapaxes(Ap, 1, 2)))
+    Am = A - B
+    Am = 0.5 * (Am + np.conj(np.swapaxes(Am, 1, 2)))
+    w, T, bad = _real_core(Ap, Am)
+    if np.any(bad):
+        # semi-definite (Goldstone) points: h -> h + eps I, i.e. both blocks shifted,
+        # consistently with the Colpa path
+        idx = np.flatnonzero(bad)
+        scale = np.maximum(1.0, np.max(np.abs(ab[idx]), axis=(1, 2, 3)))
+        eps = (shift * scale)[:, None, None] * np.eye(N)
+        w2, T2, bad2 = _real_core(Ap[idx] + eps, Am[idx] + eps)
+        w[idx], T[idx] = w2, T2
+        bad[idx] = bad2
+    return w, T, bad
+
+
+def _real_core(Ap: np.ndarray, Am: np.ndarray):
+    L, bad = _cholesky_with_shift(Ap, 0.0)
+    LH = np.conj(np.swapaxes(L, 1, 2))
+    M = LH @ Am @ L
+    M = 0.5 * (M + np.conj(np.swapaxes(M, 1, 2)))
+    lam, Z = np.linalg.eigh(M)  # ascending w^2
+    bad = bad | (lam[:, 0] <= 0)
+    w = np.sqrt(np.where(bad[:, None], 1.0, lam))
+    y1 = np.linalg.solve(LH, Z * np.sqrt(w / 2.0)[:, None, :])
+    y2 = (L @ Z) / np.sqrt(2.0 * w)[:, None, :]
+    T = np.concatenate([y1 + y2, y1 - y2], axis=1) / np.sqrt(2.0)
+    return w, T, bad
+
+
+def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
+                goldstone_shift: float = DEFAULT_GOLDSTONE_SHIFT,
+                on_unstable: str = "raise", batch_size: int = _BATCH,
+                method: str = "auto") -> Modes:
+    """Diagonalise the spin-wave Hamiltonian at many wave vectors.
+
+    Parameters
+    ----------
+    system
+        The :class:`SpinSystem`.
+    q
+        (n, 3) Cartesian wave vectors in 1/Angstrom.
+    goldstone_shift
+        Relative diagonal shift used only where ``h`` is semi-definite.
+    on_unstable
+        ``"raise"`` (:class:`UnstableGroundStateError`) or ``"nan"`` (NaN energies,
+        vectors and hence intensities at those points) when ``h(k)`` is not positive
+        semi-definite, i.e. the ordered state is not a classical minimum.
+    batch_size
+        Number of Q points diagonalised together (memory ~ 2N*2N*16 B each).
+    method
+        ``"auto"`` (N x N reduction when all Hamiltonian coefficients are real, as
+        for collinear structures with symmetric exchange and anisotropy along the
+        frame axes; else Colpa), ``"colpa"`` (always the full 2N x 2N Colpa method)
+        or ``"real"`` (force the reduction; raises if not applicable).
+
+    Returns
+    -------
+    Modes
+        Energies (n, N) ascending, eigenvectors and the compiled system.
+    """
+    if on_unstable not in ("raise", "nan"):
+        raise InputDataError(format_error(
+            "on_unstable must be 'raise' or 'nan'", reason=f"got {on_unstable!r}",
+            fix="choose one of those"))
+    if method not in ("auto", "colpa", "real"):
+        raise InputDataError(format_error(
+            "method must be 'auto', 'colpa' or 'real'", reason=f"got {method!r}",
+            fix="choose one of those"))
+    comp = system if isinstance(system, _Compiled) else _compile(system)
+    if method == "real" and not comp.real:
+        raise InputDataError(format_error(
+            "method='real' needs real Hamiltonian coefficients",
+            reason="this structure/anisotropy gives complex coefficients (non-collinear "
+                   "order or anisotropy axes not along the local frame)",
+            fix="use method='auto' or 'colpa'"))
+    solver = _diag_real if (comp.real and method != "colpa") else _diag_colpa
+    q = _as_q(q)
+    N = comp.u.shape[0]
+    n = len(q)
+    energies = np.empty((n, N))
+    vectors = np.empty((n, 2 * N, N), dtype=complex)
+    for start in range(0, n, batch_size):
+        sl = slice(start, min(n, start + batch_size))
+        w, T, failed = solver(comp, q[sl], goldstone_shift)
+        if np.any(failed) and on_unstable == "raise":
+            k = start + int(np.argmax(failed))
+            lowest = np.linalg.eigvalsh(_hamiltonian(comp, q[k:k + 1]))[0, 0]
+            raise UnstableGroundStateError(format_error(
+                "The spin-wave Hamiltonian is not positive semi-definite",
+                reason=(f"at Q = {np.round(q[k], 6).tolist()} 1/A its lowest eigenvalue is "
+                        f"{lowest:.4g} meV: the assumed ordered structure is not a classical "
+                        "energy minimum for these exchange parameters"),
+                fix="choose stable parameters (see SpinModel.is_stable / sample(rng, "
+                    "stable_only=True)) or call with on_unstable='nan'"))
+        w = np.where(failed[:, None], np.nan, w)
+        T = np.where(failed[:, None, None], np.nan, T)
+        energies[sl] = w
+        vectors[sl] = T
+    return Modes(q=q, energies=energies, vectors=vectors, _comp=comp)
+
+
+def spectrum(system: SpinSystem, q: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (n, N) in meV and intensities (n, N) at Cartesian ``q`` (n, 3).
+
+    Convenience wrapper of :func:`diagonalise` + :meth:`Modes.intensities`;
+    keyword arguments go to :func:`diagonalise`.
+    """
+    modes = diagonalise(system, q, **kwargs)
+    return modes.energies, modes.intensities()
+
+
+def group_velocities(modes: Modes) -> np.ndarray:
+    """(n, N, 3) group velocities ``dE_n/dQ`` in meV Angstrom for ``modes``."""
+    return modes.velocities()
