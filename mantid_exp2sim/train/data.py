@@ -44,6 +44,7 @@ __all__ = [
     "DomainData",
     "TrainingData",
     "prepare_data",
+    "data_from_config",
     "PatchSampler",
     "normalised_input",
 ]
@@ -404,10 +405,11 @@ def _limit(idx: np.ndarray, max_samples: int | None) -> np.ndarray:
     return idx if max_samples is None else idx[: int(max_samples)]
 
 
-def _n_holdout(n: int, fraction: float, at_least: int) -> int:
+def _n_holdout(n: int, fraction: float) -> int:
+    # Depends on n and the fraction only, so the split never changes with other settings.
     if fraction <= 0 or n < 3:
         return 0
-    return int(min(n - 2, max(at_least, round(fraction * n))))
+    return int(min(n - 2, max(1, round(fraction * n))))
 
 
 def prepare_data(
@@ -433,9 +435,10 @@ def prepare_data(
         Same simulator file on both sides only: use the same training indices for A and B
         (default False: disjoint halves, so nothing is paired).
     val_fraction
-        Fraction of samples held out (at least ``val_samples`` where possible).
+        Fraction of samples held out (at least one when ``val_fraction > 0``).
     val_samples
-        Number of paired validation samples kept in memory.
+        Number of paired validation samples kept in memory (the first held-out ones; the
+        split itself does not depend on this number).
     max_samples
         Use at most this many training samples per domain.
     val_source
@@ -451,7 +454,7 @@ def prepare_data(
     if same:
         n = len(domain_a)
         perm = rng.permutation(n)
-        n_hold = _n_holdout(n, val_fraction, val_samples)
+        n_hold = _n_holdout(n, val_fraction)
         hold, rest = np.sort(perm[:n_hold]), perm[n_hold:]
         if paired:
             a_train = b_train = rest
@@ -465,7 +468,7 @@ def prepare_data(
     for k, src in enumerate((domain_a, domain_b)):
         r = np.random.default_rng([int(seed), 102 + k])
         perm = r.permutation(len(src))
-        n_hold = _n_holdout(len(src), val_fraction, 1)
+        n_hold = _n_holdout(len(src), val_fraction)
         doms.append(DomainData(src, _limit(perm[n_hold:], max_samples), np.sort(perm[:n_hold])))
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
     if val_source is not None:
@@ -605,3 +608,33 @@ class PatchSampler:
                     patch = np.flip(patch, axis=ax)
             out[b] = to_network_input(patch, scale)[0]
         return out
+
+
+def data_from_config(cfg: Any, *, val_samples: int | None = None) -> TrainingData:
+    """Open the sources named in a :class:`~mantid_exp2sim.train.config.GanConfig` and split them.
+
+    Training and export both call this, so they see the same split.
+    """
+    if not cfg.domain_a or not cfg.domain_b:
+        raise InputDataError(
+            format_error(
+                "Both training domains are needed",
+                reason=f"domain A: {cfg.domain_a or 'none'}; domain B: {cfg.domain_b or 'none'}",
+                fix="pass --domain-a (measured or convolved data) and --domain-b (simulated, unconvolved)",
+            )
+        )
+    a = open_domain(cfg.domain_a, cfg.kind_a, cfg.models)
+    b = open_domain(cfg.domain_b, cfg.kind_b, cfg.models)
+    val = None
+    if cfg.val_data:
+        val = (open_domain([cfg.val_data], "convolved", cfg.models), open_domain([cfg.val_data], "unconvolved", cfg.models))
+    return prepare_data(
+        a,
+        b,
+        seed=cfg.seed,
+        paired=cfg.paired,
+        val_fraction=cfg.val_fraction,
+        val_samples=cfg.val_samples if val_samples is None else int(val_samples),
+        max_samples=cfg.max_samples,
+        val_source=val,
+    )

@@ -241,6 +241,8 @@ class GanTrainer:
                 )
         self.step = 0
         self.elapsed = 0.0
+        #: Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
+        self.stop_requested = False
         self.last_validation: dict[str, float] = {}
         self.loss_table: CsvTable | None = None
         self.val_table: CsvTable | None = None
@@ -512,8 +514,9 @@ class GanTrainer:
                 self.save_checkpoint()
                 self._plots()
             over = cfg.max_minutes is not None and (time.monotonic() - start_wall) / 60.0 >= cfg.max_minutes
+            over = over or self.stop_requested
             if broadcast_flag(over, self.dist, "cuda" if self.device.type == "cuda" else "cpu") and self.step < end:
-                reason = "max_minutes"
+                reason = "stop requested" if self.stop_requested else "max_minutes"
                 if self.dist.is_main and self.val_table is not None:
                     self.last_validation = self.validate()
                     if self.last_validation:

@@ -1,0 +1,306 @@
+"""Checkpoint -> model bundle for one generator (deconvolve = G_A, convolve = G_B).
+
+The bundle holds the ONNX graph of the generator (checked against PyTorch on input sizes not
+used in training), the ONNX graph of its encoder, the float32 weights, tiling settings, the
+normalisation, the training-data description, validation metrics on held-out simulated pairs,
+provenance, and the reference bank of the domain-of-applicability score: pooled encoder
+features of training samples of the generator's input domain plus held-out ones, calibrated
+with :func:`mantid_exp2sim.domain.build_reference_bank`. The features are computed with
+:func:`mantid_exp2sim.inference.encode_features` on the bundle itself (written first without
+the bank), so scoring at inference time uses exactly the same encoder, padding and pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import BundleError, InputDataError, format_error
+from ..histogram import Axis, MDHisto
+
+__all__ = ["export_bundle", "TASK_GENERATOR", "DEFAULT_TILE"]
+
+#: Which generator of a run each task exports, and its manifest direction.
+TASK_GENERATOR = {"deconvolve": ("G_A", "exp2sim", "a"), "convolve": ("G_B", "sim2exp", "b")}
+#: Suggested inference tile size per dimensionality (the halo is added on each side).
+DEFAULT_TILE = {2: 256, 3: 64}
+#: ONNX Runtime and PyTorch must agree to this (absolute, on RMS-normalised inputs).
+ONNX_TOLERANCE = 1e-3
+
+
+def _histo(sample: np.ndarray, axes: list[dict] | None) -> MDHisto:
+    if axes and len(axes) == sample.ndim and all(int(a["bins"]) == n for a, n in zip(axes, sample.shape)):
+        return MDHisto(sample, tuple(Axis.from_dict(a) for a in axes))
+    return MDHisto.from_array(sample)
+
+
+def _check_inputs(generator: Any, ndim: int, patch: Sequence[int], rng: np.random.Generator) -> list[np.ndarray]:
+    """Random network inputs with spatial sizes not used in training (and one rectangular)."""
+    m = generator.spatial_multiple
+    lo = generator.min_spatial_size()
+    p = [int(s) for s in patch]
+    shapes = [
+        tuple(max(lo, s + (k + 1) * m) for k, s in enumerate(p)),  # larger and non-square
+        tuple(max(lo, s - m) if s - m >= lo else s + 2 * m * (k + 2) for k, s in enumerate(p)),
+    ]
+    out = []
+    for shape in shapes:
+        x = np.empty((1, 2) + shape, dtype=np.float32)
+        valid = (rng.random(shape) > 0.1).astype(np.float32)
+        x[0, 0] = rng.standard_normal(shape).astype(np.float32) * valid
+        x[0, 1] = valid
+        out.append(x)
+    return out
+
+
+def _direction_metrics(generator: Any, pairs: Sequence[tuple[np.ndarray, np.ndarray]], side: str) -> dict[str, Any]:
+    """PSNR, SSIM, intensity ratio and Frechet distance of one direction on held-out pairs."""
+    from .gan import encode_sample, translate_sample
+    from .metrics import frechet_distance, intensity_ratio, masked_psnr, masked_ssim, summarise
+
+    task = "deconvolve" if side == "a" else "convolve"
+    res: dict[str, list[float]] = {k: [] for k in ("psnr_identity", f"psnr_{task}", "ssim_identity", f"ssim_{task}",
+                                                   f"intensity_ratio_{task}")}
+    f_true, f_out, f_in = [], [], []
+    for a, b in pairs:
+        x, target = (a, b) if side == "a" else (b, a)
+        y = translate_sample(generator, x)
+        res["psnr_identity"].append(masked_psnr(x, target))
+        res[f"psnr_{task}"].append(masked_psnr(y, target))
+        res["ssim_identity"].append(masked_ssim(x, target))
+        res[f"ssim_{task}"].append(masked_ssim(y, target))
+        res[f"intensity_ratio_{task}"].append(intensity_ratio(y, target))
+        f_true.append(encode_sample(generator, target))
+        f_out.append(encode_sample(generator, y))
+        f_in.append(encode_sample(generator, x))
+    out: dict[str, Any] = {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in res.items()}
+    if len(pairs) >= 2:
+        out[f"fid_{task}"] = frechet_distance(np.stack(f_out), np.stack(f_true))
+        out["fid_identity"] = frechet_distance(np.stack(f_in), np.stack(f_true))
+    out["n_pairs"] = len(pairs)
+    out["psnr_definition"] = "10 log10(range^2 / MSE) over unmasked bins, range = max - min of the target"
+    out["ssim_definition"] = "masked Gaussian-window SSIM (sigma 1.5 bins), mean over unmasked bins"
+    out["fid_definition"] = "Frechet distance of pooled (mean, std per channel) bottleneck features of this generator"
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+
+
+def export_bundle(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    task: str,
+    n_train_features: int = 500,
+    n_holdout_features: int = 200,
+    val_pairs: int = 32,
+    tile_size: int | Sequence[int] | None = None,
+    domain_a: Sequence[str] | None = None,
+    domain_b: Sequence[str] | None = None,
+    val_data: str | None = None,
+    seed: int | None = None,
+    command: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the bundle of one generator of a training checkpoint.
+
+    Parameters
+    ----------
+    checkpoint
+        Checkpoint file or run folder of ``exp2sim-train gan``.
+    output
+        Bundle path (``*.exp2sim.h5``); written atomically.
+    task
+        ``"deconvolve"`` (``G_A``, measured/convolved -> simulated) or ``"convolve"`` (``G_B``).
+    n_train_features
+        Training samples of the input domain encoded for the reference bank (at least 500
+        recommended; all available when fewer).
+    n_holdout_features
+        Held-out samples encoded for the calibration (all available when fewer).
+    val_pairs
+        Held-out simulated pairs used for the validation metrics in the manifest.
+    tile_size
+        Suggested inference tile (default 256 in 2D, 64 in 3D).
+    domain_a, domain_b, val_data
+        Override the data paths recorded in the checkpoint (e.g. after moving the files); the
+        files must hold the same samples.
+    seed
+        Seed of the reference-bank calibration (default: the training seed).
+    command
+        Command line recorded in the provenance (default ``sys.argv``).
+    log
+        Progress messages.
+
+    Returns
+    -------
+    pathlib.Path
+        The bundle path.
+    """
+    import torch
+
+    from ..bundle import RMS_NORMALISATION, load_bundle, make_manifest, write_bundle
+    from ..domain import build_reference_bank
+    from ..inference import encode_features
+    from ..models import build_generator
+    from ..onnx import EncoderWrapper, export_onnx, verify_onnx
+    from .checkpoint import load_checkpoint
+    from .config import GanConfig
+    from .data import data_from_config
+
+    say = log or (lambda msg: None)
+    if task not in TASK_GENERATOR:
+        raise InputDataError(
+            format_error("Invalid export task", reason=f"task={task!r}; allowed: deconvolve, convolve",
+                         fix="deconvolve exports G_A (A -> B), convolve exports G_B (B -> A)")
+        )
+    gen_key, direction, side = TASK_GENERATOR[task]
+    ckpt = load_checkpoint(checkpoint)
+    cfg = GanConfig.from_dict(ckpt["config"])
+    if domain_a:
+        cfg.domain_a = list(domain_a)
+    if domain_b:
+        cfg.domain_b = list(domain_b)
+    if val_data:
+        cfg.val_data = val_data
+    seed = cfg.seed if seed is None else int(seed)
+    output = Path(output)
+
+    g = build_generator(ckpt["architecture"]["generator"]["config"])
+    g.load_state_dict(ckpt["models"][gen_key])
+    g.eval()
+    ndim = cfg.ndim
+    tile = tile_size if tile_size is not None else DEFAULT_TILE[ndim]
+    tile = [int(tile)] * ndim if np.ndim(tile) == 0 else [int(t) for t in tile]
+
+    # ---- ONNX graphs, checked on input sizes not used in training
+    say(f"exporting {gen_key} ({task}) to ONNX")
+    rng = np.random.default_rng([seed, 5])
+    checks = _check_inputs(g, ndim, cfg.spatial_patch(), rng)
+    example = torch.from_numpy(np.ascontiguousarray(checks[0]))
+    onnx_bytes = export_onnx(g, example)
+    diff = float(verify_onnx(onnx_bytes, g, checks))
+    enc = EncoderWrapper(g).eval()
+    enc_bytes = export_onnx(enc, example)
+    diff_enc = float(verify_onnx(enc_bytes, enc, checks))
+    if not (diff <= ONNX_TOLERANCE and diff_enc <= ONNX_TOLERANCE):
+        raise BundleError(
+            format_error(
+                "The ONNX export does not reproduce the PyTorch model",
+                reason=f"max |ONNX - torch| = {diff:.3g} (generator), {diff_enc:.3g} (encoder); "
+                f"allowed {ONNX_TOLERANCE}",
+                fix="report this with the checkpoint; try another torch/onnx version",
+            )
+        )
+    weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in g.state_dict().items()}
+
+    # ---- data: the same split as in training
+    say("opening the training data")
+    data = data_from_config(cfg, val_samples=val_pairs)
+    split = ckpt["split"]
+    if not np.array_equal(split["a_train"].numpy(), data.a.train) or not np.array_equal(split["b_train"].numpy(), data.b.train):
+        raise InputDataError(
+            format_error(
+                "The data files differ from those the checkpoint was trained on",
+                reason="the recomputed training split does not match the checkpoint's",
+                fix="pass the original files (--domain-a/--domain-b) with the same samples",
+            )
+        )
+    dom = data.a if side == "a" else data.b
+    axes = None
+    src = dom.source
+    if hasattr(src, "axes"):
+        axes = src.axes() or None
+
+    # ---- validation metrics of this direction
+    say(f"validating on {min(val_pairs, len(data.val_pairs))} held-out pairs")
+    validation = _direction_metrics(g, data.val_pairs[:val_pairs], side) if data.val_pairs else {"n_pairs": 0}
+    validation["onnx_max_abs_diff"] = diff
+    validation["onnx_encoder_max_abs_diff"] = diff_enc
+    validation["onnx_check_shapes"] = [list(c.shape) for c in checks]
+    validation["training_validation"] = ckpt.get("validation") or None
+
+    # ---- manifest (without the reference bank first)
+    tr = json.loads(ckpt["data"]) if isinstance(ckpt.get("data"), str) else {}
+    training = {
+        "data": tr,
+        "input_domain": "A (measured / resolution-convolved)" if side == "a" else "B (simulated, unconvolved)",
+        "output_domain": "B (simulated, unconvolved)" if side == "a" else "A (measured / resolution-convolved)",
+        "steps": int(ckpt["step"]),
+        "seconds": float(ckpt.get("elapsed_seconds", 0.0)),
+        "world_size": int(ckpt.get("world_size", 1)),
+        "patch_size": cfg.spatial_patch(),
+        "batch_size": cfg.batch_size,
+        "flip_axes": list(cfg.flip_axes),
+        "loss_weights": {"gan": cfg.lambda_gan, "nce": cfg.lambda_nce, "idt": cfg.lambda_idt, "aux": cfg.lambda_aux},
+        "gan_mode": cfg.gan_mode,
+        "preset": cfg.preset,
+        "config": cfg.to_dict(),
+        "command": list(ckpt.get("command") or []),
+        "package_version": ckpt.get("package_version"),
+    }
+    layout = None
+    if hasattr(src, "layout"):
+        layout = src.layout()
+    manifest = make_manifest(
+        kind="generator",
+        task=task,
+        ndim=ndim,
+        architecture=g.architecture(),
+        halo=int(g.receptive_field_radius()),
+        multiple=int(g.spatial_multiple),
+        patch_size=tile,
+        in_channels=2,
+        out_channels=1,
+        direction=direction,
+        normalisation={**RMS_NORMALISATION, "pad_mode": "replicate"},
+        expected_axes=axes,
+        layout=layout,
+        training=training,
+        validation=validation,
+        seed=seed,
+        command=list(command) if command is not None else list(sys.argv),
+    )
+    manifest["patch"].setdefault("min_size", int(g.min_spatial_size()))
+
+    # ---- reference bank: features through the bundle's own encoder graph
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.prelim.tmp")
+    try:
+        write_bundle(tmp, manifest, onnx=onnx_bytes, onnx_encoder=enc_bytes, weights=weights)
+        prelim = load_bundle(tmp)
+        r = np.random.default_rng([seed, 6])
+        train_idx = dom.train[np.sort(r.permutation(dom.train.size)[: int(n_train_features)])]
+        hold_idx = dom.holdout[: int(n_holdout_features)]
+        if hold_idx.size == 0:
+            raise InputDataError(
+                format_error(
+                    "No held-out samples of the input domain for the domain-score calibration",
+                    reason="the checkpoint's split holds none out (val_fraction = 0?)",
+                    fix="train with --val-fraction > 0",
+                )
+            )
+        say(f"encoding {train_idx.size} training and {hold_idx.size} held-out samples for the reference bank")
+        if train_idx.size < 500:
+            say(f"warning: only {train_idx.size} training samples for the reference bank (500 recommended)")
+
+        def feats(indices: np.ndarray) -> np.ndarray:
+            return np.concatenate([
+                encode_features([_histo(src.read(int(i)), axes) for i in indices[k : k + 16]], prelim,
+                                backend="auto", device="cpu")
+                for k in range(0, indices.size, 16)
+            ])
+
+        f_train, f_hold = feats(train_idx), feats(hold_idx)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    arrays, calibration = build_reference_bank(f_train, f_hold, seed=seed)
+    calibration = {**calibration, "features": "inference.encode_features: pooled (mean, std) bottleneck features",
+                   "train_samples_encoded": int(train_idx.size), "holdout_samples_encoded": int(hold_idx.size)}
+    manifest["domain"] = calibration
+    path = write_bundle(output, manifest, onnx=onnx_bytes, onnx_encoder=enc_bytes, weights=weights, reference=arrays)
+    load_bundle(path, kind="generator", task=task, ndim=ndim)  # the file must read back
+    say(f"wrote {path}")
+    return path
