@@ -21,6 +21,13 @@ _LAZY = {
     "PatchNCELoss": "patchnce",
     "feature_masks": "patchnce",
     "sample_patch_ids": "patchnce",
+    "DUQClassifier": "duq",
+    "build_duq_classifier": "duq",
+    "duq_loss": "duq",
+    "gradient_penalty": "duq",
+    "GradCAMResult": "gradcam",
+    "grad_cam": "gradcam",
+    "tile_importance": "gradcam",
 }
 
 __all__ = sorted(_LAZY)
