@@ -81,11 +81,12 @@ class WriterSink:
         self.writer.write(_full_index(key, self.keep, len(self.writer.shape)), np.asarray(value), None)
 
 
-def streamed_intensity_scale(source: Any, *, slab_elements: int = SLAB_ELEMENTS) -> float:
+def streamed_intensity_scale(source: Any, *, slab_elements: int | None = None) -> float:
     """RMS over the unmasked bins of an array-like, read in slabs along dimension 0.
 
     Same value as :func:`mantid_exp2sim.models.normalisation.intensity_scale` (whose
-    accumulator it uses), with memory bounded by ``slab_elements``.
+    accumulator it uses), with memory bounded by ``slab_elements`` (default
+    :data:`SLAB_ELEMENTS`).
 
     Raises
     ------
@@ -96,7 +97,8 @@ def streamed_intensity_scale(source: Any, *, slab_elements: int = SLAB_ELEMENTS)
 
     shape = tuple(source.shape)
     row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    step = max(1, int(slab_elements) // max(1, row))
+    budget = SLAB_ELEMENTS if slab_elements is None else int(slab_elements)
+    step = max(1, budget // max(1, row))
     acc = IntensityScaleAccumulator()
     for start in range(0, shape[0], step):
         acc.update(source[start : start + step])
