@@ -271,7 +271,7 @@ def declare_properties(alg: Any, task: str) -> None:
         doc="Tiles per network call. Empty: 1 on the CPU, as many as fit comfortably on a GPU.",
     )
     alg.declareProperty(
-        IntArrayProperty("PatchSize", Direction.Input),
+        IntArrayProperty("PatchSize", []),
         doc="Tile size in bins, one value or one per translated dimension (dimension 0 first), "
         "rounded up to what the network needs. Empty: the model's default. Changes speed and "
         "memory use, not the result.",

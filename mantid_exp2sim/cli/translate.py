@@ -1,0 +1,248 @@
+"""``exp2sim deconvolve`` / ``exp2sim convolve``: translate histogram files with a GAN bundle.
+
+Each input (SaveMD ``.nxs``, ``.npy``, ``.npz`` or ``.h5``) is translated on its own; a
+failure is reported in one line and the other files still run. Outputs are written
+atomically, so a failed or interrupted file leaves nothing behind. Exit status: 0 when
+every file succeeded, 1 when any failed, 2 for invalid arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import Exp2SimError
+from ..io import STREAMABLE_EXTENSIONS, SUPPORTED_EXTENSIONS
+
+__all__ = ["get_parser", "main", "main_convolve", "main_deconvolve", "plan_outputs"]
+
+TASKS = {
+    "deconvolve": "remove the instrument resolution from measured spectra (Exp2Sim)",
+    "convolve": "add the instrument resolution to simulated spectra (Sim2Exp)",
+}
+_SUFFIX = {"deconvolve": "_deconvolved", "convolve": "_convolved"}
+_FORMATS = {"same": None, "nxs": ".nxs", "h5": ".h5", "npz": ".npz", "npy": ".npy"}
+
+
+def get_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """Parser of one task (``"deconvolve"`` or ``"convolve"``); None: the task is the first argument."""
+    prog = f"exp2sim {task}" if task else "exp2sim-translate"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(TASKS[task].capitalize() if task else "Translate spectra") + " with an Exp2SimGAN model bundle.",
+        epilog=(
+            "Inputs: SaveMD .nxs files of MDHistoWorkspaces, .npy arrays (index axes), or .npz/.h5 "
+            "histograms written by mantid-exp2sim. Output errors are the input errors scaled by the "
+            "ratio of output to input RMS intensity (see docs/algorithms)."
+        ),
+    )
+    if task is None:
+        parser.add_argument("task", choices=sorted(TASKS), help="what to do")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="input files")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="PATH_OR_DIR",
+        help="output file (one input), or a directory (created if missing) receiving "
+        f"<name>{_SUFFIX.get(task or 'deconvolve')}<ext> per input",
+    )
+    parser.add_argument("--model", metavar="BUNDLE", help="model bundle (*.exp2sim.h5); default: the shipped one")
+    parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto", help="inference engine")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto", help="where to run")
+    parser.add_argument("--batch-size", type=_positive_int, metavar="N", help="tiles per network call")
+    parser.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        nargs="+",
+        metavar="N",
+        help="tile size in bins: one value, or one per dimension (dimension 0 first)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=sorted(_FORMATS),
+        default="same",
+        help="output format in directory mode (default: the input's)",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream .nxs/.h5 files tile by tile from and to disk (bounded memory for large "
+        "volumes; the output then has no errors)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no list of outputs")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def plan_outputs(inputs: Sequence[str], output: str, task: str, fmt: str = "same") -> list[tuple[Path, Path | None, str]]:
+    """Pair every input with its output path.
+
+    Returns
+    -------
+    list of (input, output or None, problem)
+        ``problem`` is "" or why this input cannot be processed (output is then None).
+    """
+    out = Path(output).expanduser()
+    ext = out.suffix.lower()
+    directory_mode = out.is_dir() or output.endswith(("/", os.sep)) or not ext
+    if not directory_mode and ext not in SUPPORTED_EXTENSIONS:
+        raise ValueError(
+            f"--output '{output}' has the unsupported extension '{ext}'; use one of "
+            f"{', '.join(SUPPORTED_EXTENSIONS)}, or a directory"
+        )
+    if not directory_mode and len(inputs) > 1:
+        raise ValueError(
+            f"--output '{output}' is a file name but there are {len(inputs)} inputs; give a directory"
+        )
+    jobs: list[tuple[Path, Path | None, str]] = []
+    seen: dict[Path, Path] = {}
+    for text in inputs:
+        src = Path(text).expanduser()
+        if directory_mode:
+            new_ext = _FORMATS[fmt] or src.suffix.lower()
+            dst = (out / f"{src.name[: len(src.name) - len(src.suffix)]}{_SUFFIX[task]}{new_ext}").absolute()
+        else:
+            dst = out.absolute()
+        problem = ""
+        if dst in seen:
+            problem = f"its output '{dst}' would overwrite the output of '{seen[dst]}'"
+        elif src.exists() and dst.exists() and os.path.samefile(src, dst):
+            problem = f"the output '{dst}' is the input file"
+        jobs.append((src, None if problem else dst, problem))
+        seen.setdefault(dst, src)
+    return jobs
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class _Bar:
+    """A tqdm progress bar on stderr, created at the first progress call."""
+
+    def __init__(self, label: str, enabled: bool):
+        self.label, self.enabled, self.bar = label, enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=int(total), desc=self.label, unit="tile", file=sys.stderr, leave=False)
+        self.bar.update(int(done) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, models: dict, bar: _Bar) -> None:
+    from ..algorithms._translate_base import network_ndim, translate_histo
+    from ..io import check_output_path, load_histogram, open_md_signal, save_histogram
+
+    if dst.exists() and not args.overwrite:
+        raise FileExistsError(f"the output '{dst}' exists (use --overwrite to replace it)")
+    check_output_path(dst)
+    options = dict(backend=args.backend, device=args.device, batch_size=args.batch_size, patch_size=args.patch_size)
+    if args.stream:
+        from ..inference import translate_file
+
+        if src.suffix.lower() not in STREAMABLE_EXTENSIONS or dst.suffix.lower() not in STREAMABLE_EXTENSIONS:
+            raise ValueError(f"--stream needs {'/'.join(STREAMABLE_EXTENSIONS)} input and output files")
+        with open_md_signal(src) as reader:
+            ndim = network_ndim(reader.shape)
+        translate_file(src, dst, _model(models, task, ndim, args.model), progress=bar, **options)
+        return
+    histo = load_histogram(src)
+    bundle = _model(models, task, network_ndim(histo.shape), args.model)
+    result = translate_histo(histo, task, bundle=bundle, progress=bar, **options)
+    if args.model:
+        result.metadata["model_file"] = str(Path(args.model).expanduser().absolute())
+    result.metadata["source"] = str(src.absolute())
+    save_histogram(result, dst)
+
+
+def _model(cache: dict, task: str, ndim: int, model: str | None) -> Any:
+    """Load each bundle once per run (errors are cached too, so every file reports them)."""
+    from ..algorithms._translate_base import resolve_model
+
+    if ndim not in cache:
+        try:
+            cache[ndim] = resolve_model(task, ndim, model)[0]
+        except Exception as exc:  # noqa: BLE001 - re-raised below for every file of this ndim
+            cache[ndim] = exc
+    value = cache[ndim]
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def run(task: str, args: argparse.Namespace) -> int:
+    """Translate every input; returns the exit status."""
+    prefix = f"exp2sim {task}"
+    try:
+        jobs = plan_outputs(args.inputs, args.output, task, args.format)
+    except ValueError as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        return 2
+    out_dir_needed = {dst.parent for _, dst, _ in jobs if dst is not None}
+    for folder in out_dir_needed:
+        if not folder.exists() and folder == Path(args.output).expanduser().absolute():
+            try:
+                folder.mkdir()
+            except OSError as exc:
+                print(f"{prefix}: error: cannot create the output directory '{folder}': {exc.strerror}", file=sys.stderr)
+                return 1
+    models: dict = {}
+    failed = 0
+    for src, dst, problem in jobs:
+        if dst is None:
+            print(f"{prefix}: {src}: {problem}", file=sys.stderr)
+            failed += 1
+            continue
+        bar = _Bar(src.name, enabled=not args.quiet)
+        try:
+            _translate_one(src, dst, task, args, models, bar)
+        except (Exp2SimError, ValueError, OSError, RuntimeError) as exc:
+            print(f"{prefix}: {src}: {_one_line(exc)}", file=sys.stderr)
+            failed += 1
+            continue
+        finally:
+            bar.close()
+        if not args.quiet:
+            print(dst)
+    if failed:
+        print(f"{prefix}: {failed} of {len(jobs)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``exp2sim-translate TASK INPUT... --output PATH``; returns the exit status."""
+    args = get_parser().parse_args(argv)
+    return run(args.task, args)
+
+
+def main_deconvolve(argv: Sequence[str] | None = None) -> int:
+    """``exp2sim deconvolve``."""
+    return run("deconvolve", get_parser("deconvolve").parse_args(argv))
+
+
+def main_convolve(argv: Sequence[str] | None = None) -> int:
+    """``exp2sim convolve``."""
+    return run("convolve", get_parser("convolve").parse_args(argv))
