@@ -43,3 +43,46 @@ def _clear_mantid_ads():
     api = sys.modules.get("mantid.api")
     if api is not None and hasattr(api, "AnalysisDataService"):
         api.AnalysisDataService.clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """Factory ``tiny_bundle(task, ndim) -> Path`` of small, randomly initialised generator bundles.
+
+    Built once per session with the real model, ONNX export and bundle writer
+    (``write_bundle``); also available as shipped defaults through ``tiny_bundle.dir``,
+    a folder holding ``{task}_{ndim}d.exp2sim.h5`` for ``EXP2SIM_BUNDLE_DIR``.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path_factory.mktemp("tiny_bundles")
+    cache: dict[tuple[str, int], Path] = {}
+
+    def make(task: str, ndim: int) -> Path:
+        key = (task, ndim)
+        if key not in cache:
+            import torch
+
+            from mantid_exp2sim.bundle import make_manifest, write_bundle
+            from mantid_exp2sim.models.generator import ResnetGenerator
+            from mantid_exp2sim.onnx import export_onnx
+
+            torch.manual_seed(1234 + ndim)
+            net = ResnetGenerator(ndim, ngf=2, n_blocks=1, n_down=1, stem_kernel=3)
+            onnx_bytes = export_onnx(net, torch.zeros((1, 2) + (8,) * ndim), exporter="torchscript")
+            manifest = make_manifest(
+                kind="generator",
+                task=task,
+                model=net,
+                direction={"deconvolve": "exp2sim", "convolve": "sim2exp"}[task],
+                patch_size=24,
+                seed=0,
+                command="pytest tiny_bundle fixture",
+            )
+            cache[key] = write_bundle(
+                folder / f"{task}_{ndim}d.exp2sim.h5", manifest, onnx=onnx_bytes, weights=net.state_dict()
+            )
+        return cache[key]
+
+    make.dir = folder
+    return make
