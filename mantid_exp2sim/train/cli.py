@@ -231,12 +231,17 @@ def gan_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
                         "or start a new run in another --out",
                 )
             )
+        # stop conditions belong to one invocation: a resumed run runs to max_steps unless told
+        saved.stop_at_step = None
+        saved.max_minutes = None
         for name in explicit & RESUME_OVERRIDABLE:
             setattr(saved, name, getattr(cfg, name))
         cfg = saved
         cfg.validate()
     use_cuda = torch.cuda.is_available() and cfg.device != "cpu"
     dist = init_distributed(use_cuda)
+    # process-wide torch settings, restored afterwards (main() may be called in-process)
+    saved_threads, saved_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // dist.world_size)
         torch.set_num_threads(int(threads))
@@ -257,6 +262,8 @@ def gan_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             log(f"run folder: {run_dir}  (stopped at step {summary['step']}: {summary['reason']})")
     finally:
         shutdown_distributed(dist)
+        torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_det)
     return 0
 
 

@@ -502,8 +502,10 @@ class GanTrainer:
             t0 = time.monotonic()
             row = self.train_step()
             self.elapsed += time.monotonic() - t0
+            logged = False
             if self.loss_table is not None and (self.step % cfg.log_every == 0 or self.step == end):
                 self.loss_table.add({"step": self.step, **row})
+                logged = True
             if self.step % cfg.validate_every == 0 or self.step == end:
                 if self.dist.is_main:
                     self.last_validation = self.validate()
@@ -517,6 +519,8 @@ class GanTrainer:
             over = over or self.stop_requested
             if broadcast_flag(over, self.dist, "cuda" if self.device.type == "cuda" else "cpu") and self.step < end:
                 reason = "stop requested" if self.stop_requested else "max_minutes"
+                if self.loss_table is not None and not logged:
+                    self.loss_table.add({"step": self.step, **row})
                 if self.dist.is_main and self.val_table is not None:
                     self.last_validation = self.validate()
                     if self.last_validation:
