@@ -24,6 +24,7 @@ Bond sets are defined geometrically (fractional displacements in the supercell):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -95,6 +96,11 @@ def _close(x, v):
 def pcsmo_bonds() -> dict[str, list[tuple[int, int, tuple[int, int, int]]]]:
     """Bond sets by name: ``nn_fm``, ``nn_afm``, ``perp``, ``mn3_a``, ``mn4_chain``,
     ``fs``, ``fw``, ``a1``, ``a2`` (lists of ``(i, j, offset)``)."""
+    return {k: list(v) for k, v in _bonds_cached().items()}
+
+
+@lru_cache(maxsize=1)
+def _bonds_cached() -> dict[str, tuple]:
     sites = pcsmo_sites()
     frac = np.array([s.position for s in sites])
     spin = np.array([s.direction[1] for s in sites])
@@ -133,12 +139,12 @@ def pcsmo_bonds() -> dict[str, list[tuple[int, int, tuple[int, int, int]]]]:
             mid = frac[i] + d / 2
             if spin_at(mid[:2], frac[i, 2]) == spin[i]:
                 bonds["mn4_chain"].append((i, j, off))
-    return bonds
+    return {k: tuple(v) for k, v in bonds.items()}
 
 
 def _system(exchanges: dict[str, float], D: float) -> SpinSystem:
     sites = pcsmo_sites()
-    bonds = pcsmo_bonds()
+    bonds = _bonds_cached()
     couplings = [Coupling(i, j, off, float(J), name)
                  for name, J in exchanges.items() for i, j, off in bonds[name]]
     aniso = tuple(SingleIonAnisotropy(k, np.diag([0.0, 0.0, float(D)])) for k in range(len(sites)))

@@ -292,6 +292,8 @@ class _Compiled:
     positions: np.ndarray  # (N, 3) Cartesian
     ions: tuple[str | None, ...]
     cell_translations: np.ndarray  # (n_t, 3) Cartesian translations h depends on
+    lattice: np.ndarray  # (3, 3) magnetic cell vectors as rows
+    offset_index: np.ndarray  # (n_d, 3) integer cell offsets of coeffs
     real: bool  # all coefficients real: h = [[A, B], [B, A]] with A, B Hermitian
     blocks: np.ndarray  # (n_d, 2, N, N) real coefficients of A and B (fast path)
 
@@ -353,7 +355,8 @@ def _compile(system: SpinSystem) -> _Compiled:
     real = bool(np.max(np.abs(coeffs.imag)) <= 1e-12 * scale)
     blocks = np.stack([coeffs[:, :n, :n].real, coeffs[:, :n, n:].real], axis=1)
     return _Compiled(offs, coeffs, u, S, system.positions_cartesian(),
-                     tuple(s.ion for s in system.sites), trans, real, blocks)
+                     tuple(s.ion for s in system.sites), trans, system.lattice,
+                     np.array(keys, dtype=int).reshape(-1, 3), real, blocks)
 
 
 def _as_q(q, name="q") -> np.ndarray:
@@ -456,34 +459,51 @@ def _intensities(comp: _Compiled, T: np.ndarray, qe: np.ndarray) -> np.ndarray:
     n, nm, _ = qe.shape
     N = comp.u.shape[0]
     qn = np.linalg.norm(qe, axis=-1)  # (n, nm)
-    amp = np.sqrt(comp.spins / 2.0)[None, None, :] * np.exp(-1j * (qe @ comp.positions.T))  # (n, nm, N)
-    if any(ion is not None for ion in comp.ions):
-        ff = np.ones(qn.shape + (N,))
-        for ion in set(i for i in comp.ions if i is not None):
-            cols = [k for k, i in enumerate(comp.ions) if i == ion]
-            ff[..., cols] = form_factor(ion, qn)[..., None]
-        amp = amp * ff
-    # X[q, i, m, a] = conj(u_i^a) T_{i,m} + u_i^a T_{N+i,m};  Z[q, m, a] = sum_i amp[q, m, i] X[q, i, m, a]
-    X = (T[:, :N, :, None] * comp.u.conj()[None, :, None, :]
-         + T[:, N:, :, None] * comp.u[None, :, None, :])
-    Z = np.einsum("qmi,qima->qma", amp, X)  # (n, nm, 3)
-    tot = np.sum(np.abs(Z) ** 2, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        qhat = np.where(qn[..., None] > 0, qe / np.where(qn > 0, qn, 1.0)[..., None], 0.0)
-    par = np.abs(np.sum(qhat * Z, axis=-1)) ** 2
+    amp = np.exp(-1j * (qe @ comp.positions.T))  # (n, nm, N)
+    amp *= np.sqrt(comp.spins / 2.0)
+    for ion in set(i for i in comp.ions if i is not None):
+        cols = np.array([k for k, i in enumerate(comp.ions) if i == ion])
+        amp[..., cols] *= form_factor(ion, qn)[..., None]
+    # Z[q, m, a] = sum_i amp[q, m, i] (conj(u_i^a) T[q, i, m] + u_i^a T[q, N + i, m])
+    Ta = np.swapaxes(T[:, :N, :], 1, 2)  # (n, nm, N)
+    Tb = np.swapaxes(T[:, N:, :], 1, 2)
+    Z = (amp * Ta) @ comp.u.conj() + (amp * Tb) @ comp.u  # (n, nm, 3)
+    tot = np.sum(Z.real ** 2 + Z.imag ** 2, axis=-1)
+    safe = np.where(qn > 0, qn, 1.0)
+    qz = np.sum(qe * Z, axis=-1) / safe  # Q^ . Z (0 where |Q| = 0)
+    par = qz.real ** 2 + qz.imag ** 2
     return np.maximum(tot - par, 0.0) / N
 
 
 def _velocities(comp: _Compiled, T: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hellmann-Feynman ``dE_n/dk_a = T_n^H (dh/dk_a) T_n`` in meV Angstrom."""
+    n, _, nm = T.shape
+    N = comp.u.shape[0]
+    out = np.zeros((n, nm, 3))
     phase = np.exp(1j * (q @ comp.offsets.T))  # (n, n_d)
-    m = comp.coeffs.shape[1]
-    flat = comp.coeffs.reshape(len(comp.offsets), m * m)
-    out = np.empty(T.shape[:1] + (T.shape[2], 3))
+    if comp.real:
+        y1 = (T[:, :N] + T[:, N:]) / np.sqrt(2.0)  # P T, see _diag_real
+        y2 = (T[:, :N] - T[:, N:]) / np.sqrt(2.0)
+        flat = comp.blocks.reshape(len(comp.offsets), 2 * N * N)
+    else:
+        flat = comp.coeffs.reshape(len(comp.offsets), 4 * N * N)
     for a in range(3):
-        dh = ((1j * comp.offsets[:, a])[None, :] * phase) @ flat
-        dh = dh.reshape(-1, m, m)
-        dh = 0.5 * (dh + np.conj(np.swapaxes(dh, 1, 2)))
-        out[..., a] = np.real(np.einsum("qpn,qpr,qrn->qn", T.conj(), dh, T, optimize=True))
+        da = comp.offsets[:, a]
+        if not np.any(da):
+            continue
+        d = ((1j * da)[None, :] * phase) @ flat
+        if comp.real:
+            d = d.reshape(n, 2, N, N)
+            dp = d[:, 0] + d[:, 1]
+            dm = d[:, 0] - d[:, 1]
+            dp = 0.5 * (dp + np.conj(np.swapaxes(dp, 1, 2)))
+            dm = 0.5 * (dm + np.conj(np.swapaxes(dm, 1, 2)))
+            v = np.sum(y1.conj() * (dp @ y1), axis=1) + np.sum(y2.conj() * (dm @ y2), axis=1)
+        else:
+            d = d.reshape(n, 2 * N, 2 * N)
+            d = 0.5 * (d + np.conj(np.swapaxes(d, 1, 2)))
+            v = np.sum(T.conj() * (d @ T), axis=1)
+        out[..., a] = v.real
     return out
 
 
@@ -582,7 +602,7 @@ def _real_core(Ap: np.ndarray, Am: np.ndarray):
 def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
                 goldstone_shift: float = DEFAULT_GOLDSTONE_SHIFT,
                 on_unstable: str = "raise", batch_size: int = _BATCH,
-                method: str = "auto") -> Modes:
+                method: str = "auto", reduce: bool = True) -> Modes:
     """Diagonalise the spin-wave Hamiltonian at many wave vectors.
 
     Parameters
@@ -604,6 +624,10 @@ def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
         for collinear structures with symmetric exchange and anisotropy along the
         frame axes; else Colpa), ``"colpa"`` (always the full 2N x 2N Colpa method)
         or ``"real"`` (force the reduction; raises if not applicable).
+    reduce
+        Diagonalise only once per class of equivalent wave vectors (``k + G`` and,
+        with real coefficients, ``-k``); results are identical, just faster on
+        symmetric grids.
 
     Returns
     -------
@@ -625,8 +649,12 @@ def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
             reason="this structure/anisotropy gives complex coefficients (non-collinear "
                    "order or anisotropy axes not along the local frame)",
             fix="use method='auto' or 'colpa'"))
-    solver = _diag_real if (comp.real and method != "colpa") else _diag_colpa
-    q = _as_q(q)
+    use_real = comp.real and method != "colpa"
+    solver = _diag_real if use_real else _diag_colpa
+    q_all = _as_q(q)
+    rep, sign, inverse = _equivalent_points(comp, q_all, use_real) if reduce else (
+        None, None, None)
+    q = q_all if rep is None else sign[rep, None] * q_all[rep]
     N = comp.u.shape[0]
     n = len(q)
     energies = np.empty((n, N))
@@ -648,7 +676,56 @@ def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
         T = np.where(failed[:, None, None], np.nan, T)
         energies[sl] = w
         vectors[sl] = T
-    return Modes(q=q, energies=energies, vectors=vectors, _comp=comp)
+    if rep is not None:
+        energies = energies[inverse]
+        vectors = vectors[inverse]
+        # rows were diagonalised at the canonical orientation sign * k; points mapped
+        # with sign -1 need T(-k) = conj T(k)
+        flip = sign < 0
+        if np.any(flip):
+            vectors[flip] = np.conj(vectors[flip])
+    return Modes(q=q_all, energies=energies, vectors=vectors, _comp=comp)
+
+
+def _equivalent_points(comp: _Compiled, q: np.ndarray, use_inversion: bool):
+    """Group wave vectors with identical ``h(k)`` (up to complex conjugation).
+
+    ``h`` depends on ``k`` only through ``k . t`` for the bond translations ``t``, so
+    ``k`` and ``k + G`` are equivalent, and with real coefficients
+    ``h(-k) = conj(h(k))``. Returns ``(rep, sign, inverse)``: indices of one
+    representative per class, the sign (+1/-1) with which each point maps to its
+    canonical key, and for every point the index of its class; or Nones when no two
+    points are equivalent.
+    """
+    if len(q) < 2:
+        return None, None, None
+    ltr = comp.lattice
+    f = q @ ltr.T / (2 * np.pi)  # fractional coordinates in the magnetic reciprocal cell
+    used = np.array([np.any(comp.offset_index[:, k] != 0) for k in range(3)])
+    f = np.where(used[None, :], f, 0.0)
+
+    def canon(x):
+        r = np.round(np.mod(x, 1.0), 8)
+        return np.where(r >= 1.0, 0.0, r)
+
+    kp = canon(f)
+    sign = np.ones(len(q))
+    if use_inversion:
+        km = canon(-f)
+        # lexicographic min of the two keys
+        swap = np.zeros(len(q), dtype=bool)
+        undecided = np.ones(len(q), dtype=bool)
+        for k in range(3):
+            lt = undecided & (km[:, k] < kp[:, k])
+            gt = undecided & (km[:, k] > kp[:, k])
+            swap |= lt
+            undecided &= ~(lt | gt)
+        kp = np.where(swap[:, None], km, kp)
+        sign = np.where(swap, -1.0, 1.0)
+    _, rep, inverse = np.unique(kp, axis=0, return_index=True, return_inverse=True)
+    if len(rep) == len(q):
+        return None, None, None
+    return rep, sign, inverse.reshape(-1)
 
 
 def spectrum(system: SpinSystem, q: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
