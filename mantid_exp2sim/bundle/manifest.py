@@ -232,12 +232,12 @@ def make_manifest(
             "date": now.isoformat(),
         },
     }
-    validate_manifest({**manifest, "schema_version": SCHEMA_VERSION, "parts": {}}, where="make_manifest")
+    validate_manifest({**manifest, "schema_version": SCHEMA_VERSION, "parts": {}}, where="the manifest built by make_manifest")
     return manifest
 
 
 def _fail(where: str, summary: str, reason: str, fix: str) -> BundleError:
-    return BundleError(format_error(f"{summary} ({where})", reason=reason, fix=fix))
+    return BundleError(format_error(f"{summary} in {where}", reason=reason, fix=fix))
 
 
 def validate_manifest(manifest: Mapping[str, Any], *, where: str) -> None:

@@ -45,7 +45,7 @@ def EncoderWrapper(generator: Any):  # noqa: N802 - factory returning an nn.Modu
     return _Encoder(generator)
 
 
-def _dynamo_export(module, x, dynamic_spatial: bool, output_names: list[str]) -> bytes:
+def _dynamo_export(module, x, dynamic_spatial: bool, output_names: list[str], optimize: bool) -> bytes:
     torch = _torch()
     from torch.export import Dim
 
@@ -64,7 +64,7 @@ def _dynamo_export(module, x, dynamic_spatial: bool, output_names: list[str]) ->
             input_names=[INPUT_NAME],
             output_names=output_names,
             verbose=False,
-            optimize=True,
+            optimize=optimize,
         )
     return program.model_proto.SerializeToString()
 
@@ -95,6 +95,7 @@ def export_onnx(
     dynamic_spatial: bool = True,
     output_names: Sequence[str] | None = None,
     exporter: str = "auto",
+    optimize: bool = True,
 ) -> bytes:
     """Serialise ``module`` to one self-contained ONNX graph (opset 18).
 
@@ -113,6 +114,10 @@ def export_onnx(
     exporter
         ``"auto"`` (dynamo, falling back to TorchScript on failure), ``"dynamo"`` or
         ``"torchscript"``.
+    optimize
+        Run the ONNX graph optimiser after a dynamo export (default; folds the padding and
+        shape arithmetic into fewer nodes). ONNX Runtime optimises the graph again when it
+        loads it, so False gives the same results and halves the export time.
 
     Returns
     -------
@@ -139,7 +144,7 @@ def export_onnx(
         with torch.no_grad():
             if exporter in ("auto", "dynamo"):
                 try:
-                    return _dynamo_export(module, x, dynamic_spatial, names)
+                    return _dynamo_export(module, x, dynamic_spatial, names, optimize)
                 except Exception as exc:  # dynamo failures come as many exception types
                     if exporter == "dynamo":
                         raise
