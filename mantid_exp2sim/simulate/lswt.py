@@ -35,7 +35,9 @@ Diagonalisation: Colpa's method (J. H. P. Colpa, Physica A 93, 327 (1978)):
 modes) the Cholesky factorisation fails and, like SpinW's ``omega_tol``, a shift
 ``goldstone_shift * max(1, max|h|)`` (default 1e-9 relative) is added to the
 diagonal of that Q point only; the Goldstone energies then come out at about
-``sqrt(2 * shift * h_ii)`` instead of 0 (of order 1e-4 of the band width).
+``sqrt(2 * shift * h_ii)`` instead of 0 (of order 1e-4 of the band width). Modes
+below ``zero_mode_tol * max|h(k)|`` (default 1e-4) are reported as exact zero modes:
+energy 0 and intensity 0 (at the exact zone centre their weight is elastic).
 
 Neutron intensity (T = 0, one-magnon creation, per magnetic site)::
 
@@ -79,10 +81,14 @@ __all__ = [
     "spectrum",
     "group_velocities",
     "DEFAULT_GOLDSTONE_SHIFT",
+    "DEFAULT_ZERO_MODE_TOL",
 ]
 
 #: Relative diagonal shift added where Cholesky fails on a semi-definite ``h(k)``.
 DEFAULT_GOLDSTONE_SHIFT = 1e-9
+
+#: Relative energy below which a mode counts as a zero (Goldstone) mode.
+DEFAULT_ZERO_MODE_TOL = 1e-4
 
 _BATCH = 512
 
@@ -393,11 +399,15 @@ class Modes:
     vectors
         (n, 2N, N) columns of the paraunitary Colpa matrix ``T`` for the N
         positive-energy modes (normalised ``T_n^H g T_n = 1``).
+    zero_modes
+        (n, N) bool: Goldstone modes at the exact zone centre (energy set to 0,
+        intensity 0).
     """
 
     q: np.ndarray
     energies: np.ndarray
     vectors: np.ndarray
+    zero_modes: np.ndarray
     _comp: _Compiled = field(repr=False)
 
     @property
@@ -448,7 +458,8 @@ class Modes:
                                 "phases; h(k) depends on that component"),
                         fix="diagonalise at the new q instead (only components along which no "
                             "bond has a translation may differ)"))
-        return _intensities(self._comp, self.vectors, qe)
+        out = _intensities(self._comp, self.vectors, qe)
+        return np.where(self.zero_modes, 0.0, out)
 
     def velocities(self) -> np.ndarray:
         """(n, N, 3) group velocities ``dE_n/dk`` in meV Angstrom (Cartesian)."""
@@ -552,7 +563,7 @@ def _diag_colpa(comp: _Compiled, q: np.ndarray, shift: float):
     failed |= lam_p[:, 0] < 0
     rhs = U[:, :, N:] * np.sqrt(np.maximum(lam_p, 0.0))[:, None, :]
     T = np.linalg.solve(K, rhs)
-    return lam_p, T, failed
+    return lam_p, T, failed, np.max(np.abs(h), axis=(1, 2))
 
 
 def _diag_real(comp: _Compiled, q: np.ndarray, shift: float):
@@ -582,7 +593,7 @@ def _diag_real(comp: _Compiled, q: np.ndarray, shift: float):
         w2, T2, bad2 = _real_core(Ap[idx] + eps, Am[idx] + eps)
         w[idx], T[idx] = w2, T2
         bad[idx] = bad2
-    return w, T, bad
+    return w, T, bad, np.max(np.abs(ab), axis=(1, 2, 3))
 
 
 def _real_core(Ap: np.ndarray, Am: np.ndarray):
@@ -602,7 +613,8 @@ def _real_core(Ap: np.ndarray, Am: np.ndarray):
 def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
                 goldstone_shift: float = DEFAULT_GOLDSTONE_SHIFT,
                 on_unstable: str = "raise", batch_size: int = _BATCH,
-                method: str = "auto", reduce: bool = True) -> Modes:
+                method: str = "auto", reduce: bool = True,
+                zero_mode_tol: float = DEFAULT_ZERO_MODE_TOL) -> Modes:
     """Diagonalise the spin-wave Hamiltonian at many wave vectors.
 
     Parameters
@@ -624,6 +636,11 @@ def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
         for collinear structures with symmetric exchange and anisotropy along the
         frame axes; else Colpa), ``"colpa"`` (always the full 2N x 2N Colpa method)
         or ``"real"`` (force the reduction; raises if not applicable).
+    zero_mode_tol
+        Modes with ``E < zero_mode_tol * max|h(k)|`` are Goldstone modes at the
+        exact magnetic zone centre: they are returned with energy 0 and intensity 0
+        (their weight belongs to the elastic Bragg peak; the regularised 1/E
+        intensity would otherwise be an arbitrary huge number).
     reduce
         Diagonalise only once per class of equivalent wave vectors (``k + G`` and,
         with real coefficients, ``-k``); results are identical, just faster on
@@ -659,9 +676,10 @@ def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
     n = len(q)
     energies = np.empty((n, N))
     vectors = np.empty((n, 2 * N, N), dtype=complex)
+    zero_modes = np.zeros((n, N), dtype=bool)
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
-        w, T, failed = solver(comp, q[sl], goldstone_shift)
+        w, T, failed, scale = solver(comp, q[sl], goldstone_shift)
         if np.any(failed) and on_unstable == "raise":
             k = start + int(np.argmax(failed))
             lowest = np.linalg.eigvalsh(_hamiltonian(comp, q[k:k + 1]))[0, 0]
@@ -674,17 +692,22 @@ def diagonalise(system: SpinSystem | _Compiled, q: np.ndarray, *,
                     "stable_only=True)) or call with on_unstable='nan'"))
         w = np.where(failed[:, None], np.nan, w)
         T = np.where(failed[:, None, None], np.nan, T)
+        zero = ((w < zero_mode_tol * scale[:, None])
+                | (w <= 10 * goldstone_shift * np.maximum(1.0, scale)[:, None]))
+        w = np.where(zero, 0.0, w)
+        zero_modes[sl] = zero
         energies[sl] = w
         vectors[sl] = T
     if rep is not None:
         energies = energies[inverse]
         vectors = vectors[inverse]
+        zero_modes = zero_modes[inverse]
         # rows were diagonalised at the canonical orientation sign * k; points mapped
         # with sign -1 need T(-k) = conj T(k)
         flip = sign < 0
         if np.any(flip):
             vectors[flip] = np.conj(vectors[flip])
-    return Modes(q=q_all, energies=energies, vectors=vectors, _comp=comp)
+    return Modes(q=q_all, energies=energies, vectors=vectors, zero_modes=zero_modes, _comp=comp)
 
 
 def _equivalent_points(comp: _Compiled, q: np.ndarray, use_inversion: bool):
