@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import mantid_exp2sim.inference as inference
 from mantid_exp2sim.bundle import load_bundle
