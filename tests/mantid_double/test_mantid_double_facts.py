@@ -181,3 +181,19 @@ def test_string_list_validator_needs_a_list():
     StringListValidator(["a", "b"])
     with pytest.raises(TypeError):
         StringListValidator(("a", "b"))
+
+
+def test_table_workspaces(api):
+    api_module, simpleapi = api
+    table = simpleapi.CreateEmptyTableWorkspace(OutputWorkspace="facts_table")
+    assert table.addColumn("str", "Model")
+    assert table.addColumn("double", "Probability")
+    table.addRow(["Goodenough", 0.75])
+    table.addRow({"Model": "Dimer", "Probability": 0.25})
+    assert table.rowCount() == 2 and table.columnCount() == 2
+    assert table.column("Model") == ["Goodenough", "Dimer"]
+    assert table.row(1) == {"Model": "Dimer", "Probability": 0.25}
+    assert dict(table.toDict()) == {"Model": ["Goodenough", "Dimer"], "Probability": [0.75, 0.25]}
+    assert "facts_table" in api_module.mtd
+    made = api_module.WorkspaceFactory.createTable()
+    assert made.rowCount() == 0 and made.id() == "TableWorkspace"
