@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -75,16 +76,19 @@ def _torchscript_export(module, x, dynamic_spatial: bool, output_names: list[str
     if dynamic_spatial:
         axes.update({i: f"s{i - 2}" for i in range(2, x.dim())})
     buf = io.BytesIO()
-    torch.onnx.export(
-        module,
-        (x,),
-        buf,
-        dynamo=False,
-        opset_version=OPSET,
-        input_names=[INPUT_NAME],
-        output_names=output_names,
-        dynamic_axes={INPUT_NAME: axes, **{n: dict(axes) for n in output_names}},
-    )
+    with warnings.catch_warnings():
+        # harmless: strided slices (the reflect padding) are left to ONNX Runtime to fold
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+        torch.onnx.export(
+            module,
+            (x,),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_axes={INPUT_NAME: axes, **{n: dict(axes) for n in output_names}},
+        )
     return buf.getvalue()
 
 

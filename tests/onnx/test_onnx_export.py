@@ -89,3 +89,17 @@ def test_export_keeps_training_mode_and_rejects_bad_arguments():
     with pytest.raises(ValueError, match="example input"):
         export_onnx(g, torch.randn(16, 16))
     assert g.training
+
+
+def test_torchscript_fallback_exporter_matches_torch():
+    g = _random_generator(2, ngf=2, n_blocks=1)
+    blob = export_onnx(g, torch.randn(1, 2, 16, 16), exporter="torchscript")
+    assert verify_onnx(blob, g, [torch.randn(2, 2, 24, 40), torch.randn(1, 2, 8, 8)]) < 1e-4
+
+
+def test_verify_onnx_detects_a_different_module(generator_2d):
+    g, blob = generator_2d
+    other = _random_generator(2, ngf=4, n_blocks=2)
+    with torch.no_grad():
+        other.head.bias.fill_(1.0)
+    assert verify_onnx(blob, other, torch.randn(1, 2, 16, 16)) > 0.5
