@@ -382,6 +382,17 @@ class DomainData:
     def describe(self) -> dict[str, Any]:
         return {**self.source.describe(), "train_samples": int(self.train.size), "holdout_samples": int(self.holdout.size)}
 
+    def fingerprint(self, n: int = 4) -> str:
+        """sha256 of the first ``n`` training samples (detects changed files on resume/export)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for i in self.train[:n]:
+            x = np.nan_to_num(self.source.read(int(i)), nan=-0.0).astype("<f4")
+            h.update(str(x.shape).encode())
+            h.update(x.tobytes())
+        return h.hexdigest()
+
 
 @dataclass
 class TrainingData:

@@ -149,6 +149,7 @@ def export_bundle(
     from .checkpoint import load_checkpoint
     from .config import GanConfig
     from .data import data_from_config
+    from .gan import check_split
 
     say = log or (lambda msg: None)
     if task not in TASK_GENERATOR:
@@ -175,6 +176,16 @@ def export_bundle(
     tile = tile_size if tile_size is not None else DEFAULT_TILE[ndim]
     tile = [int(tile)] * ndim if np.ndim(tile) == 0 else [int(t) for t in tile]
 
+    # ---- data first (fail fast): the same split as in training
+    say("opening the training data")
+    data = data_from_config(cfg, val_samples=val_pairs)
+    check_split(ckpt, data)
+    dom = data.a if side == "a" else data.b
+    axes = None
+    src = dom.source
+    if hasattr(src, "axes"):
+        axes = src.axes() or None
+
     # ---- ONNX graphs, checked on input sizes not used in training
     say(f"exporting {gen_key} ({task}) to ONNX")
     rng = np.random.default_rng([seed, 5])
@@ -195,24 +206,6 @@ def export_bundle(
             )
         )
     weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in g.state_dict().items()}
-
-    # ---- data: the same split as in training
-    say("opening the training data")
-    data = data_from_config(cfg, val_samples=val_pairs)
-    split = ckpt["split"]
-    if not np.array_equal(split["a_train"].numpy(), data.a.train) or not np.array_equal(split["b_train"].numpy(), data.b.train):
-        raise InputDataError(
-            format_error(
-                "The data files differ from those the checkpoint was trained on",
-                reason="the recomputed training split does not match the checkpoint's",
-                fix="pass the original files (--domain-a/--domain-b) with the same samples",
-            )
-        )
-    dom = data.a if side == "a" else data.b
-    axes = None
-    src = dom.source
-    if hasattr(src, "axes"):
-        axes = src.axes() or None
 
     # ---- validation metrics of this direction
     say(f"validating on {min(val_pairs, len(data.val_pairs))} held-out pairs")

@@ -43,6 +43,7 @@ from .metrics import frechet_distance, intensity_ratio, masked_psnr, masked_ssim
 __all__ = [
     "GanTrainer",
     "build_networks",
+    "check_split",
     "lr_factor",
     "select_device",
     "translate_sample",
@@ -111,6 +112,28 @@ def build_networks(cfg: GanConfig) -> tuple[dict[str, torch.nn.Module], list[int
         "F_B": PatchSampleMLP(channels, nc=cfg.netf_nc),
     }
     return nets, layers
+
+
+def check_split(ckpt: Mapping[str, Any], data: TrainingData) -> None:
+    """Raise :class:`InputDataError` unless ``data`` has the checkpoint's split and samples."""
+    split = ckpt["split"]
+    problems = [
+        f"the {key.replace('_', ' ')} indices differ"
+        for key, arr in (("a_train", data.a.train), ("b_train", data.b.train))
+        if not np.array_equal(split[key].numpy(), np.asarray(arr))
+    ]
+    if not problems:
+        for tag, dom in (("a", data.a), ("b", data.b)):
+            if split.get(f"{tag}_fingerprint") not in (None, dom.fingerprint()):
+                problems.append(f"the domain-{tag.upper()} samples differ (checksum of the first training samples)")
+    if problems:
+        raise InputDataError(
+            format_error(
+                "The training data differ from those of the checkpoint",
+                reason="; ".join(problems),
+                fix="use the same data files, seed and split settings as the training run",
+            )
+        )
 
 
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -239,6 +262,7 @@ class GanTrainer:
                         fix="use larger patches or fewer discriminator layers (--n-layers)",
                     )
                 )
+        self._fingerprints = (data.a.fingerprint(), data.b.fingerprint())
         self.step = 0
         self.elapsed = 0.0
         #: Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
@@ -277,6 +301,8 @@ class GanTrainer:
                 "a_holdout": torch.from_numpy(np.asarray(d.a.holdout, dtype=np.int64)),
                 "b_train": torch.from_numpy(np.asarray(d.b.train, dtype=np.int64)),
                 "b_holdout": torch.from_numpy(np.asarray(d.b.holdout, dtype=np.int64)),
+                "a_fingerprint": self._fingerprints[0],
+                "b_fingerprint": self._fingerprints[1],
             },
             "data": json.dumps(d.describe()),
             "validation": dict(self.last_validation),
@@ -287,16 +313,7 @@ class GanTrainer:
 
     def load_state_dict(self, ckpt: Mapping[str, Any]) -> None:
         """Continue from a checkpoint of the same run (same data split and networks)."""
-        split = ckpt["split"]
-        for key, arr in (("a_train", self.data.a.train), ("b_train", self.data.b.train)):
-            if not np.array_equal(split[key].numpy(), np.asarray(arr)):
-                raise InputDataError(
-                    format_error(
-                        "The training data differ from those of the checkpoint",
-                        reason=f"the {key.replace('_', ' ')} indices do not match",
-                        fix="resume with the same data files, seed and split settings",
-                    )
-                )
+        check_split(ckpt, self.data)
         for k, net in self.nets.items():
             net.load_state_dict(ckpt["models"][k])
         for k, o in self.optimizers.items():

@@ -7,6 +7,7 @@ enter any number. They are numpy/scipy only (no torch), so benchmarks and the pa
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -144,7 +145,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, *, eps: flo
     """Frechet distance between Gaussians fitted to two feature sets (the FID formula).
 
     ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 sqrt(C_a C_b))``, with ``eps`` added to the
-    diagonals when the product's square root is not finite (few samples).
+    diagonals when the product is singular (fewer samples than features).
 
     Parameters
     ----------
@@ -171,10 +172,15 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, *, eps: flo
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca = np.atleast_2d(np.cov(a, rowvar=False))
     cb = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(ca @ cb)
-    if not np.isfinite(covmean).all():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(ca @ cb)
+    if caught or not np.isfinite(covmean).all():
+        # singular product (fewer samples than features): regularise, as pytorch-fid does
         off = np.eye(ca.shape[0]) * eps
-        covmean = linalg.sqrtm((ca + off) @ (cb + off))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            covmean = linalg.sqrtm((ca + off) @ (cb + off))
     covmean = np.real(covmean)
     diff = mu_a - mu_b
     value = float(diff @ diff + np.trace(ca) + np.trace(cb) - 2.0 * np.trace(covmean))
