@@ -47,6 +47,8 @@ __all__ = [
     "encoder_feature_maps",
     "encode_features",
     "default_batch_size",
+    "default_tile",
+    "TILE_MEMORY_BUDGET",
     "DEFAULT_PATCH",
     "clear_backend_cache",
 ]
@@ -55,12 +57,14 @@ log = logging.getLogger("mantid_exp2sim.inference")
 
 Progress = Callable[[int, int], Any]
 
-#: Tile edge used when the bundle suggests none (``patch.size`` null), per ndim. Inputs up to
-#: this size run as one tile (no halo overhead); see docs/inference.md for the choice.
-DEFAULT_PATCH = {2: 1024, 3: 192}
+#: Largest default tile edge per ndim and device (the planner then shrinks tiles to the
+#: smallest size that covers the input with as few tiles as this allows).
+DEFAULT_PATCH = {"cpu": {2: 1024, 3: 256}, "gpu": {2: 2048, 3: 320}}
 
-#: Network-input elements per batch aimed at on a GPU by the default batch size.
-GPU_BATCH_ELEMENTS = 1 << 24
+#: Activation memory one tile may take by default (bytes): the CPU figure keeps a streamed
+#: 256^3 translation with the 3D default model under 2 GB of peak RSS; on a GPU the batch
+#: size fills the GPU budget with tiles.
+TILE_MEMORY_BUDGET = {"cpu": 1.75 * 2**30, "gpu": 8 * 2**30}
 
 # Padding names of models.normalisation.pad_to_multiple -> numpy/tiler names.
 _PAD_MODE_TO_NUMPY = {"replicate": "edge", "reflect": "reflect", "edge": "edge", "zeros": "constant", "constant": "constant"}
@@ -83,7 +87,11 @@ class ModelSpec:
     min_size
         Smallest spatial size per axis the network accepts (a multiple of ``multiple``).
     patch
-        Default tile edge per dimension (network input size, halo included).
+        The bundle's suggested tile edge per dimension (network input size, halo included),
+        or None.
+    bytes_per_bin
+        Estimated peak activation memory per bin of a tile (ONNX Runtime on CPU measures
+        about ``4 * (in + out) + 26 * ngf`` bytes for the ResNet generator).
     pad_mode
         numpy name of the end-padding rule used to reach a multiple of ``multiple``.
     task, direction, kind, bundle_id, sha256
@@ -96,7 +104,8 @@ class ModelSpec:
     halo: int
     multiple: int
     min_size: int
-    patch: tuple[int, ...]
+    patch: tuple[int, ...] | None
+    bytes_per_bin: float
     pad_mode: str
     task: str
     direction: str | None
@@ -153,7 +162,7 @@ def model_spec(bundle: Any) -> ModelSpec:
         config = dict((man.get("architecture") or {}).get("config") or {})
         multiple = int(patch_info.get("multiple") or 2 ** int(config.get("n_down", 2)))
         halo = int(patch_info["halo"])
-        size = patch_info.get("size") or DEFAULT_PATCH[ndim]
+        size = patch_info.get("size")
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(
             format_error(
@@ -162,7 +171,9 @@ def model_spec(bundle: Any) -> ModelSpec:
                 fix="re-export the bundle with the current exp2sim-train",
             )
         ) from exc
-    patch = tuple(int(s) for s in (size if np.ndim(size) else [size] * ndim))
+    patch = None if size is None else tuple(int(s) for s in (size if np.ndim(size) else [size] * ndim))
+    in_ch, out_ch = int(man.get("in_channels", 2)), int(man.get("out_channels", 1))
+    bytes_per_bin = 4.0 * (in_ch + out_ch) + 26.0 * float(config.get("ngf", 32))
     norm = man.get("normalisation") or {}
     pad_name = str(norm.get("pad_mode", "replicate")) if isinstance(norm, Mapping) else "replicate"
     if pad_name not in _PAD_MODE_TO_NUMPY:
@@ -175,12 +186,13 @@ def model_spec(bundle: Any) -> ModelSpec:
     min_size = int(patch_info.get("min_size") or _min_size_from_config(config, multiple))
     return ModelSpec(
         ndim=ndim,
-        in_channels=int(man.get("in_channels", 2)),
-        out_channels=int(man.get("out_channels", 1)),
+        in_channels=in_ch,
+        out_channels=out_ch,
         halo=halo,
         multiple=multiple,
         min_size=min_size,
         patch=patch,
+        bytes_per_bin=bytes_per_bin,
         pad_mode=_PAD_MODE_TO_NUMPY[pad_name],
         task=str(man.get("task", "")),
         direction=man.get("direction"),
@@ -280,7 +292,7 @@ def get_backend(
 def resolve_batch_size(batch_size: int | None, plan: TilePlan, spec: ModelSpec, engine: InferenceBackend) -> int:
     """``batch_size`` checked, or :func:`default_batch_size` when None."""
     if batch_size is None:
-        return default_batch_size(plan.tile_shape, spec.in_channels, engine.device)
+        return default_batch_size(plan.tile_shape, spec, engine.device)
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(
             format_error(
@@ -292,13 +304,25 @@ def resolve_batch_size(batch_size: int | None, plan: TilePlan, spec: ModelSpec, 
     return int(batch_size)
 
 
-def default_batch_size(tile_shape: Sequence[int], in_channels: int, device: str) -> int:
-    """Tiles per network call: 1 on the CPU (threads already fill the cores), else enough
-    tiles for about :data:`GPU_BATCH_ELEMENTS` input elements (out-of-memory halves it)."""
+def default_batch_size(tile_shape: Sequence[int], spec: ModelSpec, device: str) -> int:
+    """Tiles per network call: 1 on the CPU (threads already fill the cores); on a GPU as
+    many tiles as fit :data:`TILE_MEMORY_BUDGET` (an out-of-memory error halves it)."""
     if device != "gpu":
         return 1
-    per_tile = int(np.prod(tile_shape)) * int(in_channels)
-    return max(1, min(64, GPU_BATCH_ELEMENTS // max(1, per_tile)))
+    per_tile = float(np.prod(tile_shape)) * spec.bytes_per_bin
+    return int(max(1, min(64, TILE_MEMORY_BUDGET["gpu"] // max(1.0, per_tile))))
+
+
+def default_tile(spec: ModelSpec, device: str) -> tuple[int, ...]:
+    """Largest tile edge whose activations fit :data:`TILE_MEMORY_BUDGET`, capped by
+    :data:`DEFAULT_PATCH`, a multiple of the network's ``2**n_down``."""
+    where = "gpu" if device == "gpu" else "cpu"
+    m = spec.multiple
+    edge = (TILE_MEMORY_BUDGET[where] / spec.bytes_per_bin) ** (1.0 / spec.ndim)
+    edge = min(DEFAULT_PATCH[where][spec.ndim], int(edge) // m * m)
+    # never so small that the kept core is narrower than the halo (the budget is then exceeded)
+    edge = max(edge, m * math.ceil((3 * spec.halo + m) / m), spec.min_size)
+    return (int(edge),) * spec.ndim
 
 
 # ------------------------------------------------------------------------ checks
@@ -361,15 +385,21 @@ def _check_signal_values(signal: Any) -> None:
         )
 
 
-def resolve_patch(patch_size: Any, spec: ModelSpec) -> tuple[int, ...]:
-    """Tile edge per dimension: ``patch_size`` (one value or one per dimension) rounded up to
-    a multiple of the network's ``2**n_down`` (and to its minimum size), or the bundle's."""
+def resolve_patch(patch_size: Any, spec: ModelSpec, device: str = "cpu") -> tuple[int, ...]:
+    """Tile edge per dimension.
+
+    ``patch_size`` (one value or one per dimension) is rounded up to a multiple of the
+    network's ``2**n_down`` and to its minimum size. When it is None, the bundle's
+    ``patch.size`` is used if it leaves a core (>= ``2 * halo + multiple``), else
+    :func:`default_tile` for ``device``.
+    """
     m = spec.multiple
     if patch_size is None:
-        # A bundle's suggestion too small for its own halo would fail on large inputs:
-        # grow it so that the kept core is at least half of the tile.
         smallest = m * math.ceil((2 * spec.halo + m) / m)
-        values = [p if p >= smallest else m * math.ceil(4 * spec.halo / m) for p in spec.patch]
+        if spec.patch is not None and min(spec.patch) >= smallest:
+            values = list(spec.patch)
+        else:
+            values = list(default_tile(spec, device))
     else:
         values = [patch_size] * spec.ndim if np.ndim(patch_size) == 0 else list(patch_size)
         if len(values) not in (1, spec.ndim):
@@ -522,9 +552,10 @@ def translate(
     keep = network_dims(histo.axes, spec, spec.bundle_id)
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
     _check_signal_values(signal)
-    patch = resolve_patch(patch_size, spec)
+    resolve_patch(patch_size, spec)  # argument errors before any backend is built
     scale = float(intensity_scale(signal))
     engine = get_backend(b, backend=backend, device=device, half=half)
+    patch = resolve_patch(patch_size, spec, engine.device)
     plan = plan_for(signal.shape, spec, patch)
     batch_size = resolve_batch_size(batch_size, plan, spec, engine)
     out = np.empty(signal.shape, dtype=np.float64)

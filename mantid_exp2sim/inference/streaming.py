@@ -150,12 +150,13 @@ def translate_file(
         )
     b = resolve_bundle(bundle)
     spec = model_spec(b)
-    patch = resolve_patch(patch_size, spec)
+    resolve_patch(patch_size, spec)  # argument errors before any file is opened
     with open_md_signal(src_path) as reader:
         keep = network_dims(reader.axes, spec, spec.bundle_id)
         source = ReaderSource(reader, keep)
         scale = streamed_intensity_scale(source)
         engine = get_backend(b, backend=backend, device=device, half=half)
+        patch = resolve_patch(patch_size, spec, engine.device)
         plan = plan_for(source.shape, spec, patch)
         batch = resolve_batch_size(batch_size, plan, spec, engine)
         meta = dict(reader.metadata)
