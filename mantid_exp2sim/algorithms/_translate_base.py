@@ -13,6 +13,7 @@ inheriting them from a shared base class would silently break the algorithms.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -338,8 +339,6 @@ def validate_inputs(alg: Any, task: str) -> dict[str, str]:
             )
 
     backend = opts["backend"]
-    import importlib.util
-
     if backend == "torch" and importlib.util.find_spec("torch") is None:
         issues["Backend"] = format_error(
             "Backend PyTorch needs the Python package 'torch'",
