@@ -245,6 +245,14 @@ def from_network_output(y: Any, scale: Any, mask: Any, *, batched: bool = False)
     m = m.astype(bool)
     # the mask has no channel axis: (spatial), (N, spatial) or (N, 1, spatial)
     if m.ndim == a.ndim:
+        if m.shape[1] != 1:
+            raise InputDataError(
+                format_error(
+                    "The mask has several channels",
+                    reason=f"mask shape {m.shape}; expected (*spatial), (N, *spatial) or (N, 1, *spatial)",
+                    fix="pass the valid mask (channel 1 of the network input), not the whole input",
+                )
+            )
         m = m[:, 0]
     if m.ndim == a.ndim - 2:
         m = m[None]

@@ -135,6 +135,10 @@ def test_invalid_scale_and_multi_sample_output_are_rejected():
         to_network_input(np.ones((3, 3)), -1.0)
     with pytest.raises(InputDataError, match="several samples"):
         from_network_output(np.ones((2, 1, 3, 3)), 1.0, np.ones((3, 3)))
+    net = to_network_input(np.ones((3, 3)), 1.0)
+    with pytest.raises(InputDataError, match="several channels"):
+        from_network_output(net[:, :1], 1.0, net)
+    np.testing.assert_array_equal(from_network_output(net[:, :1], 2.0, net[:, 1:]), np.full((3, 3), 2.0))
 
 
 @pytest.mark.parametrize("mode", ["replicate", "reflect"])
