@@ -11,7 +11,8 @@ Feature extractor (small, CPU-trainable; about 0.16 M parameters, not the prior 
     conv3x3 w1->w2, ReLU, maxpool 2         (30 x 50)
     conv3x3 w2->w3, ReLU                    (30 x 50)   <- Grad-CAM layer
     average pool to the 6 x 10 tile grid    (one cell per (Ei, energy window) tile)
-    flatten, linear -> feature_dim, ReLU    (f, the DUQ feature vector)
+    flatten, linear -> feature_dim          (f, the DUQ feature vector; no final ReLU: with
+                                             few features, dead units stalled training)
 
 Strided convolutions at full resolution (instead of 3x3 convolutions followed by max
 pooling) make a training step with the gradient penalty about 6x cheaper on a CPU. Pooling to
@@ -174,7 +175,7 @@ class DUQClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """DUQ feature vectors ``(N, feature_dim)``."""
         y = self.tile_pool(self.feature_map(x))
-        return F.relu(self.fc(torch.flatten(y, 1)))
+        return self.fc(torch.flatten(y, 1))
 
     def embed(self, f: torch.Tensor) -> torch.Tensor:
         """Per-class embeddings ``W_c f``: ``(N, embedding_dim, n_classes)``."""

@@ -81,7 +81,7 @@ def test_duq_cam_targets_the_kernel_of_the_chosen_class():
     with torch.enable_grad():
         a = m.feature_map(x)
         a.retain_grad()
-        k = m.kernel(m.embed(torch.relu(m.fc(torch.flatten(m.tile_pool(a), 1)))))
+        k = m.kernel(m.embed(m.fc(torch.flatten(m.tile_pool(a), 1))))
         k[0, 1].backward()
     alpha = a.grad.mean((2, 3), keepdim=True)
     cam = torch.relu((alpha * a).sum(1, keepdim=True))

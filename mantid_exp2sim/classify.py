@@ -1,0 +1,386 @@
+"""Spin-wave model classification of PCSMO mosaics with a DUQ classifier bundle (Mantid-free).
+
+Pipeline: a 240x400 mosaic (given, or built from per-Ei (Qh, Qk, E) volumes by
+:func:`mantid_exp2sim.mosaic.build_mosaic`) -> optionally the 2D deconvolution generator
+(:func:`mantid_exp2sim.inference.translate`) -> the scale-free two-channel input
+(:mod:`mantid_exp2sim.models.normalisation`) -> the classifier (ONNX Runtime, or PyTorch) ->
+kernel values ``K_c`` per class -> a verdict from the bundle's calibrated thresholds ->
+optionally a Grad-CAM map for the predicted class (needs PyTorch).
+
+Verdicts (thresholds calibrated on held-out in-distribution data, see
+:func:`calibrate_thresholds`):
+
+* ``out of distribution``: ``max K < t_ood``;
+* ``confident``: ``max K >= t_conf`` and no other class reaches ``t_conf``;
+* ``uncertain``: otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ._version import __version__
+from .errors import BundleError, InputDataError, format_error
+from .histogram import MDHisto
+from .mosaic import LAYOUT, MOSAIC_SHAPE, build_mosaic, mosaic_axes, validate_mosaic
+
+__all__ = [
+    "VERDICTS",
+    "Classification",
+    "calibrate_thresholds",
+    "verdict_of",
+    "load_classifier",
+    "prepare_mosaic",
+    "network_input",
+    "run_classifier",
+    "classify",
+]
+
+VERDICTS = ("confident", "uncertain", "out of distribution")
+
+
+def calibrate_thresholds(
+    k: np.ndarray,
+    labels: np.ndarray,
+    *,
+    confident_coverage: float = 0.95,
+    ood_quantile: float = 0.01,
+) -> dict[str, Any]:
+    """Calibrate the verdict thresholds on held-out in-distribution data.
+
+    Parameters
+    ----------
+    k
+        ``(n, n_classes)`` kernel values of held-out samples.
+    labels
+        ``(n,)`` true class indices.
+    confident_coverage
+        Fraction of the correctly classified held-out samples that must be ``confident``:
+        ``t_conf`` is the ``1 - confident_coverage`` quantile of their max K.
+    ood_quantile
+        ``t_ood`` is this quantile of the max K of all held-out samples (so about this
+        fraction of in-distribution data is flagged), capped at ``t_conf``.
+
+    Returns
+    -------
+    dict
+        JSON-safe: ``confident`` (t_conf), ``out_of_distribution`` (t_ood), the rule, its
+        parameters, and the held-out accuracy and verdict fractions.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    if k.ndim != 2 or k.shape[0] != y.shape[0] or k.shape[0] == 0:
+        raise InputDataError(
+            format_error(
+                "Cannot calibrate thresholds",
+                reason=f"kernel values of shape {k.shape} for {y.shape[0]} labels",
+            )
+        )
+    pred = k.argmax(1)
+    kmax = k.max(1)
+    correct = pred == y
+    if not correct.any():
+        raise InputDataError(
+            format_error(
+                "Cannot calibrate thresholds: no held-out sample is classified correctly",
+                fix="train the classifier longer or check the labels",
+            )
+        )
+    t_conf = float(np.quantile(kmax[correct], 1.0 - confident_coverage))
+    t_ood = min(float(np.quantile(kmax, ood_quantile)), t_conf)
+    th: dict[str, Any] = {
+        "confident": t_conf,
+        "out_of_distribution": t_ood,
+        "rule": (
+            "out of distribution if max K < out_of_distribution; confident if max K >= "
+            "confident and no other class reaches it; uncertain otherwise. confident = the "
+            f"{1 - confident_coverage:g} quantile of max K over correctly classified held-out "
+            f"samples; out_of_distribution = the {ood_quantile:g} quantile of max K over all "
+            "held-out samples (capped at confident)"
+        ),
+        "confident_coverage": float(confident_coverage),
+        "ood_quantile": float(ood_quantile),
+        "n_holdout": int(k.shape[0]),
+        "holdout_accuracy": float(correct.mean()),
+    }
+    verdicts = [verdict_of(row, th) for row in k]
+    for v in VERDICTS:
+        th[f"holdout_fraction_{v.replace(' ', '_')}"] = float(np.mean([x == v for x in verdicts]))
+    return th
+
+
+def verdict_of(k: np.ndarray, thresholds: Mapping[str, Any]) -> str:
+    """Verdict for one sample's kernel values ``(n_classes,)``: one of :data:`VERDICTS`."""
+    k = np.asarray(k, dtype=np.float64).ravel()
+    t_conf = float(thresholds["confident"])
+    t_ood = float(thresholds["out_of_distribution"])
+    kmax = float(k.max())
+    if kmax < t_ood:
+        return VERDICTS[2]
+    if kmax >= t_conf and int(np.sum(k >= t_conf)) == 1:
+        return VERDICTS[0]
+    return VERDICTS[1]
+
+
+@dataclass
+class Classification:
+    """The classification of one mosaic.
+
+    Attributes
+    ----------
+    K
+        Kernel value per class name (each in (0, 1]; 1 = at the class centroid).
+    prediction
+        Class with the largest K.
+    verdict
+        One of :data:`VERDICTS`.
+    thresholds
+        The bundle's calibrated thresholds used for the verdict.
+    provenance
+        Bundle ids and checksums, backend, device, package version, deconvolution details.
+    activation_map
+        Grad-CAM for the predicted class on the mosaic's axes (NaN at masked bins), or None.
+    tile_importance
+        ``(6, 10)`` mean of the map per (Ei, energy window) tile, or None.
+    mosaic
+        The mosaic classified (after deconvolution when asked for).
+    """
+
+    K: dict[str, float]
+    prediction: str
+    verdict: str
+    thresholds: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    activation_map: MDHisto | None = None
+    tile_importance: np.ndarray | None = None
+    mosaic: MDHisto | None = None
+
+    @property
+    def max_k(self) -> float:
+        """Largest kernel value."""
+        return max(self.K.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary: ``K``, ``prediction``, ``verdict``, thresholds and provenance."""
+        d: dict[str, Any] = {
+            "K": {k: float(v) for k, v in self.K.items()},
+            "prediction": self.prediction,
+            "verdict": self.verdict,
+            "thresholds": {
+                "confident": float(self.thresholds["confident"]),
+                "out_of_distribution": float(self.thresholds["out_of_distribution"]),
+            },
+            "provenance": dict(self.provenance),
+        }
+        if self.tile_importance is not None:
+            d["tile_importance"] = np.asarray(self.tile_importance).round(6).tolist()
+        return d
+
+
+def load_classifier(bundle: Any = None) -> Any:
+    """A loaded classifier bundle: the shipped default when None, a path, or a Bundle.
+
+    Raises
+    ------
+    BundleError
+        When the file is not a 2D ``classify`` classifier bundle or lacks classes/thresholds.
+    """
+    from .bundle import default_bundle_path, load_bundle
+
+    if bundle is None:
+        bundle = default_bundle_path("classify", 2)
+    if isinstance(bundle, (str, os.PathLike)):
+        bundle = load_bundle(bundle, kind="classifier", task="classify", ndim=2)
+    man = getattr(bundle, "manifest", None)
+    if not isinstance(man, Mapping) or man.get("kind") != "classifier" or man.get("task") != "classify":
+        raise BundleError(
+            format_error(
+                "Not a classifier bundle",
+                reason=f"kind={None if man is None else man.get('kind')!r}, "
+                f"task={None if man is None else man.get('task')!r}",
+                fix="pass a classify_2d bundle (default_bundle_path('classify', 2))",
+            )
+        )
+    if not man.get("classes") or not man.get("thresholds"):
+        raise BundleError(
+            format_error(
+                f"Classifier bundle {getattr(bundle, 'path', '')} lacks class names or thresholds",
+                fix="re-export it with exp2sim-train classifier",
+            )
+        )
+    return bundle
+
+
+def prepare_mosaic(
+    inputs: MDHisto | Sequence[MDHisto],
+    ei: Sequence[float] | None = None,
+    *,
+    argument: str = "input",
+) -> MDHisto:
+    """One mosaic from a 2D mosaic or from 3D (Qh, Qk, E) volumes (one per Ei).
+
+    Parameters
+    ----------
+    inputs
+        A mosaic (``(240, 400)`` non-integrated dimensions) or a list of 3D volumes.
+    ei
+        Incident energies of the volumes (else their metadata ``Ei``).
+    """
+    items = [inputs] if isinstance(inputs, MDHisto) else list(inputs)
+    if not items:
+        raise InputDataError(format_error(f"No {argument} given", fix="pass a mosaic or per-Ei volumes"))
+    dims = [len(h.non_integrated_dims()) for h in items]
+    if len(items) == 1 and dims[0] == 2:
+        h = items[0]
+        validate_mosaic(h, argument=argument)
+        sig = h.signal.reshape(MOSAIC_SHAPE)
+        meta = dict(h.metadata)
+        meta.setdefault("layout", LAYOUT)
+        return MDHisto(sig, mosaic_axes(), errors=None, metadata=meta)
+    if all(d == 3 for d in dims):
+        return build_mosaic(items, ei)
+    raise InputDataError(
+        format_error(
+            f"Cannot make a mosaic from the {argument}",
+            reason=f"non-integrated dimensions per input: {dims}; need one 2D mosaic or "
+            "3D (Qh, Qk, E) volumes",
+            fix="pass one 240x400 mosaic, or one (Qh, Qk, E) volume per incident energy",
+        )
+    )
+
+
+def network_input(mosaic: MDHisto) -> np.ndarray:
+    """The classifier's input ``(1, 2, 240, 400)`` float32 (scaled signal, valid mask)."""
+    from .models.normalisation import intensity_scale, to_network_input
+
+    sig = mosaic.signal.reshape(MOSAIC_SHAPE)
+    return to_network_input(sig, intensity_scale(sig))
+
+
+def run_classifier(
+    x: np.ndarray, bundle: Any, *, backend: str = "auto", device: str = "auto"
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Kernel values ``(N, n_classes)`` for network inputs ``(N, 2, 240, 400)``.
+
+    Returns
+    -------
+    k
+        Kernel values.
+    info
+        ``backend`` and ``device`` actually used.
+    """
+    from .inference import get_backend
+
+    engine = get_backend(bundle, backend=backend, device=device)
+    k = np.asarray(engine(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float64)
+    classes = bundle.manifest["classes"]
+    if k.ndim != 2 or k.shape[1] != len(classes):
+        raise BundleError(
+            format_error(
+                "The classifier's output does not match its class list",
+                reason=f"output shape {k.shape}, classes {classes}",
+                fix="re-export the bundle",
+            )
+        )
+    return k, {"backend": engine.name, "device": engine.device}
+
+
+def _activation_map(bundle: Any, x: np.ndarray, class_index: int, mosaic: MDHisto) -> tuple[MDHisto, np.ndarray]:
+    from .errors import require
+
+    require("torch", extra="torch", feature="The class activation map (Grad-CAM)")
+    from .models.gradcam import grad_cam
+
+    model = bundle.build_torch_model()
+    res = grad_cam(model, x, class_index)
+    cam = res.cam[0].copy()
+    cam[np.isnan(mosaic.signal.reshape(MOSAIC_SHAPE))] = np.nan
+    meta = {
+        "layout": LAYOUT,
+        "ei_list": mosaic.metadata.get("ei_list"),
+        "window_fractions": mosaic.metadata.get("window_fractions"),
+        "grad_cam_class": bundle.manifest["classes"][class_index],
+        "bundle_id": bundle.bundle_id,
+        "package_version": __version__,
+    }
+    return MDHisto(cam, mosaic_axes(), metadata={k: v for k, v in meta.items() if v is not None}), res.tiles[0]
+
+
+def classify(
+    inputs: MDHisto | Sequence[MDHisto],
+    bundle: Any = None,
+    *,
+    ei: Sequence[float] | None = None,
+    deconvolve: bool = False,
+    deconvolution_bundle: Any = None,
+    backend: str = "auto",
+    device: str = "auto",
+    activation_map: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Classification:
+    """Classify one mosaic (or the mosaic built from per-Ei volumes).
+
+    Parameters
+    ----------
+    inputs
+        A 240x400 mosaic, or 3D (Qh, Qk, E) volumes, one per incident energy.
+    bundle
+        Classifier bundle (path or Bundle); default: the shipped ``classify_2d`` bundle.
+    ei
+        Incident energies of the volumes (else their metadata ``Ei``).
+    deconvolve
+        Remove the resolution with the 2D deconvolution generator first.
+    deconvolution_bundle
+        Generator bundle for ``deconvolve``; default: the shipped ``deconvolve_2d`` bundle.
+    backend, device
+        As for :func:`mantid_exp2sim.inference.translate`.
+    activation_map
+        Also compute the Grad-CAM map of the predicted class (needs PyTorch).
+    progress
+        ``progress(done, total)`` forwarded to the deconvolution.
+
+    Returns
+    -------
+    Classification
+    """
+    b = load_classifier(bundle)
+    mosaic = prepare_mosaic(inputs, ei)
+    prov: dict[str, Any] = {
+        "bundle_id": b.bundle_id,
+        "bundle_sha256": getattr(b, "sha256", ""),
+        "package_version": __version__,
+        "deconvolved": bool(deconvolve),
+    }
+    if deconvolve:
+        from .bundle import default_bundle_path, load_bundle
+        from .inference import translate
+
+        if deconvolution_bundle is None:
+            deconvolution_bundle = default_bundle_path("deconvolve", 2)
+        if isinstance(deconvolution_bundle, (str, os.PathLike)):
+            deconvolution_bundle = load_bundle(deconvolution_bundle, kind="generator", task="deconvolve", ndim=2)
+        mosaic = translate(mosaic, deconvolution_bundle, backend=backend, device=device, progress=progress)
+        prov["deconvolution_bundle_id"] = deconvolution_bundle.bundle_id
+        prov["deconvolution_bundle_sha256"] = getattr(deconvolution_bundle, "sha256", "")
+    x = network_input(mosaic)
+    k, info = run_classifier(x, b, backend=backend, device=device)
+    prov.update(info)
+    classes = [str(c) for c in b.manifest["classes"]]
+    row = k[0]
+    idx = int(row.argmax())
+    thresholds = dict(b.manifest["thresholds"])
+    result = Classification(
+        K={c: float(v) for c, v in zip(classes, row)},
+        prediction=classes[idx],
+        verdict=verdict_of(row, thresholds),
+        thresholds=thresholds,
+        provenance=prov,
+        mosaic=mosaic,
+    )
+    if activation_map:
+        result.activation_map, result.tile_importance = _activation_map(b, x, idx, mosaic)
+    return result

@@ -1,0 +1,616 @@
+"""``exp2sim-train classifier``: train the DUQ spin-wave model classifier and export its bundle.
+
+Data: one or more ``exp2sim-simulate`` mosaic data sets (HDF5, see
+docs/developer/architecture.md); each model group is a class, labelled by its ``label``
+attribute, and the class names are the group names in label order. By default the classifier
+learns from the **unconvolved** spectra (as in seed 000: measured data are deconvolved by the
+Exp2SimGAN generator before classification); ``--kind convolved`` trains on resolution-
+convolved spectra instead.
+
+Training: a seeded split into training and held-out samples (``--val-fraction``), Adam, the
+DUQ loss (BCE + two-sided gradient penalty), the centroid EMA after every step, and each
+epoch a held-out evaluation; the weights of the best held-out epoch are kept. Every sample is
+normalised by the RMS of its unmasked bins, exactly as at inference.
+
+Augmentation (the input is scale-free, so a random global intensity factor would change
+nothing): a mild Gaussian blur (sigma up to ``--blur`` bins, normalised over the unmasked bins
+so the mask does not bleed), signal-dependent noise ``x + N(0, 1) (a sqrt(|x|) + b)`` with
+``a, b`` up to ``--noise`` (count-statistics-like plus a flat background), and random extra
+masking (with probability ``--mask-prob`` a random rectangle of up to a quarter of a tile row
+block and 0-5 % random bins), after which the sample is renormalised. They make the classifier
+robust to the noise, residual resolution and coverage differences of measured data.
+
+Export: thresholds calibrated on the held-out data
+(:func:`mantid_exp2sim.classify.calibrate_thresholds`), the ONNX graph (checked against
+PyTorch), the weights, class names, the mosaic layout and the exact command, via
+:func:`mantid_exp2sim.bundle.make_manifest` and :func:`mantid_exp2sim.bundle.write_bundle`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import BundleError, Exp2SimError, InputDataError, format_error
+
+__all__ = [
+    "ClassifierConfig",
+    "LabelledSpectra",
+    "augment_batch",
+    "train_classifier",
+    "export_classifier",
+    "get_parser",
+    "main",
+]
+
+
+@dataclass
+class ClassifierConfig:
+    """Settings of a classifier training run (every field has a command-line option)."""
+
+    train: list[str] = field(default_factory=list)
+    kind: str = "unconvolved"
+    models: list[str] | None = None
+    out: str = "runs/classifier/classify_2d.exp2sim.h5"
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    max_samples: int | None = None
+    seed: int = 0
+    gamma: float = 0.99
+    length_scale: float = 0.1
+    gp_weight: float = 0.5
+    widths: list[int] = field(default_factory=lambda: [16, 32, 32, 32])
+    feature_dim: int = 64
+    embedding_dim: int = 64
+    noise: float = 0.1
+    blur: float = 1.0
+    mask_prob: float = 0.5
+    confident_coverage: float = 0.95
+    ood_quantile: float = 0.01
+    threads: int | None = None
+    exporter: str = "auto"
+
+
+# ------------------------------------------------------------------------------ data
+class LabelledSpectra:
+    """Labelled samples of one kind from ``exp2sim-simulate`` data sets (lazy reads).
+
+    Parameters
+    ----------
+    paths
+        Data-set files.
+    kind
+        ``"unconvolved"`` or ``"convolved"``.
+    models
+        Model groups to use (default: all groups holding ``kind``).
+
+    Attributes
+    ----------
+    classes
+        Class names in label order (label i -> ``classes[i]``).
+    labels
+        ``(n,)`` class index of every sample.
+    """
+
+    def __init__(self, paths: Sequence[str], kind: str = "unconvolved", models: Sequence[str] | None = None):
+        import h5py
+
+        if kind not in ("convolved", "unconvolved"):
+            raise InputDataError(
+                format_error("Invalid --kind", reason=f"{kind!r}; allowed: convolved, unconvolved")
+            )
+        if not paths:
+            raise InputDataError(format_error("No training data given", fix="pass --train FILE.h5"))
+        self.kind = kind
+        self._files = []
+        label_of: dict[str, int] = {}
+        entries: list[tuple[int, str, int]] = []
+        shape = None
+        self.masks: list[np.ndarray | None] = []
+        for fi, p in enumerate(paths):
+            path = Path(p)
+            if not path.is_file():
+                raise InputDataError(format_error(f"Training data file not found: {path}", fix="check --train"))
+            f = h5py.File(path, "r")
+            self._files.append(f)
+            if f.attrs.get("format") != "exp2sim-dataset":
+                raise InputDataError(
+                    format_error(
+                        f"'{path}' is not an exp2sim-simulate data set",
+                        reason=f"root attribute format={f.attrs.get('format')!r}",
+                        fix="make one with exp2sim-simulate (representation mosaic)",
+                    )
+                )
+            groups = [g for g, v in f.items() if isinstance(v, h5py.Group) and kind in v]
+            if models:
+                groups = [g for g in groups if g in models]
+            for g in groups:
+                lab = int(f[g].attrs.get("label", -1))
+                if g in label_of and label_of[g] != lab:
+                    raise InputDataError(
+                        format_error(
+                            f"Model '{g}' has different labels in different files",
+                            reason=f"{label_of[g]} and {lab}",
+                        )
+                    )
+                label_of[g] = lab
+                ds = f[g][kind]
+                if shape is None:
+                    shape = tuple(ds.shape[1:])
+                elif tuple(ds.shape[1:]) != shape:
+                    raise InputDataError(
+                        format_error(
+                            "Training samples differ in shape",
+                            reason=f"{shape} and {tuple(ds.shape[1:])} ({path}:{g})",
+                        )
+                    )
+                n = int(f[g].attrs.get("complete", ds.shape[0]))
+                entries.extend((fi, g, r) for r in range(n))
+            self.masks.append(np.asarray(f["mask"][...], dtype=bool) if "mask" in f else None)
+        if len(label_of) < 2:
+            raise InputDataError(
+                format_error(
+                    "The classifier needs at least two spin models",
+                    reason=f"found {sorted(label_of)} with '{kind}' samples",
+                    fix="simulate both models (e.g. dimer and goodenough) or check --models",
+                )
+            )
+        self.classes = sorted(label_of, key=lambda g: (label_of[g], g))
+        index = {g: i for i, g in enumerate(self.classes)}
+        self.shape = shape
+        self._entries = entries
+        self.labels = np.array([index[g] for _, g, _ in entries], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def read(self, i: int) -> np.ndarray:
+        """Sample ``i`` as float32 with NaN at masked bins (the file's coverage mask applied)."""
+        fi, g, r = self._entries[int(i)]
+        x = np.array(self._files[fi][g][self.kind][r], dtype=np.float32)
+        m = self.masks[fi]
+        if m is not None and m.shape == x.shape:
+            x[m] = np.nan
+        return x
+
+    def read_batch(self, idx: Sequence[int]) -> np.ndarray:
+        """``(len(idx), *shape)`` samples."""
+        return np.stack([self.read(i) for i in idx])
+
+    def close(self) -> None:
+        """Close the files."""
+        for f in self._files:
+            f.close()
+
+
+def _split(labels: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split: the same held-out fraction of every class (at least one each)."""
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = max(1, int(round(val_fraction * idx.size)))
+        if idx.size - n_val < 1:
+            raise InputDataError(
+                format_error(
+                    f"Too few samples of class {c} to hold some out",
+                    reason=f"{idx.size} samples",
+                    fix="simulate more samples",
+                )
+            )
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return rng.permutation(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+# ------------------------------------------------------------------------- augmentation
+def _normalise(signal: np.ndarray) -> np.ndarray:
+    """Per-sample scale-free input ``(N, 2, H, W)`` (RMS of each sample's unmasked bins)."""
+    from ..models.normalisation import to_network_input
+
+    x = np.asarray(signal, dtype=np.float64)
+    valid = ~np.isnan(x)
+    sq = np.where(valid, x, 0.0) ** 2
+    n = valid.reshape(x.shape[0], -1).sum(1)
+    scale = np.sqrt(sq.reshape(x.shape[0], -1).sum(1) / np.maximum(n, 1))
+    return to_network_input(x, scale, batched=True)
+
+
+def augment_batch(
+    x: "Any",
+    generator: "Any",
+    *,
+    noise: float = 0.1,
+    blur: float = 1.0,
+    mask_prob: float = 0.5,
+    tile: int = 40,
+) -> "Any":
+    """Random blur, noise and extra masking of a normalised batch, then renormalisation.
+
+    Parameters
+    ----------
+    x
+        torch tensor ``(N, 2, H, W)``: scaled signal and valid mask.
+    generator
+        ``torch.Generator`` (seeded by the caller).
+    noise
+        Largest noise amplitudes ``a`` and ``b`` (see the module docstring).
+    blur
+        Largest Gaussian sigma in bins (0: no blur).
+    mask_prob
+        Probability of extra masking per sample.
+
+    Returns
+    -------
+    torch.Tensor
+        A new ``(N, 2, H, W)`` batch with RMS 1 over each sample's unmasked bins.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = x.shape
+    sig = x[:, 0].clone()
+    valid = x[:, 1].clone()
+
+    def u(*shape):
+        return torch.rand(*shape, generator=generator)
+
+    if blur > 0:
+        sigma = u(n) * blur
+        r = max(1, int(math.ceil(3 * blur)))
+        t = torch.arange(-r, r + 1, dtype=sig.dtype)
+        kern = torch.exp(-0.5 * (t[None, :] / sigma.clamp_min(1e-3)[:, None]) ** 2)
+        kern = kern / kern.sum(1, keepdim=True)  # (n, 2r+1)
+        sv = torch.stack([sig * valid, valid], 1)  # (n, 2, h, w)
+        # depthwise separable blur, one kernel per sample
+        sv = sv.reshape(1, 2 * n, h, w)
+        kx = kern.repeat_interleave(2, 0)[:, None, None, :]
+        ky = kern.repeat_interleave(2, 0)[:, None, :, None]
+        sv = F.conv2d(F.pad(sv, (r, r, 0, 0), mode="replicate"), kx, groups=2 * n)
+        sv = F.conv2d(F.pad(sv, (0, 0, r, r), mode="replicate"), ky, groups=2 * n)
+        sv = sv.reshape(n, 2, h, w)
+        blurred = sv[:, 0] / sv[:, 1].clamp_min(1e-6)
+        sig = torch.where(valid > 0, blurred, torch.zeros_like(sig))
+    if noise > 0:
+        a = (u(n) * noise)[:, None, None]
+        b = (u(n) * noise)[:, None, None]
+        eps = torch.randn(sig.shape, generator=generator, dtype=sig.dtype)
+        sig = (sig + eps * (a * sig.abs().sqrt() + b)) * valid
+    if mask_prob > 0:
+        drop = u(n) < mask_prob
+        for i in torch.nonzero(drop).flatten().tolist():
+            rh = int(u(1).item() * tile) + 1
+            rw = int(u(1).item() * w / 4) + 1
+            r0 = int(u(1).item() * (h - rh + 1))
+            c0 = int(u(1).item() * (w - rw + 1))
+            valid[i, r0 : r0 + rh, c0 : c0 + rw] = 0.0
+            frac = u(1).item() * 0.05
+            valid[i] = valid[i] * (u(h, w) >= frac).to(valid.dtype)
+        sig = sig * valid
+    cnt = valid.flatten(1).sum(1).clamp_min(1.0)
+    rms = ((sig * sig).flatten(1).sum(1) / cnt).sqrt()
+    sig = torch.where(rms[:, None, None] > 0, sig / rms.clamp_min(1e-12)[:, None, None], sig)
+    return torch.stack([sig, valid], 1)
+
+
+# ----------------------------------------------------------------------------- training
+def _evaluate(model: Any, data: LabelledSpectra, idx: np.ndarray, batch: int) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch):
+            x = torch.from_numpy(_normalise(data.read_batch(idx[s : s + batch])))
+            out.append(model(x).numpy().astype(np.float64))
+    return np.concatenate(out) if out else np.zeros((0, len(data.classes)))
+
+
+def train_classifier(
+    cfg: ClassifierConfig,
+    *,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train a DUQ classifier on simulator data.
+
+    Returns
+    -------
+    dict
+        ``model`` (eval mode, best held-out epoch), ``classes``, ``history`` (per-epoch
+        losses and held-out metrics), ``holdout_k`` ``(n_val, n_classes)``, ``holdout_labels``,
+        ``thresholds``, ``data`` (a description), ``seconds``.
+    """
+    import torch
+
+    from ..classify import calibrate_thresholds
+    from ..models.duq import DUQClassifier, duq_loss
+
+    say = log or (lambda _msg: None)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    data = LabelledSpectra(cfg.train, cfg.kind, cfg.models)
+    labels = data.labels
+    pool = np.arange(len(data))
+    if cfg.max_samples is not None and cfg.max_samples < len(data):
+        keep = []
+        per = max(1, cfg.max_samples // len(data.classes))
+        for c in range(len(data.classes)):
+            keep.append(rng.permutation(np.flatnonzero(labels == c))[:per])
+        pool = np.sort(np.concatenate(keep))
+    tr_local, va_local = _split(labels[pool], cfg.val_fraction, rng)
+    tr, va = pool[tr_local], pool[va_local]
+    if data.shape is None or len(data.shape) != 2:
+        raise InputDataError(
+            format_error("The classifier trains on 2D mosaics", reason=f"sample shape {data.shape}")
+        )
+    model = DUQClassifier(
+        n_classes=len(data.classes),
+        input_shape=data.shape,
+        widths=cfg.widths,
+        feature_dim=cfg.feature_dim,
+        embedding_dim=cfg.embedding_dim,
+        length_scale=cfg.length_scale,
+        gamma=cfg.gamma,
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    say(
+        f"classifier: {len(tr)} training / {len(va)} held-out {cfg.kind} samples, classes "
+        f"{data.classes}, {sum(p.numel() for p in model.parameters())} parameters"
+    )
+    history: list[dict[str, float]] = []
+    best: tuple[float, float] | None = None
+    best_state = None
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = tr[rng.permutation(len(tr))]
+        sums = {"loss": 0.0, "bce": 0.0, "gp": 0.0, "accuracy": 0.0}
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s : s + cfg.batch_size]
+            x = torch.from_numpy(_normalise(data.read_batch(idx)))
+            x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, mask_prob=cfg.mask_prob)
+            y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(data.classes)).float()
+            loss, parts = duq_loss(model, x, y, gp_weight=cfg.gp_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            model.update_centroids(x, y)
+            sums["loss"] += float(loss.detach()) * len(idx)
+            for k in ("bce", "gp", "accuracy"):
+                sums[k] += parts[k] * len(idx)
+        k_val = _evaluate(model, data, va, cfg.batch_size)
+        y_val = labels[va]
+        val_acc = float((k_val.argmax(1) == y_val).mean())
+        onehot = np.eye(len(data.classes))[y_val]
+        kc = np.clip(k_val, 1e-7, 1 - 1e-7)
+        val_bce = float(-(onehot * np.log(kc) + (1 - onehot) * np.log(1 - kc)).mean())
+        row = {k: v / len(tr) for k, v in sums.items()}
+        row.update(epoch=epoch + 1, val_accuracy=val_acc, val_bce=val_bce, seconds=time.perf_counter() - t0)
+        history.append(row)
+        say(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f} (bce {row['bce']:.4f}, gp "
+            f"{row['gp']:.4f}), train acc {row['accuracy']:.3f}, held-out acc {val_acc:.3f}, "
+            f"held-out bce {val_bce:.4f}, {row['seconds']:.0f} s"
+        )
+        key = (val_acc, -val_bce)
+        if best is None or key > best:
+            best = key
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    k_val = _evaluate(model, data, va, cfg.batch_size)
+    thresholds = calibrate_thresholds(
+        k_val, labels[va], confident_coverage=cfg.confident_coverage, ood_quantile=cfg.ood_quantile
+    )
+    desc = {
+        "files": [str(p) for p in cfg.train],
+        "kind": cfg.kind,
+        "classes": data.classes,
+        "n_train": int(len(tr)),
+        "n_holdout": int(len(va)),
+        "per_class_train": {c: int((labels[tr] == i).sum()) for i, c in enumerate(data.classes)},
+        "sample_shape": list(data.shape),
+    }
+    data.close()
+    return {
+        "model": model,
+        "classes": data.classes,
+        "history": history,
+        "holdout_k": k_val,
+        "holdout_labels": labels[va],
+        "thresholds": thresholds,
+        "data": desc,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ------------------------------------------------------------------------------- export
+def export_classifier(
+    model: Any,
+    path: str | Path,
+    *,
+    classes: Sequence[str],
+    thresholds: dict[str, Any],
+    training: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
+    seed: int | None = None,
+    command: Sequence[str] | None = None,
+    exporter: str = "auto",
+    tolerance: float = 1e-4,
+) -> Path:
+    """Write a classifier bundle (ONNX graph, weights, classes, thresholds, provenance).
+
+    Parameters
+    ----------
+    model
+        A trained :class:`~mantid_exp2sim.models.duq.DUQClassifier`.
+    path
+        Bundle file to write (atomically).
+    classes
+        Class names in output order.
+    thresholds
+        From :func:`mantid_exp2sim.classify.calibrate_thresholds`.
+    training, validation
+        Free-form descriptions stored in the manifest.
+    seed, command
+        Provenance.
+    exporter
+        ONNX exporter (see :func:`mantid_exp2sim.onnx.export_onnx`).
+    tolerance
+        Largest allowed ONNX-vs-PyTorch difference of the kernel values.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import torch
+
+    from ..bundle import make_manifest, write_bundle
+    from ..mosaic import LAYOUT, mosaic_axes
+    from ..onnx import export_onnx, verify_onnx
+
+    if len(classes) != model.n_classes:
+        raise BundleError(
+            format_error("Class names do not match the model", reason=f"{len(classes)} names, {model.n_classes} outputs")
+        )
+    model = model.eval()
+    shape = (2, 2, *model.input_shape)
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(shape, generator=gen)
+    example[:, 1] = 1.0
+    blob = export_onnx(model, example, dynamic_spatial=False, output_names=["K"], exporter=exporter)
+    check = torch.rand((3, 2, *model.input_shape), generator=gen)
+    check[:, 1] = (check[:, 1] > 0.2).float()
+    diff = verify_onnx(blob, model, [check])
+    if not diff <= tolerance:
+        raise BundleError(
+            format_error(
+                "The exported ONNX classifier disagrees with PyTorch",
+                reason=f"max |K_onnx - K_torch| = {diff:.3g} > {tolerance:g}",
+                fix="report this; try --exporter torchscript",
+            )
+        )
+    axes = [a.to_dict() for a in mosaic_axes(tuple(model.input_shape))]
+    manifest = make_manifest(
+        kind="classifier",
+        task="classify",
+        ndim=2,
+        architecture=model.architecture(),
+        halo=0,
+        multiple=1,
+        patch_size=None,
+        in_channels=model.in_channels,
+        out_channels=model.n_classes,
+        expected_axes=axes,
+        layout=LAYOUT,
+        classes=list(classes),
+        thresholds=thresholds,
+        training=training,
+        validation={**(validation or {}), "onnx_max_abs_diff": float(diff)},
+        seed=seed,
+        command=list(command) if command is not None else None,
+    )
+    return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())
+
+
+# ---------------------------------------------------------------------------------- CLI
+def _int_list(text: str) -> list[int]:
+    return [int(t) for t in text.replace(",", " ").split()]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The ``exp2sim-train classifier`` argument parser."""
+    d = ClassifierConfig()
+    p = argparse.ArgumentParser(
+        prog="exp2sim-train classifier",
+        description="Train the DUQ classifier (Goodenough vs Dimer) on exp2sim-simulate mosaic "
+        "data sets and export a classify_2d bundle.",
+    )
+    p.add_argument("--train", nargs="+", required=True, metavar="FILE.h5",
+                   help="exp2sim-simulate mosaic data set(s); every model group is a class")
+    p.add_argument("--kind", choices=["unconvolved", "convolved"], default=d.kind,
+                   help="which spectra to learn from (default unconvolved, as in seed 000)")
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME", help="model groups to use (default all)")
+    p.add_argument("--out", default=d.out, help=f"bundle to write (default {d.out})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (cosine decay to 0)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="fraction of each class held out for model selection and threshold calibration")
+    p.add_argument("--max-samples", type=int, default=None, help="use at most this many samples (balanced)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation and augmentation")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="centroid EMA factor (1 freezes them)")
+    p.add_argument("--length-scale", type=float, default=d.length_scale, help="RBF length scale sigma")
+    p.add_argument("--gp-weight", type=float, default=d.gp_weight, help="gradient-penalty weight lambda")
+    p.add_argument("--widths", type=_int_list, default=d.widths, help="channels of the 4 convolutions, e.g. 16,32,32,32")
+    p.add_argument("--feature-dim", type=int, default=d.feature_dim, help="feature vector size")
+    p.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="DUQ embedding size")
+    p.add_argument("--noise", type=float, default=d.noise, help="largest augmentation noise amplitude (0: off)")
+    p.add_argument("--blur", type=float, default=d.blur, help="largest augmentation blur sigma in bins (0: off)")
+    p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability of extra random masking")
+    p.add_argument("--confident-coverage", type=float, default=d.confident_coverage,
+                   help="fraction of correct held-out predictions that must be 'confident'")
+    p.add_argument("--ood-quantile", type=float, default=d.ood_quantile,
+                   help="quantile of held-out max K below which inputs are 'out of distribution'")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default=d.exporter,
+                   help="ONNX exporter")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``exp2sim-train classifier``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ns = get_parser().parse_args(argv)
+    cfg = ClassifierConfig(**{k: v for k, v in vars(ns).items() if k != "quiet"})
+    log = None if ns.quiet else (lambda msg: print(msg, flush=True))
+    try:
+        from ..errors import require
+
+        require("torch", extra="train", feature="exp2sim-train classifier")
+        res = train_classifier(cfg, log=log)
+        last = res["history"][-1]
+        best = max(res["history"], key=lambda r: (r["val_accuracy"], -r["val_bce"]))
+        path = export_classifier(
+            res["model"],
+            cfg.out,
+            classes=res["classes"],
+            thresholds=res["thresholds"],
+            training={**res["data"], "config": asdict(cfg), "epochs_run": last["epoch"],
+                      "seconds": round(res["seconds"], 1)},
+            validation={"holdout_accuracy": res["thresholds"]["holdout_accuracy"], "best_epoch": best["epoch"],
+                        "history": res["history"]},
+            seed=cfg.seed,
+            command=["exp2sim-train", "classifier", *argv],
+            exporter=cfg.exporter,
+        )
+    except (InputDataError, BundleError, Exp2SimError) as exc:
+        print(f"exp2sim-train classifier: error: {exc}", file=sys.stderr)
+        return 1
+    if log:
+        th = res["thresholds"]
+        log(
+            f"wrote {path}: held-out accuracy {th['holdout_accuracy']:.3f}, thresholds confident "
+            f">= {th['confident']:.3f}, out of distribution < {th['out_of_distribution']:.3f}"
+        )
+        log(json.dumps({"bundle": str(path), "holdout_accuracy": th["holdout_accuracy"]}))
+    return 0

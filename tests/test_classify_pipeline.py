@@ -1,0 +1,163 @@
+"""Tests of the Mantid-free classification pipeline (mantid_exp2sim.classify)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mantid_exp2sim.classify import (
+    VERDICTS,
+    calibrate_thresholds,
+    classify,
+    load_classifier,
+    network_input,
+    prepare_mosaic,
+    verdict_of,
+)
+from mantid_exp2sim.errors import BundleError, InputDataError
+from mantid_exp2sim.histogram import Axis, MDHisto
+from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
+
+
+def test_verdict_rule():
+    th = {"confident": 0.8, "out_of_distribution": 0.3}
+    assert verdict_of(np.array([0.05, 0.95]), th) == "confident"
+    assert verdict_of(np.array([0.85, 0.9]), th) == "uncertain"  # both classes claim it
+    assert verdict_of(np.array([0.6, 0.5]), th) == "uncertain"
+    assert verdict_of(np.array([0.2, 0.1]), th) == "out of distribution"
+    assert set(VERDICTS) == {"confident", "uncertain", "out of distribution"}
+
+
+def test_calibrate_thresholds_rule():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 2, n)
+    kmax = rng.uniform(0.5, 1.0, n)
+    k = np.zeros((n, 2))
+    k[np.arange(n), y] = kmax
+    k[np.arange(n), 1 - y] = 0.05
+    k[:20] = k[:20, ::-1]  # 20 wrong predictions
+    th = calibrate_thresholds(k, y, confident_coverage=0.95, ood_quantile=0.01)
+    correct = k.argmax(1) == y
+    assert th["confident"] == pytest.approx(np.quantile(k.max(1)[correct], 0.05))
+    assert th["out_of_distribution"] == pytest.approx(min(np.quantile(k.max(1), 0.01), th["confident"]))
+    assert th["holdout_accuracy"] == pytest.approx(correct.mean())
+    conf = np.mean([verdict_of(r, th) == "confident" for r in k[correct]])
+    assert conf >= 0.95
+    json.dumps(th)
+    with pytest.raises(InputDataError):
+        calibrate_thresholds(np.array([[0.1, 0.9]]), np.array([0]))
+
+
+def test_prepare_mosaic_from_mosaic_and_volumes():
+    m = MDHisto(np.random.default_rng(0).random(MOSAIC_SHAPE), mosaic_axes())
+    out = prepare_mosaic(m)
+    assert out.shape == MOSAIC_SHAPE and out.metadata["layout"] == "pcsmo-mosaic-v1"
+    # a mosaic with an extra integrated dimension is accepted
+    m3 = MDHisto(m.signal[:, :, None], (*mosaic_axes(), Axis("L", "r.l.u.", -10, 10, 1)))
+    np.testing.assert_array_equal(prepare_mosaic(m3).signal, m.signal)
+    vols = [
+        MDHisto(
+            np.full((4, 4, 10), float(i + 1)),
+            (Axis("[H,0,0]", "r.l.u.", -1, 1, 4), Axis("[0,K,0]", "r.l.u.", -1, 1, 4), Axis("DeltaE", "meV", 0, ei, 10)),
+        )
+        for i, ei in enumerate(EI_LIST)
+    ]
+    built = prepare_mosaic(vols, list(EI_LIST))
+    np.testing.assert_array_equal(built.signal, build_mosaic(vols, list(EI_LIST)).signal)
+    with pytest.raises(InputDataError, match="240x400"):
+        prepare_mosaic(MDHisto.from_array(np.ones((10, 10))))
+    with pytest.raises(InputDataError, match="mosaic"):
+        prepare_mosaic([m, vols[0]])
+
+
+def test_network_input_is_scale_free():
+    rng = np.random.default_rng(1)
+    sig = rng.gamma(2.0, 1.0, MOSAIC_SHAPE)
+    sig[:5, :5] = np.nan
+    a = network_input(MDHisto(sig, mosaic_axes()))
+    b = network_input(MDHisto(sig * 1234.5, mosaic_axes()))
+    assert a.shape == (1, 2, 240, 400)
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert a[0, 1, 0, 0] == 0.0 and a[0, 0, 0, 0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def classifier_bundle(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from mantid_exp2sim.models.duq import DUQClassifier
+    from mantid_exp2sim.train.classifier import export_classifier
+
+    torch.manual_seed(0)
+    model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)
+    path = tmp_path_factory.mktemp("clf") / "classify_2d.exp2sim.h5"
+    th = {"confident": 0.5, "out_of_distribution": 0.2, "rule": "test"}
+    return export_classifier(
+        model, path, classes=["dimer", "goodenough"], thresholds=th, exporter="torchscript", command=["pytest"]
+    )
+
+
+@pytest.mark.torch
+def test_classify_matches_the_torch_model_and_is_scale_invariant(classifier_bundle):
+    import torch
+
+    from mantid_exp2sim.bundle import load_bundle
+
+    rng = np.random.default_rng(2)
+    sig = rng.gamma(2.0, 1.0, MOSAIC_SHAPE)
+    sig[rng.random(MOSAIC_SHAPE) < 0.1] = np.nan
+    mosaic = MDHisto(sig, mosaic_axes())
+    res = classify(mosaic, classifier_bundle, backend="onnx")
+    b = load_bundle(classifier_bundle)
+    model = b.build_torch_model()
+    with torch.no_grad():
+        k = model(torch.from_numpy(network_input(mosaic))).numpy()[0]
+    np.testing.assert_allclose([res.K["dimer"], res.K["goodenough"]], k, rtol=1e-4)
+    assert res.prediction == ["dimer", "goodenough"][int(np.argmax(k))]
+    assert res.verdict == verdict_of(k, b.manifest["thresholds"])
+    scaled = classify(MDHisto(sig * 0.01, mosaic_axes()), classifier_bundle, backend="torch")
+    np.testing.assert_allclose(list(scaled.K.values()), list(res.K.values()), rtol=1e-4)
+    d = res.to_dict()
+    json.dumps(d)
+    assert set(d) >= {"K", "prediction", "verdict"} and d["provenance"]["bundle_id"] == b.bundle_id
+    assert d["provenance"]["backend"] == "onnx"
+
+
+@pytest.mark.torch
+def test_activation_map_on_the_mosaic_axes(classifier_bundle):
+    rng = np.random.default_rng(3)
+    sig = rng.gamma(2.0, 1.0, MOSAIC_SHAPE)
+    sig[:40, :40] = np.nan
+    res = classify(MDHisto(sig, mosaic_axes()), classifier_bundle, activation_map=True)
+    cam = res.activation_map
+    assert cam.shape == MOSAIC_SHAPE and cam.axes[0].name == "MosaicRow"
+    assert np.isnan(cam.signal[:40, :40]).all()
+    finite = cam.signal[np.isfinite(cam.signal)]
+    assert finite.min() >= 0 and finite.max() <= 1.0
+    assert cam.metadata["grad_cam_class"] == res.prediction
+    assert res.tile_importance.shape == (6, 10)
+
+
+@pytest.mark.torch
+def test_classify_with_deconvolution(classifier_bundle, tiny_bundle):
+    rng = np.random.default_rng(4)
+    sig = rng.gamma(2.0, 1.0, MOSAIC_SHAPE)
+    res = classify(
+        MDHisto(sig, mosaic_axes()), classifier_bundle, deconvolve=True,
+        deconvolution_bundle=tiny_bundle("deconvolve", 2),
+    )
+    assert res.provenance["deconvolved"] is True
+    assert res.provenance["deconvolution_bundle_id"]
+    from mantid_exp2sim.inference import translate
+
+    deconv = translate(MDHisto(sig, mosaic_axes()), str(tiny_bundle("deconvolve", 2)))
+    direct = classify(deconv, classifier_bundle)
+    np.testing.assert_allclose(list(res.K.values()), list(direct.K.values()), rtol=1e-5)
+
+
+def test_load_classifier_rejects_other_bundles(tiny_bundle):
+    with pytest.raises(BundleError):
+        load_classifier(tiny_bundle("deconvolve", 2))
+    with pytest.raises(BundleError):
+        load_classifier("/nonexistent/classify.exp2sim.h5")
