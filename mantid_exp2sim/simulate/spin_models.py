@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import InputDataError, format_error
 from . import _pcsmo, _square_lattice
-from .lswt import Modes, SpinSystem, UnstableGroundStateError, diagonalise
+from .lswt import Modes, SpinSystem, UnstableGroundStateError, _compile, diagonalise
 
 __all__ = [
     "SpinModel",
@@ -125,6 +125,12 @@ class TwinModes:
     @property
     def n_modes(self) -> int:
         return self.energies.shape[1]
+
+    @property
+    def per_twin(self) -> tuple[Modes, ...]:
+        """The :class:`~mantid_exp2sim.simulate.lswt.Modes` of each twin (twin frame,
+        unweighted intensities)."""
+        return tuple(self._per_twin)
 
     def _eval(self, q_lab_per_mode: list[np.ndarray]) -> np.ndarray:
         out = []
@@ -370,9 +376,7 @@ class SpinModel:
         system = self.build_system(params)
         q_lab = self.q_cartesian(qh, qk, l)
         per_twin = []
-        from .lswt import _compile  # compiled once, shared by the twins
-
-        comp = _compile(system)
+        comp = _compile(system)  # compiled once, shared by the twins
         for twin in self.twins:
             per_twin.append(diagonalise(comp, q_lab @ np.asarray(twin.rotation)))
         return TwinModes(self, q_lab, per_twin)

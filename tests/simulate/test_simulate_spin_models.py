@@ -211,7 +211,7 @@ def test_twin_weights_and_l_dependence_of_bilayer():
     # bilayer structure factor: intensities change with l, energies do not
     assert np.max(np.abs(I0 - I1)) > 1e-3 * I0.max()
     # volume weighting: a single-twin model would give twice the per-twin intensity
-    single = m.modes(m.defaults, [0.3, 0.55], [0.1, -0.2])._per_twin[0].intensities()
+    single = m.modes(m.defaults, [0.3, 0.55], [0.1, -0.2]).per_twin[0].intensities()
     np.testing.assert_allclose(I0[:, :16], 0.5 * single, rtol=1e-12)
 
 
