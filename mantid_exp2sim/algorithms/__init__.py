@@ -18,6 +18,7 @@ __all__ = ["ALGORITHMS", "register_algorithms"]
 ALGORITHMS: tuple[str, ...] = (
     "ResolutionDeconvolveGAN",
     "ResolutionConvolveGAN",
+    "ClassifySpinWaveModel", "ScoreDomainApplicability",
 )
 
 
