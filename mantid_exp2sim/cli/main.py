@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mantid_exp2sim.cli.translate:main_convolve",
         "add the instrument resolution to simulated spectra (Sim2Exp)",
     ),
+    "classify": ("mantid_exp2sim.cli.classify", "Goodenough or Dimer? classify PCSMO spectra (DUQ)"),
+    "score": ("mantid_exp2sim.cli.score", "domain-of-applicability score against a model's training data"),
     "mantid-setup": (
         "mantid_exp2sim.cli.mantid_setup",
         "register the algorithms with Mantid through a user plugin directory",

@@ -1,0 +1,153 @@
+"""``exp2sim classify`` and ``exp2sim score`` run in-process on files, with tiny bundles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mantid_exp2sim.classify import classify
+from mantid_exp2sim.cli.main import COMMANDS, main
+from mantid_exp2sim.domain.applicability import score_histograms
+from mantid_exp2sim.histogram import Axis, MDHisto
+from mantid_exp2sim.io import save_histogram
+from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
+
+pytestmark = pytest.mark.torch
+
+DIMS2 = (Axis("[H,0,0]", "r.l.u.", -1.0, 1.0, 16, frame="HKL"), Axis("DeltaE", "meV", 0.0, 40.0, 16))
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from mantid_exp2sim.models.duq import DUQClassifier
+    from mantid_exp2sim.train.classifier import export_classifier
+
+    torch.manual_seed(2)
+    model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)
+    return export_classifier(model, tmp_path_factory.mktemp("cli_clf") / "classify_2d.exp2sim.h5",
+                             classes=["dimer", "goodenough"], thresholds={"confident": 0.6, "out_of_distribution": 0.3},
+                             exporter="torchscript", command=["pytest"])
+
+
+def sample(rng):
+    x = rng.gamma(2.0, 1.0, (16, 16))
+    x[4:6] += 5.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from mantid_exp2sim.bundle import load_bundle, make_manifest, write_bundle
+    from mantid_exp2sim.domain import build_reference_bank
+    from mantid_exp2sim.inference import encode_features
+    from mantid_exp2sim.models.generator import ResnetGenerator
+    from mantid_exp2sim.onnx import EncoderWrapper, export_onnx
+
+    folder = tmp_path_factory.mktemp("cli_score")
+    torch.manual_seed(8)
+    net = ResnetGenerator(2, ngf=2, n_blocks=1, n_down=1, stem_kernel=3).eval()
+    ex = torch.zeros((1, 2, 8, 8))
+    onnx = export_onnx(net, ex, exporter="torchscript")
+    enc = export_onnx(EncoderWrapper(net), ex, exporter="torchscript")
+    manifest = make_manifest(kind="generator", task="deconvolve", model=net, direction="exp2sim", patch_size=24,
+                             seed=0, command="pytest")
+    prelim = load_bundle(write_bundle(folder / "p.h5", manifest, onnx=onnx, onnx_encoder=enc, weights=net.state_dict()))
+    rng = np.random.default_rng(0)
+    f_train = encode_features([MDHisto(sample(rng), DIMS2) for _ in range(50)], prelim)
+    f_hold = encode_features([MDHisto(sample(rng), DIMS2) for _ in range(10)], prelim)
+    arrays, cal = build_reference_bank(f_train, f_hold, seed=0, repeats=100)
+    manifest["domain"] = cal
+    return write_bundle(folder / "deconvolve_2d.exp2sim.h5", manifest, onnx=onnx, onnx_encoder=enc,
+                        weights=net.state_dict(), reference=arrays)
+
+
+def test_commands_are_registered():
+    assert {"classify", "score"} <= set(COMMANDS)
+
+
+def test_classify_mosaics_json(clf, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    paths, sigs = [], []
+    for i in range(2):
+        s = rng.gamma(2.0, 1.0, MOSAIC_SHAPE)
+        p = save_histogram(MDHisto(s, mosaic_axes()), tmp_path / f"m{i}.npz")
+        paths.append(str(p))
+        sigs.append(s)
+    assert main(["classify", *paths, "--model", str(clf), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2
+    for line, s, p in zip(lines, sigs, paths):
+        assert set(line) >= {"input", "K", "prediction", "verdict"}
+        assert line["input"] == p
+        direct = classify(MDHisto(s, mosaic_axes()), str(clf))
+        assert line["K"] == pytest.approx(direct.K, rel=1e-5)
+        assert line["prediction"] == direct.prediction and line["verdict"] == direct.verdict
+
+
+def test_classify_volumes_with_ei_and_activation_map(clf, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    paths, vols = [], []
+    for ei in EI_LIST:
+        v = MDHisto(rng.gamma(2.0, 1.0, (8, 8, 12)), (Axis("[H,0,0]", "r.l.u.", -1, 1, 8),
+                                                      Axis("[0,K,0]", "r.l.u.", -1, 1, 8), Axis("DeltaE", "meV", 0, ei, 12)))
+        paths.append(str(save_histogram(v, tmp_path / f"v{int(ei)}.npz")))
+        vols.append(v)
+    cam = tmp_path / "cam.npz"
+    rc = main(["classify", *paths, "--ei", *map(str, EI_LIST), "--model", str(clf), "--activation-map", str(cam)])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and ("dimer" in out[0] or "goodenough" in out[0])
+    direct = classify(build_mosaic(vols, list(EI_LIST)), str(clf))
+    assert f"{direct.K['dimer']:.4f}" in out[0]
+    from mantid_exp2sim.io import load_histogram
+
+    assert load_histogram(cam).shape == MOSAIC_SHAPE
+
+
+def test_classify_errors(clf, tmp_path, capsys):
+    p = save_histogram(MDHisto(np.ones((10, 10)), (Axis("a", "", 0, 1, 10), Axis("b", "", 0, 1, 10))), tmp_path / "x.npz")
+    assert main(["classify", str(p), "--model", str(clf)]) == 1
+    assert "240x400" in capsys.readouterr().err
+    v = MDHisto(np.ones((4, 4, 4)), (Axis("[H,0,0]", "r.l.u.", -1, 1, 4), Axis("[0,K,0]", "r.l.u.", -1, 1, 4),
+                                     Axis("DeltaE", "meV", 0, 25, 4)))
+    pv = save_histogram(v, tmp_path / "v.npz")
+    assert main(["classify", str(pv), "--model", str(clf)]) == 1
+    assert "incident energy" in capsys.readouterr().err
+    assert main(["classify", str(p), str(pv), "--model", str(clf)]) == 2
+    assert "not a mix" in capsys.readouterr().err
+
+
+def test_score_json_and_plot(scorer, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    a = MDHisto(sample(rng), DIMS2)
+    b = MDHisto(np.where(rng.random((16, 16)) < 0.1, 100.0, 0.0), DIMS2)
+    pa, pb = save_histogram(a, tmp_path / "a.npz"), save_histogram(b, tmp_path / "b.npz")
+    plot = tmp_path / "d.png"
+    rc = main(["score", str(pa), str(pb), "--model", str(scorer), "--repeats", "100", "--json", "--plot", str(plot)])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["input"] for x in lines] == [str(pa), str(pb)]
+    direct = score_histograms([a, b], str(scorer), repeats=100)
+    for line, r in zip(lines, direct):
+        assert set(line) >= {"mean", "std", "zone"}
+        assert line["mean"] == pytest.approx(r.mean, rel=1e-9) and line["zone"] == r.zone
+    assert plot.stat().st_size > 1000
+    assert main(["score", str(pa), "--model", str(scorer), "--repeats", "10"]) == 0
+    assert "->" in capsys.readouterr().out
+
+
+def test_score_errors(scorer, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(tmp_path))
+    v = MDHisto(np.ones((4, 4, 4)), (Axis("x", "", 0, 1, 4), Axis("y", "", 0, 1, 4), Axis("z", "", 0, 1, 4)))
+    pv = save_histogram(v, tmp_path / "v.npz")
+    assert main(["score", str(pv), "--model", str(scorer)]) == 1
+    assert "2D model" in capsys.readouterr().err
+    assert main(["score", str(pv)]) == 1
+    assert "missing" in capsys.readouterr().err
+    assert main(["score", str(pv), "--repeats", "0"]) == 2
