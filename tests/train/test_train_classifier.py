@@ -1,0 +1,123 @@
+"""``exp2sim-train classifier`` (mantid_exp2sim.train.classifier) on a tiny synthetic data set."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mantid_exp2sim.train.classifier import LabelledSpectra, augment_batch, main  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+SHAPE = (240, 400)
+
+
+def write_dataset(path, n=(24, 24), complete=None, seed=0, names=("goodenough", "dimer"), labels=(1, 0)):
+    """A data set in the exp2sim-simulate layout: class 'dimer' has a bright block on the right,
+    'goodenough' on the left, each at a random global scale."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[:20, :60] = 1
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "exp2sim-dataset"
+        f.attrs["format_version"] = 1
+        f.attrs["representation"] = "mosaic"
+        f.create_dataset("mask", data=mask)
+        for name, label, count in zip(names, labels, n):
+            g = f.create_group(name)
+            g.attrs["label"] = label
+            x = rng.gamma(2.0, 1.0, (count, *SHAPE)).astype(np.float32)
+            cols = slice(40, 120) if name == "goodenough" else slice(240, 320)
+            x[:, 100:140, cols] += 8.0
+            x *= rng.uniform(0.1, 100, (count, 1, 1)).astype(np.float32)
+            for kind in ("unconvolved", "convolved"):
+                g.create_dataset(kind, data=x if kind == "unconvolved" else 2 * x, chunks=(1, *SHAPE))
+            g.attrs["complete"] = count if complete is None else complete
+    return path
+
+
+def test_labelled_spectra_reads_labels_masks_and_complete(tmp_path):
+    p = write_dataset(tmp_path / "d.h5", n=(5, 7), complete=4)
+    d = LabelledSpectra([str(p)], "unconvolved")
+    assert d.classes == ["dimer", "goodenough"]  # label order
+    assert len(d) == 8  # only the complete rows
+    assert sorted(np.bincount(d.labels).tolist()) == [4, 4]
+    x = d.read(0)
+    assert x.shape == SHAPE and np.isnan(x[:20, :60]).all() and np.isfinite(x[20:]).all()
+    conv = LabelledSpectra([str(p)], "convolved")
+    np.testing.assert_allclose(conv.read(3), 2 * d.read(3), rtol=1e-6)
+    with pytest.raises(ValueError, match="kind"):
+        LabelledSpectra([str(p)], "other")
+    with pytest.raises(ValueError, match="two spin models"):
+        LabelledSpectra([str(p)], "unconvolved", models=["dimer"])
+    d.close()
+
+
+def test_augmentation_keeps_scale_free_input_and_only_adds_masking():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 2, 48, 80) + 0.5
+    x[:, 1] = 1.0
+    x[:, 1, :5] = 0.0
+    x[:, 0, :5] = 0.0
+    y = augment_batch(x, g, noise=0.2, blur=1.0, mask_prob=1.0, tile=8)
+    assert y.shape == x.shape
+    valid = y[:, 1]
+    assert torch.all(valid <= x[:, 1])  # masking only grows
+    assert torch.all(y[:, 0][valid == 0] == 0)
+    rms = ((y[:, 0] ** 2).flatten(1).sum(1) / valid.flatten(1).sum(1)).sqrt()
+    torch.testing.assert_close(rms, torch.ones(4), rtol=1e-5, atol=1e-5)
+    y2 = augment_batch(x, torch.Generator().manual_seed(0), noise=0.2, blur=1.0, mask_prob=1.0, tile=8)
+    torch.testing.assert_close(y, y2)
+    # No augmentation: only the renormalisation.
+    z = augment_batch(x, g, noise=0.0, blur=0.0, mask_prob=0.0)
+    ref = x[:, 0] / ((x[:, 0] ** 2).flatten(1).sum(1) / x[:, 1].flatten(1).sum(1)).sqrt()[:, None, None]
+    torch.testing.assert_close(z[:, 0], ref)
+
+
+@pytest.mark.slow
+def test_train_and_export_end_to_end(tmp_path, capsys):
+    from mantid_exp2sim.bundle import load_bundle
+    from mantid_exp2sim.classify import classify
+    from mantid_exp2sim.histogram import MDHisto
+    from mantid_exp2sim.mosaic import mosaic_axes
+
+    data = write_dataset(tmp_path / "train.h5", n=(24, 24))
+    out = tmp_path / "clf.exp2sim.h5"
+    argv = ["--train", str(data), "--out", str(out), "--epochs", "6", "--batch-size", "8", "--lr", "5e-3",
+            "--gamma", "0.9", "--widths", "4,8,8,8", "--feature-dim", "8", "--embedding-dim", "8",
+            "--val-fraction", "0.25", "--noise", "0.05", "--blur", "0.5", "--mask-prob", "0.2",
+            "--threads", "1", "--exporter", "torchscript", "--seed", "3"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["holdout_accuracy"] >= 0.9
+    b = load_bundle(out, kind="classifier", task="classify", ndim=2)
+    m = b.manifest
+    assert m["classes"] == ["dimer", "goodenough"]
+    assert m["layout"] == "pcsmo-mosaic-v1"
+    assert m["provenance"]["command"] == ["exp2sim-train", "classifier", *argv]
+    assert m["provenance"]["seed"] == 3
+    th = m["thresholds"]
+    assert 0 < th["out_of_distribution"] <= th["confident"] <= 1
+    assert m["training"]["kind"] == "unconvolved" and m["training"]["n_holdout"] == 12
+    assert m["validation"]["onnx_max_abs_diff"] < 1e-4
+    # the exported classifier separates the two classes on fresh samples
+    fresh = write_dataset(tmp_path / "fresh.h5", n=(3, 3), seed=9)
+    d = LabelledSpectra([str(fresh)])
+    for i in range(len(d)):
+        res = classify(MDHisto(d.read(i), mosaic_axes()), b)
+        assert res.prediction == d.classes[d.labels[i]]
+
+
+def test_bad_inputs(tmp_path, capsys):
+    assert main(["--train", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.h5")]) == 1
+    assert "not found" in capsys.readouterr().err
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    assert main(["--train", str(tmp_path / "plain.h5"), "--out", str(tmp_path / "x.h5")]) == 1
+    assert "not an exp2sim-simulate data set" in capsys.readouterr().err
