@@ -288,6 +288,9 @@ def _atomic_skeleton(path: Path, build: Callable[[Any], None]) -> None:
     try:
         with h5py.File(tmp, "w") as f:
             build(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
