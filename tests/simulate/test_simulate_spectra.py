@@ -308,3 +308,28 @@ def test_published_mosaic_matches_the_reference_layout(pcsmo_dir):
         w = tiles_to_mosaic(wrong)
         ok_w = ok & np.isfinite(w)
         assert np.corrcoef(w[ok_w], ref[ok_w])[0, 1] < r - 0.1
+
+
+def test_lswt_velocities_agree_with_finite_differences():
+    spin_models = pytest.importorskip("mantid_exp2sim.simulate.spin_models")
+    m = spin_models.get_model("goodenough")
+    p = m.validate(m.defaults)
+    rng = np.random.default_rng(3)
+    qh, qk = rng.uniform(-1, 1, 6), rng.uniform(-1, 1, 6)
+    ev = ModeEvaluator(m, p, qh, qk)
+    assert ev.analytic
+    a = ev.at(70.0)
+    b = evaluate_modes(m, p, qh, qk, 70.0, step=1e-4)
+    np.testing.assert_allclose(a.energies, b.energies)
+    np.testing.assert_allclose(a.intensities, b.intensities)
+    # Compare modes separated from their neighbours (within a twin block) by > 0.05 meV.
+    e = a.energies
+    half = e.shape[1] // 2
+    ok = np.zeros(e.shape, dtype=bool)
+    for blk in (slice(0, half), slice(half, None)):
+        eb = e[:, blk]
+        d = np.diff(eb, axis=1)
+        inf = np.full((e.shape[0], 1), np.inf)
+        ok[:, blk] = (np.minimum(np.hstack([inf, d]), np.hstack([d, inf])) > 0.05) & (eb > 0.5)
+    assert ok.sum() >= 10
+    np.testing.assert_allclose(a.velocity[ok], b.velocity[ok], atol=1e-3)
