@@ -1,0 +1,353 @@
+"""Benchmark of the DUQ classifier and the domain-of-applicability score on fresh simulations.
+
+Run from the repository root::
+
+    python benchmarks/bench_classify.py                          # 400 test spectra, shipped bundles
+    python benchmarks/bench_classify.py --n 20 --n-ood 10        # quick look
+    python benchmarks/bench_classify.py --like /data/train.h5 \\
+        --classifier-convolved runs/clf_conv/classify_2d.exp2sim.h5 --workers 2
+
+The held-out test set is simulated in-process with the package's simulator
+(``simulate.dataset.simulate_sample``, the same sampling as ``exp2sim-simulate``) with a fresh
+seed (``--seed``, default 20260601, unlike the training data's), ``--n`` spectra per model of
+goodenough and dimer (default 200 each), with the settings of ``--like`` (an exp2sim-simulate
+file, normally the training data) or the defaults. Or pass an existing test data set with
+``--test-set``.
+
+The last line printed is one JSON object:
+
+* ``acc_unconvolved``: the classifier (trained on unconvolved spectra) on unconvolved test spectra;
+* ``acc_convolved``: the same classifier on resolution-convolved test spectra (no deconvolution);
+* ``acc_deconvolved``: the same classifier on convolved spectra deconvolved by the 2D
+  deconvolution generator (seed 000's pipeline);
+* ``acc_sim2exp``: a classifier trained on convolved spectra (``--classifier-convolved``, or
+  trained here from ``--train-convolved FILE``) on unconvolved spectra convolved by the 2D
+  convolution generator; ``acc_sim2exp_baseline``: that classifier on the unconvolved spectra
+  directly (seed 000: 93.6 % and 71.8 %);
+* ``ood_flagged_fraction``: fraction of out-of-distribution inputs not classified as
+  ``confident`` (square-lattice J1-J2 simulations, noise images, smooth non-INS images; per
+  kind in ``ood_flagged_by_kind``); ``confident_fraction_test`` for the in-distribution set;
+* ``domain_mean_train`` (train-vs-train costs stored in the bank), ``domain_mean_test``
+  (convolved test spectra), ``domain_mean_square_lattice`` (convolved square-lattice spectra),
+  ``domain_mean_noise`` (noise images), ``domain_mean_smooth``: mean distances of the
+  deconvolution generator's domain score, one input at a time;
+  ``zone_trustworthy_fraction_test``, ``zone_untrustworthy_fraction_noise``;
+* ``seconds_classify_cpu``: one mosaic with deconvolution on the CPU (ONNX Runtime, after a
+  warm-up call); ``seconds_score_cpu``: one input's score with 1000 repeats (encoding included);
+  ``seconds_score_repeats_only``: the 1000 repeats alone;
+* ``notes``: why a figure is null (missing bundle) and other remarks, and the settings used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from mantid_exp2sim.histogram import MDHisto  # noqa: E402
+from mantid_exp2sim.mosaic import MOSAIC_SHAPE, mosaic_axes  # noqa: E402
+
+MODELS = ("goodenough", "dimer")
+OOD_MODEL = "square_j1j2"
+
+
+# ------------------------------------------------------------------------------ data
+def _simulate_one(args: tuple[dict, str, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    from mantid_exp2sim.simulate.dataset import DatasetSpec, simulate_sample
+
+    settings, model, index, seed = args
+    conv, unconv, _ = simulate_sample(DatasetSpec.from_settings(settings), model, index, seed)
+    return conv, unconv
+
+
+def simulate(settings: dict, model: str, n: int, seed: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (convolved, unconvolved) mosaics of ``model``: two ``(n, 240, 400)`` arrays."""
+    jobs = [(settings, model, i, seed) for i in range(n)]
+    if workers > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out = list(pool.map(_simulate_one, jobs))
+    else:
+        out = [_simulate_one(j) for j in jobs]
+    return np.stack([c for c, _ in out]), np.stack([u for _, u in out])
+
+
+def read_test_set(path: str) -> dict[str, Any]:
+    from mantid_exp2sim.train.classifier import LabelledSpectra
+
+    out = {}
+    for kind in ("convolved", "unconvolved"):
+        d = LabelledSpectra([path], kind)
+        out[kind] = d.read_batch(range(len(d)))
+        out["names"] = [d.classes[i] for i in d.labels]
+        d.close()
+    return out
+
+
+def noise_images(n: int, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Uncorrelated positive noise (exponential), masked like the test spectra."""
+    x = rng.exponential(1.0, (n, *MOSAIC_SHAPE))
+    x[:, mask] = np.nan
+    return x
+
+
+def smooth_images(n: int, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Smooth, non-INS images: a few broad Gaussian blobs and a gentle gradient per image."""
+    yy, xx = np.mgrid[0 : MOSAIC_SHAPE[0], 0 : MOSAIC_SHAPE[1]]
+    out = np.empty((n, *MOSAIC_SHAPE))
+    for i in range(n):
+        img = 0.2 + 0.5 * (xx / MOSAIC_SHAPE[1]) * rng.uniform(0, 1) + 0.5 * (yy / MOSAIC_SHAPE[0]) * rng.uniform(0, 1)
+        for _ in range(rng.integers(2, 6)):
+            cy, cx = rng.uniform(0, MOSAIC_SHAPE[0]), rng.uniform(0, MOSAIC_SHAPE[1])
+            s = rng.uniform(20, 80)
+            img = img + rng.uniform(0.5, 2.0) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+        out[i] = img
+    out[:, mask] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------------------- models
+def try_bundle(path: str | None, task: str, notes: dict, key: str, **kind: Any):
+    from mantid_exp2sim.bundle import default_bundle_path, load_bundle
+    from mantid_exp2sim.errors import BundleError
+
+    try:
+        p = Path(path) if path else default_bundle_path(task, 2)
+        return load_bundle(p, **kind)
+    except (BundleError, OSError) as exc:
+        notes[key] = f"no {task} bundle: {' '.join(str(exc).split())}"
+        return None
+
+
+def k_values(bundle, mosaics: np.ndarray) -> np.ndarray:
+    from mantid_exp2sim.classify import network_input, run_classifier
+
+    rows = []
+    for m in mosaics:
+        k, _ = run_classifier(network_input(MDHisto(m, mosaic_axes())), bundle, backend="auto", device="cpu")
+        rows.append(k[0])
+    return np.asarray(rows)
+
+
+def accuracy(bundle, mosaics: np.ndarray, names: list[str]) -> float:
+    classes = [str(c) for c in bundle.manifest["classes"]]
+    truth = np.array([classes.index(n) for n in names])
+    return float((k_values(bundle, mosaics).argmax(1) == truth).mean())
+
+
+def translate_all(bundle, mosaics: np.ndarray) -> np.ndarray:
+    from mantid_exp2sim.inference import translate
+
+    return np.stack([translate(MDHisto(m, mosaic_axes()), bundle, backend="auto", device="cpu").signal for m in mosaics])
+
+
+def not_confident(bundle, mosaics: np.ndarray) -> float:
+    from mantid_exp2sim.classify import verdict_of
+
+    th = bundle.manifest["thresholds"]
+    return float(np.mean([verdict_of(k, th) != "confident" for k in k_values(bundle, mosaics)]))
+
+
+def domain_means(bundle, mosaics: np.ndarray, repeats: int) -> tuple[float, list[str]]:
+    from mantid_exp2sim.domain.applicability import score_histograms
+
+    res = score_histograms([MDHisto(m, mosaic_axes()) for m in mosaics], bundle, repeats=repeats, device="cpu")
+    return float(np.mean([r.mean for r in res])), [r.zone for r in res]
+
+
+def train_convolved(path: str, epochs: int, out: Path, seed: int) -> Path:
+    from mantid_exp2sim.train.classifier import ClassifierConfig, export_classifier, train_classifier
+
+    cfg = ClassifierConfig(train=[path], kind="convolved", epochs=epochs, seed=seed, out=str(out))
+    res = train_classifier(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return export_classifier(res["model"], out, classes=res["classes"], thresholds=res["thresholds"],
+                             training=res["data"], seed=seed, command=["bench_classify.py", "--train-convolved", path])
+
+
+# ------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=200, help="test spectra per model (default 200, i.e. 400)")
+    p.add_argument("--n-ood", type=int, default=50, help="spectra per out-of-distribution kind (default 50)")
+    p.add_argument("--seed", type=int, default=20260601, help="seed of the test set (not the training seed)")
+    p.add_argument("--workers", type=int, default=1, help="simulation processes")
+    p.add_argument("--like", help="exp2sim-simulate file whose settings the test set copies (the training data)")
+    p.add_argument("--test-set", help="use this exp2sim-simulate file as the test set instead of simulating")
+    p.add_argument("--classifier", help="classifier trained on unconvolved spectra (default: shipped classify_2d)")
+    p.add_argument("--classifier-convolved", help="classifier trained on convolved spectra (for acc_sim2exp)")
+    p.add_argument("--train-convolved", metavar="FILE.h5",
+                   help="train the convolved classifier here from this data set (when --classifier-convolved is absent)")
+    p.add_argument("--train-epochs", type=int, default=8, help="epochs for --train-convolved")
+    p.add_argument("--deconvolve-model", help="2D deconvolution bundle (default: shipped deconvolve_2d)")
+    p.add_argument("--convolve-model", help="2D convolution bundle (default: shipped convolve_2d)")
+    p.add_argument("--repeats", type=int, default=1000, help="domain-score repeats per input")
+    p.add_argument("--threads", type=int, default=None, help="torch / ONNX Runtime threads")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+    notes: dict[str, Any] = {}
+    t_start = time.perf_counter()
+    result: dict[str, Any] = {k: None for k in (
+        "acc_unconvolved", "acc_convolved", "acc_deconvolved", "acc_sim2exp", "acc_sim2exp_baseline",
+        "ood_flagged_fraction", "confident_fraction_test", "domain_mean_train", "domain_mean_test",
+        "domain_mean_square_lattice", "domain_mean_noise", "domain_mean_smooth", "zone_trustworthy_fraction_test",
+        "zone_untrustworthy_fraction_noise", "seconds_classify_cpu", "seconds_score_cpu",
+        "seconds_score_repeats_only")}
+
+    # ---- bundles
+    clf = try_bundle(args.classifier, "classify", notes, "classifier", kind="classifier")
+    dec = try_bundle(args.deconvolve_model, "deconvolve", notes, "deconvolve", kind="generator")
+    con = try_bundle(args.convolve_model, "convolve", notes, "convolve", kind="generator")
+    clf_conv = None
+    if args.classifier_convolved:
+        clf_conv = try_bundle(args.classifier_convolved, "classify", notes, "classifier_convolved", kind="classifier")
+    elif args.train_convolved:
+        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_clf_conv_{os.getpid()}.exp2sim.h5"
+        from mantid_exp2sim.bundle import load_bundle
+
+        clf_conv = load_bundle(train_convolved(args.train_convolved, args.train_epochs, out, args.seed))
+        notes["classifier_convolved"] = f"trained here for {args.train_epochs} epochs on {args.train_convolved}"
+    else:
+        notes["classifier_convolved"] = "none given (--classifier-convolved or --train-convolved)"
+
+    # ---- test data
+    settings: dict = {}
+    if args.like:
+        import h5py
+
+        with h5py.File(args.like, "r") as f:
+            settings = json.loads(f.attrs["settings"])
+    from mantid_exp2sim.simulate.dataset import DatasetSpec
+
+    settings = DatasetSpec.from_settings(settings).settings() if settings else DatasetSpec().settings()
+    t0 = time.perf_counter()
+    if args.test_set:
+        test = read_test_set(args.test_set)
+        conv, unconv, names = test["convolved"], test["unconvolved"], test["names"]
+        notes["test_set"] = args.test_set
+    else:
+        parts = [simulate(settings, m, args.n, args.seed, args.workers) for m in MODELS]
+        conv = np.concatenate([c for c, _ in parts])
+        unconv = np.concatenate([u for _, u in parts])
+        names = [m for m in MODELS for _ in range(args.n)]
+    sq_conv, sq_unconv = simulate(settings, OOD_MODEL, args.n_ood, args.seed + 1, args.workers)
+    mask = np.isnan(unconv[0])
+    rng = np.random.default_rng(args.seed + 2)
+    noise = noise_images(args.n_ood, mask, rng)
+    smooth = smooth_images(args.n_ood, mask, rng)
+    notes["seconds_simulation"] = round(time.perf_counter() - t0, 1)
+    notes["n_test"] = len(names)
+    notes["n_ood_per_kind"] = args.n_ood
+    notes["settings"] = settings
+    notes["seed"] = args.seed
+
+    # ---- classification
+    if clf is not None:
+        result["acc_unconvolved"] = accuracy(clf, unconv, names)
+        result["acc_convolved"] = accuracy(clf, conv, names)
+        result["confident_fraction_test"] = 1.0 - not_confident(clf, unconv)
+        by_kind = {
+            "square_lattice": not_confident(clf, sq_unconv),
+            "noise": not_confident(clf, noise),
+            "smooth": not_confident(clf, smooth),
+        }
+        result["ood_flagged_fraction"] = float(np.mean(list(by_kind.values())))
+        notes["ood_flagged_by_kind"] = by_kind
+        notes["classifier_bundle"] = clf.bundle_id
+        notes["classifier_trained_on"] = (clf.manifest.get("training") or {}).get("kind")
+        if dec is not None:
+            deconv = translate_all(dec, conv)
+            result["acc_deconvolved"] = accuracy(clf, deconv, names)
+        else:
+            notes["acc_deconvolved"] = "null: no deconvolve_2d bundle"
+    else:
+        for k in ("acc_unconvolved", "acc_convolved", "acc_deconvolved", "ood_flagged_fraction"):
+            notes[k] = "null: no classifier bundle"
+    if clf_conv is not None:
+        result["acc_sim2exp_baseline"] = accuracy(clf_conv, unconv, names)
+        notes["acc_convolved_classifier_on_convolved"] = accuracy(clf_conv, conv, names)
+        if con is not None:
+            result["acc_sim2exp"] = accuracy(clf_conv, translate_all(con, unconv), names)
+        else:
+            notes["acc_sim2exp"] = "null: no convolve_2d bundle"
+    else:
+        notes["acc_sim2exp"] = notes["acc_sim2exp_baseline"] = "null: no classifier trained on convolved spectra"
+
+    # ---- domain score (the deconvolution generator's reference bank; input domain = convolved)
+    if dec is not None:
+        from mantid_exp2sim.domain.applicability import reference_bank
+
+        try:
+            arrays, _cal = reference_bank(dec)
+        except Exception as exc:  # noqa: BLE001 - reported as a note
+            notes["domain"] = f"null: {exc}"
+        else:
+            result["domain_mean_train"] = float(np.mean(arrays["train_distances_single"]))
+            result["domain_mean_test"], zones_test = domain_means(dec, conv, args.repeats)
+            result["domain_mean_square_lattice"], zones_sq = domain_means(dec, sq_conv, args.repeats)
+            result["domain_mean_noise"], zones_noise = domain_means(dec, noise, args.repeats)
+            result["domain_mean_smooth"], zones_smooth = domain_means(dec, smooth, args.repeats)
+            result["zone_trustworthy_fraction_test"] = float(np.mean([z == "trustworthy" for z in zones_test]))
+            result["zone_untrustworthy_fraction_noise"] = float(np.mean([z == "untrustworthy" for z in zones_noise]))
+            notes["zones"] = {
+                name: {z: float(np.mean([x == z for x in zs])) for z in ("trustworthy", "expert opinion", "untrustworthy")}
+                for name, zs in (("test", zones_test), ("square_lattice", zones_sq), ("noise", zones_noise),
+                                 ("smooth", zones_smooth))
+            }
+            notes["domain_mean_train"] = "mean of the bank's train-vs-train single-sample costs (disjoint draws)"
+    else:
+        notes["domain"] = "null: no deconvolve_2d bundle (the score uses its encoder and reference bank)"
+
+    # ---- timings (CPU)
+    one = MDHisto(conv[0], mosaic_axes())
+    if clf is not None and dec is not None:
+        from mantid_exp2sim.classify import classify
+
+        classify(one, clf, deconvolve=True, deconvolution_bundle=dec, backend="onnx", device="cpu")  # warm-up
+        t = time.perf_counter()
+        classify(one, clf, deconvolve=True, deconvolution_bundle=dec, backend="onnx", device="cpu")
+        result["seconds_classify_cpu"] = time.perf_counter() - t
+    else:
+        notes["seconds_classify_cpu"] = "null: needs the classifier and the deconvolve_2d bundle"
+    if dec is not None and result["domain_mean_train"] is not None:
+        from mantid_exp2sim.domain import score
+        from mantid_exp2sim.domain.applicability import reference_bank, score_histograms
+        from mantid_exp2sim.inference import encode_features
+
+        t = time.perf_counter()
+        score_histograms([one], dec, repeats=1000, device="cpu")
+        result["seconds_score_cpu"] = time.perf_counter() - t
+        arrays, cal = reference_bank(dec)
+        f = encode_features([one], dec, device="cpu")
+        t = time.perf_counter()
+        score(f, arrays, cal, repeats=1000)
+        result["seconds_score_repeats_only"] = time.perf_counter() - t
+    else:
+        notes["seconds_score_cpu"] = "null: needs the deconvolve_2d bundle with a reference bank"
+    notes["seconds_total"] = round(time.perf_counter() - t_start, 1)
+    result["notes"] = notes
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
