@@ -41,7 +41,7 @@ from .coverage import kinematic_mask, resolve_mask
 from .kinematics import MAPS_COVERAGE, DetectorCoverage
 from .modelref import model_name, param_dict, resolve_model, resolve_params
 from .noise import PoissonNoise, SmoothBackground, apply_noise
-from .resolution import ResolutionModel, get_resolution
+from .resolution import get_resolution
 
 __all__ = [
     "DEFAULT_VOLUME_EI",
