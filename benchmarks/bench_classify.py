@@ -35,7 +35,9 @@ The last line printed is one JSON object:
 * ``seconds_classify_cpu``: one mosaic with deconvolution on the CPU (ONNX Runtime, after a
   warm-up call); ``seconds_score_cpu``: one input's score with 1000 repeats (encoding included);
   ``seconds_score_repeats_only``: the 1000 repeats alone;
-* ``notes``: why a figure is null (missing bundle) and other remarks, and the settings used.
+* ``notes``: why a figure is null (missing bundle), per-kind details, the classification of
+  the published Tobyfit PCSMO simulations at the fitted parameters (raw and deconvolved; from
+  ``$EXP2SIM_SHARED/data/pcsmo`` when present, validation only), and the settings used.
 """
 
 from __future__ import annotations
@@ -115,6 +117,28 @@ def smooth_images(n: int, mask: np.ndarray, rng: np.random.Generator) -> np.ndar
             img = img + rng.uniform(0.5, 2.0) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
         out[i] = img
     out[:, mask] = np.nan
+    return out
+
+
+def reference_simulations() -> dict[str, np.ndarray]:
+    """The published Tobyfit/Brille PCSMO simulations (validation only; from $EXP2SIM_SHARED).
+
+    Returns {} when the shared data folder is absent. Masked bins (zeros under ``nanmask``,
+    stored upside down) become NaN.
+    """
+    shared = Path(os.environ.get("EXP2SIM_SHARED", REPO.parent / "shared")) / "data" / "pcsmo"
+    if not (shared / "nanmask.mat").is_file():
+        return {}
+    from scipy.io import loadmat
+
+    mask = np.flipud(loadmat(shared / "nanmask.mat")["nan_mask"]).astype(bool)
+    out = {}
+    for name in MODELS:
+        f = shared / f"simulated_fitpars_{name}.npy"
+        if f.is_file():
+            x = np.array(np.load(f)[0], dtype=float)
+            x[mask] = np.nan
+            out[name] = x
     return out
 
 
@@ -279,6 +303,18 @@ def main(argv: list[str] | None = None) -> int:
             result["acc_deconvolved"] = accuracy(clf, deconv, names)
         else:
             notes["acc_deconvolved"] = "null: no deconvolve_2d bundle"
+        refs = reference_simulations()
+        if refs:
+            from mantid_exp2sim.classify import classify
+
+            rep = {}
+            for name, x in refs.items():
+                raw = classify(MDHisto(x, mosaic_axes()), clf, device="cpu")
+                rep[name] = {"raw": {"prediction": raw.prediction, "verdict": raw.verdict, "K": raw.K}}
+                if dec is not None:
+                    d = classify(MDHisto(x, mosaic_axes()), clf, deconvolve=True, deconvolution_bundle=dec, device="cpu")
+                    rep[name]["deconvolved"] = {"prediction": d.prediction, "verdict": d.verdict, "K": d.K}
+            notes["published_reference_simulations"] = rep
     else:
         for k in ("acc_unconvolved", "acc_convolved", "acc_deconvolved", "ood_flagged_fraction"):
             notes[k] = "null: no classifier bundle"

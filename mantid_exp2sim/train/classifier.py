@@ -175,8 +175,29 @@ class LabelledSpectra:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def preload(self, indices: Sequence[int], *, max_bytes: float = 4e9) -> bool:
+        """Keep samples ``indices`` in memory (float32) when they fit in ``max_bytes``.
+
+        Returns
+        -------
+        bool
+            Whether they were loaded (later reads of them come from memory).
+        """
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        size = idx.size * int(np.prod(self.shape or (0,))) * 4
+        if size > max_bytes:
+            return False
+        self._cache = {int(i): self._read_file(int(i)) for i in idx}
+        return True
+
     def read(self, i: int) -> np.ndarray:
         """Sample ``i`` as float32 with NaN at masked bins (the file's coverage mask applied)."""
+        cached = getattr(self, "_cache", {}).get(int(i))
+        if cached is not None:
+            return cached.copy()
+        return self._read_file(int(i))
+
+    def _read_file(self, i: int) -> np.ndarray:
         fi, g, r = self._entries[int(i)]
         x = np.array(self._files[fi][g][self.kind][r], dtype=np.float32)
         m = self.masks[fi]
@@ -356,6 +377,8 @@ def train_classifier(
         raise InputDataError(
             format_error("The classifier trains on 2D mosaics", reason=f"sample shape {data.shape}")
         )
+    if data.preload(np.concatenate([tr, va])):
+        say(f"classifier: {len(tr) + len(va)} samples held in memory")
     model = DUQClassifier(
         n_classes=len(data.classes),
         input_shape=data.shape,
