@@ -52,6 +52,7 @@ _HELP: dict[str, str] = {
     "ngf": "generator width (channels after the stem)",
     "n_blocks": "residual blocks in each generator",
     "n_down": "downsampling stages in each generator",
+    "stem_kernel": "kernel size of the generators' first and last convolution (odd)",
     "ndf": "discriminator width",
     "n_layers": "stride-2 layers in each discriminator",
     "nce_layers": "generator feature ids for PatchNCE (default: the generator's default_nce_layers)",

@@ -46,6 +46,7 @@ class GanConfig:
     ngf: int = 16
     n_blocks: int = 4
     n_down: int = 2
+    stem_kernel: int = 7
     ndf: int = 16
     n_layers: int = 3
     nce_layers: list[int] | None = None
@@ -155,6 +156,8 @@ class GanConfig:
                 bad(name, getattr(self, name), "must be >= 1")
         if self.n_down < 1:
             bad("n_down", self.n_down, "must be >= 1")
+        if self.stem_kernel < 1 or self.stem_kernel % 2 == 0:
+            bad("stem_kernel", self.stem_kernel, "must be an odd number >= 1")
         for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux"):
             if float(getattr(self, name)) < 0:
                 bad(name, getattr(self, name), "loss weights must be >= 0")
@@ -183,12 +186,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ngf": 16,
         "n_blocks": 4,
         "n_down": 2,
+        "stem_kernel": 7,
         "ndf": 16,
         "n_layers": 3,
         "num_patches": 64,
         "netf_nc": 64,
         "max_steps": 12000,
-        "n_steps_constant": 6000,
         "checkpoint_every": 500,
         "validate_every": 500,
         "log_every": 10,
@@ -202,15 +205,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         # flipped (the resolution width grows with energy transfer).
         "flip_axes": [0, 1],
         "batch_size": 2,
-        "ngf": 12,
+        # 3D convolutions at full resolution dominate the cost (a 7^3 stem and head alone are
+        # 60% of it at ngf 12): a narrower network with a 5^3 stem/head is 2.6x cheaper.
+        "ngf": 8,
         "n_blocks": 4,
         "n_down": 2,
+        "stem_kernel": 5,
         "ndf": 12,
         "n_layers": 2,
         "num_patches": 64,
         "netf_nc": 64,
         "max_steps": 4000,
-        "n_steps_constant": 2000,
         "checkpoint_every": 250,
         "validate_every": 250,
         "log_every": 10,

@@ -216,11 +216,23 @@ class SimulatorSource(Source):
             "layout": self.layout(),
         }
 
+    def metadata(self) -> dict[str, Any]:
+        """The file's ``metadata`` attribute (JSON), or {} when absent."""
+        import json
+
+        raw = self._h5.attrs.get("metadata")
+        try:
+            return dict(json.loads(raw)) if raw is not None else {}
+        except (TypeError, ValueError):
+            return {}
+
     def layout(self) -> str | None:
         """Layout tag (e.g. ``pcsmo-mosaic-v1``) when the file records one."""
-        for key in ("layout",):
-            if key in self._h5.attrs:
-                return str(self._h5.attrs[key])
+        if "layout" in self._h5.attrs:
+            return str(self._h5.attrs["layout"])
+        layout = self.metadata().get("layout")
+        if layout:
+            return str(layout)
         return "pcsmo-mosaic-v1" if self.representation == "mosaic" else None
 
 

@@ -95,7 +95,8 @@ def build_networks(cfg: GanConfig) -> tuple[dict[str, torch.nn.Module], list[int
     from ..models import PatchDiscriminator, PatchSampleMLP, ResnetGenerator
 
     def gen() -> torch.nn.Module:
-        return ResnetGenerator(cfg.ndim, 2, 1, ngf=cfg.ngf, n_blocks=cfg.n_blocks, n_down=cfg.n_down)
+        return ResnetGenerator(cfg.ndim, 2, 1, ngf=cfg.ngf, n_blocks=cfg.n_blocks, n_down=cfg.n_down,
+                               stem_kernel=cfg.stem_kernel)
 
     def disc() -> torch.nn.Module:
         return PatchDiscriminator(cfg.ndim, 2, ndf=cfg.ndf, n_layers=cfg.n_layers)
