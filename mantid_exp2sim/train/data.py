@@ -214,17 +214,26 @@ class SimulatorSource(Source):
             "shape": list(self.sample_shape),
             "seed": int(attrs["seed"]) if "seed" in attrs else None,
             "layout": self.layout(),
+            "settings": self._json_attr("settings"),
+            "metadata": self.metadata(),
+            "resolution": self._json_attr("resolution"),
         }
+
+    def _json_attr(self, name: str) -> Any:
+        import json
+
+        raw = self._h5.attrs.get(name)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError):
+            return str(raw)
 
     def metadata(self) -> dict[str, Any]:
         """The file's ``metadata`` attribute (JSON), or {} when absent."""
-        import json
-
-        raw = self._h5.attrs.get("metadata")
-        try:
-            return dict(json.loads(raw)) if raw is not None else {}
-        except (TypeError, ValueError):
-            return {}
+        meta = self._json_attr("metadata")
+        return dict(meta) if isinstance(meta, dict) else {}
 
     def layout(self) -> str | None:
         """Layout tag (e.g. ``pcsmo-mosaic-v1``) when the file records one."""
