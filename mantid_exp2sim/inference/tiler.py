@@ -34,6 +34,7 @@ from ..errors import InputDataError, format_error
 
 __all__ = [
     "PAD_MODES",
+    "SLAB_ELEMENTS",
     "Tile",
     "TilePlan",
     "plan_tiles",
@@ -41,6 +42,10 @@ __all__ = [
     "read_tile",
     "run_tiled",
 ]
+
+#: Bins per slab when preparing network inputs and writing outputs: bounds the temporary
+#: arrays of ``prepare``/``finish`` (and of the writer) independently of the tile size.
+SLAB_ELEMENTS = 1 << 20
 
 #: Padding rules understood by the tiler (numpy ``np.pad`` names).
 PAD_MODES = ("constant", "reflect", "symmetric", "edge", "wrap")
@@ -389,16 +394,17 @@ def run_tiled(
         array, h5py dataset, memory map).
     sink
         Writable array-like with the output's leading spatial shape ``plan.shape``
-        (numpy array or h5py dataset); written once per kept core with ``sink[...] = ``.
+        (numpy array or h5py dataset); every bin is written exactly once, by slabs of
+        about :data:`SLAB_ELEMENTS` bins of each kept core (``sink[...] = ``).
     network
         Maps a float32 batch ``(B, C_in, *plan.tile_shape)`` to ``(B, C_out,
         *plan.tile_shape)``.
     prepare
         Turns a raw block (any shape) into the network input ``(C_in, *block)``;
-        element-wise, so it commutes with the padding.
+        element-wise, so it commutes with the padding and may be applied slab by slab.
     finish
-        ``finish(y_core, raw_core)`` turns the kept network output ``(C_out, *core)`` and
-        the raw input under it into what is written to ``sink``.
+        ``finish(y_core, raw_core)`` turns kept network output ``(C_out, *slab)`` and the
+        raw input under it into what is written to ``sink``; element-wise too.
     batch_size
         Tiles per network call (>= 1).
     progress
@@ -417,22 +423,41 @@ def run_tiled(
     done = 0
     for first in range(0, total, batch_size):
         group = jobs[first : first + batch_size]
-        raws = []
-        inputs = []
-        for tile in group:
+        raws: list[np.ndarray | None] = []
+        batch: np.ndarray | None = None
+        for k, tile in enumerate(group):
             raw, outside = read_tile(source, plan, tile, maps)
-            x = np.asarray(prepare(raw), dtype=np.float32)
+            # prepare slab by slab straight into the batch: no full-tile float64 temporaries
+            step = _slab_rows(raw)
+            for s in range(0, raw.shape[0], step):
+                part = np.asarray(prepare(raw[s : s + step]), dtype=np.float32)
+                if batch is None:
+                    batch = np.empty((len(group), part.shape[0]) + plan.tile_shape, dtype=np.float32)
+                batch[k, :, s : s + step] = part
             if outside is not None:
-                x = np.array(x, dtype=np.float32, copy=True)
-                x[:, outside] = plan.pad_value
+                batch[k][:, outside] = plan.pad_value  # type: ignore[index]
             raws.append(raw)
-            inputs.append(x)
-        y = np.asarray(network(np.stack(inputs)))
+        y = np.asarray(network(batch))
+        del batch
         for k, tile in enumerate(group):
             core_t = plan.core_in_tile(tile)
             core_i = plan.core_in_input(tile)
             assert core_t is not None and core_i is not None
-            sink[core_i] = finish(y[k][(slice(None),) + core_t], raws[k][core_t])
+            y_core = y[k][(slice(None),) + core_t]
+            raw_core = raws[k][core_t]  # type: ignore[index]
+            step = _slab_rows(raw_core)
+            lo, hi = core_i[0].start, core_i[0].stop
+            for s in range(0, hi - lo, step):
+                key = (slice(lo + s, min(lo + s + step, hi)),) + core_i[1:]
+                sink[key] = finish(y_core[:, s : s + step], raw_core[s : s + step])
+            raws[k] = None
+        del y
         done += len(group)
         if progress is not None:
             progress(done, total)
+
+
+def _slab_rows(block: np.ndarray) -> int:
+    """Rows of axis 0 per slab so that a slab holds about :data:`SLAB_ELEMENTS` bins."""
+    row = int(np.prod(block.shape[1:])) if block.ndim > 1 else 1
+    return max(1, SLAB_ELEMENTS // max(1, row))

@@ -246,7 +246,11 @@ class _WriteOnce:
         self.count[key] += 1
 
 
-def test_reads_are_bounded_and_writes_happen_once(nets):
+@pytest.mark.parametrize("slab", [1 << 20, 200])
+def test_reads_are_bounded_and_writes_happen_once(nets, monkeypatch, slab):
+    from mantid_exp2sim.inference import tiler
+
+    monkeypatch.setattr(tiler, "SLAB_ELEMENTS", slab)  # 200: prepare/finish in slabs of a few rows
     net, radius = nets[2]
     fn = _callable(net)
     shape = (150, 97)
@@ -260,6 +264,8 @@ def test_reads_are_bounded_and_writes_happen_once(nets):
         size = [s.stop - s.start for s in key]
         assert all(n <= t for n, t in zip(size, plan.tile_shape))
     assert (sink.count == 1).all()
+    ref = _whole(src.a, fn, "edge")
+    assert np.nanmax(np.abs(sink.a - ref)) <= 1e-5 * (np.nanmax(ref) - np.nanmin(ref))
 
 
 def test_h5py_source_and_sink(tmp_path, nets):
