@@ -170,3 +170,22 @@ def test_time_limit_and_stop_request_end_with_a_checkpoint(tmp_path):
     t2.stop_requested = True
     assert t2.fit()["reason"] == "stop requested"
     assert load_checkpoint(tmp_path / "run2")["step"] == 1
+
+
+@pytest.mark.gpu
+def test_mixed_precision_training_on_the_gpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    p = write_sim(tmp_path / "sim.h5")
+    cfg = GanConfig(domain_a=[p], domain_b=[p], max_steps=4, device="gpu", amp="on", plot=False, **TINY)
+    trainer = GanTrainer(cfg, data_from_config(cfg), tmp_path / "run")
+    assert trainer.use_amp and trainer.device.type == "cuda"
+    summary = trainer.fit()
+    assert summary["step"] == 4 and np.isfinite(summary["validation"]["psnr_deconvolve"])
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["scaler"]["scale"] > 0
+    # a GPU checkpoint continues on the CPU
+    cpu = GanConfig(**{**cfg.to_dict(), "device": "cpu", "max_steps": 6})
+    t2 = GanTrainer(cpu, data_from_config(cpu))
+    t2.load_state_dict(ckpt)
+    assert np.isfinite(t2.train_step()["g_total"])
