@@ -17,7 +17,9 @@ nothing): a mild Gaussian blur (sigma up to ``--blur`` bins, normalised over the
 so the mask does not bleed), signal-dependent noise ``x + N(0, 1) (a sqrt(|x|) + b)`` with
 ``a, b`` up to ``--noise`` (count-statistics-like plus a flat background), and random extra
 masking (with probability ``--mask-prob`` a random rectangle of up to a quarter of a tile row
-block and 0-5 % random bins), after which the sample is renormalised. They make the classifier
+block and 0-5 % random bins), and with ``--flip`` the inversion Q -> -Q inside every tile (an
+exact symmetry of the simulated spectra; single mirror flips are not, so they are not used),
+after which the sample is renormalised. They make the classifier
 robust to the noise, residual resolution and coverage differences of measured data.
 
 Export: thresholds calibrated on the held-out data
@@ -76,6 +78,8 @@ class ClassifierConfig:
     noise: float = 0.1
     blur: float = 1.0
     mask_prob: float = 0.5
+    flip: bool = True
+    batch_norm: bool = True
     confident_coverage: float = 0.95
     ood_quantile: float = 0.01
     threads: int | None = None
@@ -254,6 +258,7 @@ def augment_batch(
     noise: float = 0.1,
     blur: float = 1.0,
     mask_prob: float = 0.5,
+    flip: bool = True,
     tile: int = 40,
 ) -> "Any":
     """Random blur, noise and extra masking of a normalised batch, then renormalisation.
@@ -270,6 +275,8 @@ def augment_batch(
         Largest Gaussian sigma in bins (0: no blur).
     mask_prob
         Probability of extra masking per sample.
+    flip
+        With probability 1/2 per sample, invert Q (flip both axes) inside every tile.
 
     Returns
     -------
@@ -307,6 +314,16 @@ def augment_batch(
         b = (u(n) * noise)[:, None, None]
         eps = torch.randn(sig.shape, generator=generator, dtype=sig.dtype)
         sig = (sig + eps * (a * sig.abs().sqrt() + b)) * valid
+    if flip and h % tile == 0 and w % tile == 0:
+        # Q -> -Q inside every (Ei, energy window) tile: an exact symmetry of the spectra
+        # (inversion), applied to signal and mask together.
+        inv = u(n) < 0.5
+        if inv.any():
+            sv = torch.stack([sig, valid], 1)[inv].reshape(-1, 2, h // tile, tile, w // tile, tile)
+            sv = sv.flip(3).flip(5).reshape(-1, 2, h, w)
+            sig = sig.clone()
+            valid = valid.clone()
+            sig[inv], valid[inv] = sv[:, 0], sv[:, 1]
     if mask_prob > 0:
         drop = u(n) < mask_prob
         for i in torch.nonzero(drop).flatten().tolist():
@@ -387,6 +404,7 @@ def train_classifier(
         embedding_dim=cfg.embedding_dim,
         length_scale=cfg.length_scale,
         gamma=cfg.gamma,
+        batch_norm=cfg.batch_norm,
     )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
@@ -406,7 +424,7 @@ def train_classifier(
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
             x = torch.from_numpy(_normalise(data.read_batch(idx)))
-            x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, mask_prob=cfg.mask_prob)
+            x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, mask_prob=cfg.mask_prob, flip=cfg.flip)
             y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(data.classes)).float()
             loss, parts = duq_loss(model, x, y, gp_weight=cfg.gp_weight)
             opt.zero_grad()
@@ -589,6 +607,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=d.noise, help="largest augmentation noise amplitude (0: off)")
     p.add_argument("--blur", type=float, default=d.blur, help="largest augmentation blur sigma in bins (0: off)")
     p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability of extra random masking")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip,
+                   help="random Q -> -Q inversion inside the tiles (an exact symmetry; default on)")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d.batch_norm,
+                   help="batch normalisation in the feature extractor (default on)")
     p.add_argument("--confident-coverage", type=float, default=d.confident_coverage,
                    help="fraction of correct held-out predictions that must be 'confident'")
     p.add_argument("--ood-quantile", type=float, default=d.ood_quantile,

@@ -54,10 +54,13 @@ def test_centroids_move_with_gamma_below_one_and_not_with_one():
     y = onehot([0, 1] * 4)
     moving = DUQClassifier(**SMALL, gamma=0.9)
     before = moving.centroids.clone()
+    bn_before = moving.norms[0].running_mean.clone()
     moving.update_centroids(x, y)
     assert not torch.allclose(before, moving.centroids)
+    assert torch.equal(bn_before, moving.norms[0].running_mean)  # the extra pass runs in eval mode
+    assert moving.training
     # The EMA by hand
-    z = moving.embed(moving.features(x))
+    z = moving.eval().embed(moving.features(x))
     n_exp = 0.9 * 13.0 + 0.1 * y.sum(0)
     assert torch.allclose(moving.N, n_exp)
     frozen = DUQClassifier(**SMALL, gamma=1.0)
@@ -69,7 +72,7 @@ def test_centroids_move_with_gamma_below_one_and_not_with_one():
 
 def test_gradient_penalty_matches_autograd():
     torch.manual_seed(3)
-    m = DUQClassifier(**SMALL)
+    m = DUQClassifier(**SMALL).eval()  # running BN statistics: samples are independent
     x = torch.randn(4, 2, 48, 80, requires_grad=True)
     k = m(x)
     gp = gradient_penalty(x, k)

@@ -76,6 +76,8 @@ def test_duq_cam_targets_the_kernel_of_the_chosen_class():
     assert r0.cam.shape == (1, 240, 400) and r0.tiles.shape == (1, 6, 10)
     assert max(r0.cam.max(), r1.cam.max()) == pytest.approx(1.0)
     assert not np.allclose(r0.cam, r1.cam)
+    assert m.training  # grad_cam ran in eval mode and restored the mode
+    m.eval()
     np.testing.assert_allclose(r0.scores, m(x).detach().numpy(), rtol=1e-6)
     # Hand computation of the map for class 1 through the kernel value K_1
     with torch.enable_grad():
@@ -89,7 +91,6 @@ def test_duq_cam_targets_the_kernel_of_the_chosen_class():
     cam = (cam / cam.max()).detach().numpy()
     np.testing.assert_allclose(r1.cam[0], cam, atol=1e-5)
     np.testing.assert_allclose(r1.tiles[0], tile_importance(cam[None])[0], atol=1e-6)
-    assert m.training  # mode restored
 
 
 def test_tile_importance_means():

@@ -73,8 +73,20 @@ def test_augmentation_keeps_scale_free_input_and_only_adds_masking():
     torch.testing.assert_close(rms, torch.ones(4), rtol=1e-5, atol=1e-5)
     y2 = augment_batch(x, torch.Generator().manual_seed(0), noise=0.2, blur=1.0, mask_prob=1.0, tile=8)
     torch.testing.assert_close(y, y2)
+    # Flip only: each sample is itself or its Q -> -Q inversion inside every 8x8 tile.
+    f = augment_batch(x, torch.Generator().manual_seed(1), noise=0.0, blur=0.0, mask_prob=0.0, flip=True, tile=8)
+    base = augment_batch(x, g, noise=0.0, blur=0.0, mask_prob=0.0, flip=False)
+    inv = base.reshape(4, 2, 6, 8, 10, 8).flip(3).flip(5).reshape(4, 2, 48, 80)
+    kinds = []
+    for i in range(4):
+        if torch.allclose(f[i], base[i]):
+            kinds.append("same")
+        else:
+            torch.testing.assert_close(f[i], inv[i])
+            kinds.append("inverted")
+    assert set(kinds) == {"same", "inverted"}
     # No augmentation: only the renormalisation.
-    z = augment_batch(x, g, noise=0.0, blur=0.0, mask_prob=0.0)
+    z = augment_batch(x, g, noise=0.0, blur=0.0, mask_prob=0.0, flip=False)
     ref = x[:, 0] / ((x[:, 0] ** 2).flatten(1).sum(1) / x[:, 1].flatten(1).sum(1)).sqrt()[:, None, None]
     torch.testing.assert_close(z[:, 0], ref)
 
