@@ -152,6 +152,8 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--domain-b", nargs="+", default=None, help="override the domain-B files of the checkpoint")
     e.add_argument("--val-data", default=None, help="override the validation file of the checkpoint")
     e.add_argument("--seed", type=int, default=None, help="calibration seed (default: the training seed)")
+    e.add_argument("--onnx-exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
+                   help="torch ONNX exporter (auto: dynamo, falling back to TorchScript)")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
 
     sub.add_parser("classifier", help="train the DUQ classifier (see exp2sim-train classifier --help)",
@@ -287,6 +289,7 @@ def export_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         domain_b=ns.domain_b,
         val_data=ns.val_data,
         seed=ns.seed,
+        onnx_exporter=ns.onnx_exporter,
         command=["exp2sim-train", *argv],
         log=None if ns.quiet else (lambda msg: print(msg, flush=True)),
     )

@@ -310,11 +310,12 @@ def open_source(spec: str, kind: str, models: Sequence[str] | None = None) -> So
     models
         Spin models to use from a simulator data set (default all).
     """
-    path_part, _, inner = spec.partition(".h5:")
+    suffix_sep = ".hdf5:" if ".hdf5:" in spec else ".h5:"
+    path_part, _, inner = spec.partition(suffix_sep)
     if inner:
         import h5py
 
-        path = Path(path_part + ".h5")
+        path = Path(path_part + suffix_sep[:-1])
         _require_file(path, spec)
         f = h5py.File(path, "r")
         key = inner if inner.startswith("/") else "/" + inner

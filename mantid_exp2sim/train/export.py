@@ -103,6 +103,7 @@ def export_bundle(
     val_data: str | None = None,
     seed: int | None = None,
     command: Sequence[str] | None = None,
+    onnx_exporter: str = "auto",
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the bundle of one generator of a training checkpoint.
@@ -131,6 +132,9 @@ def export_bundle(
         Seed of the reference-bank calibration (default: the training seed).
     command
         Command line recorded in the provenance (default ``sys.argv``).
+    onnx_exporter
+        ``"auto"`` (torch.export/dynamo, falling back to TorchScript), ``"dynamo"`` or
+        ``"torchscript"`` (much faster to export; the graph is checked the same way).
     log
         Progress messages.
 
@@ -191,10 +195,10 @@ def export_bundle(
     rng = np.random.default_rng([seed, 5])
     checks = _check_inputs(g, ndim, cfg.spatial_patch(), rng)
     example = torch.from_numpy(np.ascontiguousarray(checks[0]))
-    onnx_bytes = export_onnx(g, example)
+    onnx_bytes = export_onnx(g, example, exporter=onnx_exporter)
     diff = float(verify_onnx(onnx_bytes, g, checks))
     enc = EncoderWrapper(g).eval()
-    enc_bytes = export_onnx(enc, example)
+    enc_bytes = export_onnx(enc, example, exporter=onnx_exporter)
     diff_enc = float(verify_onnx(enc_bytes, enc, checks))
     if not (diff <= ONNX_TOLERANCE and diff_enc <= ONNX_TOLERANCE):
         raise BundleError(
@@ -213,6 +217,7 @@ def export_bundle(
     validation["onnx_max_abs_diff"] = diff
     validation["onnx_encoder_max_abs_diff"] = diff_enc
     validation["onnx_check_shapes"] = [list(c.shape) for c in checks]
+    validation["onnx_exporter"] = onnx_exporter
     validation["training_validation"] = ckpt.get("validation") or None
 
     # ---- manifest (without the reference bank first)
