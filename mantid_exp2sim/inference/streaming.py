@@ -30,10 +30,41 @@ from .engine import (
     translate_array,
 )
 
-__all__ = ["translate_file", "streamed_intensity_scale", "ReaderSource", "WriterSink"]
+__all__ = ["translate_file", "streamed_intensity_scale", "ReaderSource", "WriterSink", "return_freed_memory_promptly"]
 
 #: Elements per slab read while accumulating the intensity scale (32 MB of float64).
 SLAB_ELEMENTS = 1 << 22
+
+
+_MALLOC_TUNED = False
+
+
+def return_freed_memory_promptly() -> bool:
+    """Make glibc serve blocks >= 128 KiB with mmap, so that freed tile buffers go back to the OS.
+
+    glibc raises its mmap threshold after large blocks are freed, so later tile-sized
+    buffers come from the heap, which fragments: over many tiles the peak RSS grows by
+    20-30% above a single tile's. Fixing the threshold (``mallopt(M_MMAP_THRESHOLD)``, as the
+    ``MALLOC_MMAP_THRESHOLD_`` environment variable does) keeps the peak at one tile's.
+    Process-wide and only done by :func:`translate_file`, the out-of-core path. Returns
+    whether it was applied (False off glibc).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        if not name or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+            return False
+        libc = ctypes.CDLL(name)
+        m_mmap_threshold = -3
+        _MALLOC_TUNED = bool(libc.mallopt(m_mmap_threshold, 1 << 17))
+    except (OSError, AttributeError):
+        return False
+    return _MALLOC_TUNED
 
 
 def _full_index(key: Any, keep: Sequence[int], ndim: int) -> tuple[Any, ...]:
@@ -148,6 +179,7 @@ def translate_file(
                 fix="write the translation to a new file",
             )
         )
+    return_freed_memory_promptly()
     b = resolve_bundle(bundle)
     spec = model_spec(b)
     resolve_patch(patch_size, spec)  # argument errors before any file is opened
