@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "classify": ("mantid_exp2sim.cli.classify", "Goodenough or Dimer? classify PCSMO spectra (DUQ)"),
     "score": ("mantid_exp2sim.cli.score", "domain-of-applicability score against a model's training data"),
+    "demo": (
+        "mantid_exp2sim.cli.demo",
+        "the main job: simulate, deconvolve, classify and score a PCSMO spectrum",
+    ),
     "mantid-setup": (
         "mantid_exp2sim.cli.mantid_setup",
         "register the algorithms with Mantid through a user plugin directory",
