@@ -249,3 +249,19 @@ print(json.dumps([out.metadata["backend"], bool(np.isfinite(out.signal).all()), 
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == ["onnx", True, False]
+
+
+@pytest.mark.gpu
+@pytest.mark.torch
+def test_gpu_translation_matches_cpu(tiny_bundle):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    rng = np.random.default_rng(8)
+    h = MDHisto.from_array(2.0 + rng.normal(size=(260, 300)))
+    cpu = translate(h, tiny_bundle, backend="torch", device="cpu")
+    rng_out = np.nanmax(cpu.signal) - np.nanmin(cpu.signal)
+    for half, tol in ((False, 1e-3), (True, 2e-2)):  # TF32 convolutions, then float16
+        gpu = translate(h, tiny_bundle, backend="torch", device="gpu", half=half, patch_size=128, batch_size=4)
+        assert gpu.metadata["device"] == "gpu"
+        assert np.nanmax(np.abs(gpu.signal - cpu.signal)) <= tol * rng_out
