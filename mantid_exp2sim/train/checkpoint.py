@@ -25,6 +25,7 @@ __all__ = [
     "restore_rng_state",
     "latest_checkpoint",
     "CHECKPOINT_NAME",
+    "default_file_mode",
 ]
 
 #: File name of the rolling "latest" checkpoint inside a run folder.
@@ -49,12 +50,24 @@ def atomic_torch_save(obj: Mapping[str, Any], path: str | os.PathLike) -> Path:
             torch.save(dict(obj), fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would give a new file.
+
+    ``tempfile.mkstemp`` creates files readable by the owner only; atomic writes restore the
+    usual mode before moving the file into place.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:

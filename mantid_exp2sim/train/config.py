@@ -59,7 +59,9 @@ class GanConfig:
     lambda_nce: float = 4.0
     lambda_idt: float = 2.0
     lambda_aux: float = 1.0
+    lambda_int: float = 1.0
     common_d_mask: bool = True
+    d_input_norm: bool = True
     # --- optimisation
     lr: float = 2e-4
     beta1: float = 0.5
@@ -158,7 +160,7 @@ class GanConfig:
             bad("n_down", self.n_down, "must be >= 1")
         if self.stem_kernel < 1 or self.stem_kernel % 2 == 0:
             bad("stem_kernel", self.stem_kernel, "must be an odd number >= 1")
-        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux"):
+        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux", "lambda_int"):
             if float(getattr(self, name)) < 0:
                 bad(name, getattr(self, name), "loss weights must be >= 0")
         if not 0 < self.lr < 1 or not 0 < self.lr_f < 1:

@@ -9,13 +9,19 @@ One iteration (as DCLGAN): translate both batches; update both discriminators on
 translations; then update both generators and both heads on
 
 ``lambda_gan * (GAN_A + GAN_B) / 2 + lambda_nce * (NCE_A + NCE_B) / 2
-+ lambda_idt * (IDT_A + IDT_B) / 2 + lambda_aux * (AUX_A + AUX_B) / 2``
++ lambda_idt * (IDT_A + IDT_B) / 2 + lambda_aux * (AUX_A + AUX_B) / 2
++ lambda_int * (INT_A + INT_B) / 2``
 
 where ``NCE_A`` compares keys ``F_A(G_A.nce_features(a))`` with queries
 ``F_B(G_B.nce_features(G_A(a)))`` at the same positions (DCLGAN's dual contrastive loss) and
 ``IDT_A = |G_A(b) - b|``. Every term is masked (see :mod:`mantid_exp2sim.train.losses`).
 With ``common_d_mask`` a discriminator sees real and generated patches under the same mask
 (the union of both batches' masked bins), so the coverage pattern cannot tell them apart.
+With ``d_input_norm`` every discriminator input is divided by its own RMS: each domain is
+normalised by its own whole-sample RMS, and a sharp (unconvolved) spectrum has a larger RMS
+than the same spectrum convolved, so a level-sensitive discriminator would push ``G_A`` to
+lose (and ``G_B`` to gain) integrated intensity by that RMS ratio. ``INT`` (the relative change
+of each patch's integrated intensity) then sets the level.
 """
 
 from __future__ import annotations
@@ -51,13 +57,17 @@ __all__ = [
     "LOSS_COLUMNS",
     "VALIDATION_COLUMNS",
     "CHECKPOINT_FORMAT",
+    "STOP_FILE",
 ]
 
 CHECKPOINT_FORMAT = "exp2sim-gan-checkpoint"
+#: Creating this file in the run folder stops training after the current step, with a checkpoint.
+STOP_FILE = "STOP"
 
 LOSS_COLUMNS = [
     "step", "lr", "d_total", "d_a_gan", "d_a_aux", "d_b_gan", "d_b_aux",
-    "g_total", "g_a_gan", "g_a_nce", "g_a_idt", "g_a_aux", "g_b_gan", "g_b_nce", "g_b_idt", "g_b_aux",
+    "g_total", "g_a_gan", "g_a_nce", "g_a_idt", "g_a_aux", "g_a_int",
+    "g_b_gan", "g_b_nce", "g_b_idt", "g_b_aux", "g_b_int",
     "seconds_per_step",
 ]
 VALIDATION_COLUMNS = [
@@ -396,6 +406,9 @@ class GanTrainer:
         else:
             d_real_b, d_fake_b, d_real_a, d_fake_a = real_b, fake_b_in, real_a, fake_a_in
             m_real_b, m_fake_b, m_real_a, m_fake_a = vb, va, va, vb
+        if cfg.d_input_norm:
+            d_real_b, d_fake_b, d_real_a, d_fake_a = (
+                L.patch_rms_normalise(t) for t in (d_real_b, d_fake_b, d_real_a, d_fake_a))
 
         # ---- discriminators
         self._set_requires_grad(("D_A", "D_B"), True)
@@ -433,9 +446,12 @@ class GanTrainer:
                 out["g_b_idt"] = L.masked_l1(nets["G_B"](real_a), real_a[:, :1], va)
             else:
                 out["g_a_idt"] = out["g_b_idt"] = torch.zeros((), device=dev)
+            out["g_a_int"] = L.intensity_loss(fake_b, real_a[:, :1], va)
+            out["g_b_int"] = L.intensity_loss(fake_a, real_b[:, :1], vb)
             loss_g = 0.5 * sum(
                 cfg.lambda_gan * out[f"g_{t}_gan"] + cfg.lambda_nce * out[f"g_{t}_nce"]
                 + cfg.lambda_idt * out[f"g_{t}_idt"] + cfg.lambda_aux * out[f"g_{t}_aux"]
+                + cfg.lambda_int * out[f"g_{t}_int"]
                 for t in "ab"
             )
         self.scaler.scale(loss_g).backward()
@@ -534,9 +550,9 @@ class GanTrainer:
                 self.save_checkpoint()
                 self._plots()
             over = cfg.max_minutes is not None and (time.monotonic() - start_wall) / 60.0 >= cfg.max_minutes
-            over = over or self.stop_requested
+            over = over or self.stop_requested or self._stop_file()
             if broadcast_flag(over, self.dist, "cuda" if self.device.type == "cuda" else "cpu") and self.step < end:
-                reason = "stop requested" if self.stop_requested else "max_minutes"
+                reason = "stop requested" if (self.stop_requested or self._stop_file(remove=True)) else "max_minutes"
                 if self.loss_table is not None and not logged:
                     self.loss_table.add({"step": self.step, **row})
                 if self.dist.is_main and self.val_table is not None:
@@ -549,6 +565,16 @@ class GanTrainer:
         self._log(f"stopped at step {self.step} ({reason}); {self.elapsed / max(self.step, 1):.3f} s/step")
         return {"step": self.step, "reason": reason, "validation": dict(self.last_validation),
                 "seconds": self.elapsed}
+
+    def _stop_file(self, remove: bool = False) -> bool:
+        """True when ``RUN_DIR/STOP`` exists (rank 0; ``touch RUN_DIR/STOP`` stops a run cleanly)."""
+        if self.run_dir is None or not self.dist.is_main:
+            return False
+        path = self.run_dir / STOP_FILE
+        found = path.exists()
+        if found and remove:
+            path.unlink(missing_ok=True)
+        return found
 
     def _progress(self, row: Mapping[str, float]) -> str:
         v = self.last_validation

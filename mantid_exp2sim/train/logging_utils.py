@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .checkpoint import default_file_mode
+
 __all__ = ["CsvTable", "atomic_write_text", "plot_table"]
 
 
@@ -27,6 +29,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -161,6 +164,7 @@ def plot_table(
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=90)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -13,6 +13,8 @@ Terms (Exp2SimGAN, Digital Discovery 2023, Methods; DCLGAN for PatchNCE):
 * auxiliary: MSE of the discriminator's second output map towards 0 for real and 1 for
   generated patches (for D), and towards 0 on generated patches (for G);
 * identity: masked L1 between ``G(x)`` and ``x`` for ``x`` already in the target domain;
+* intensity (not in the paper; see docs/training.md): relative change of the integrated
+  intensity of each translated patch, which resolution (de)convolution conserves;
 * PatchNCE: InfoNCE between query patches of the translated image and key patches of its
   source at the same positions, negatives from other positions of the same image, sampled
   only where the feature position covers unmasked bins (``models.patchnce.feature_masks``
@@ -33,6 +35,8 @@ __all__ = [
     "gan_loss_g",
     "aux_loss",
     "masked_l1",
+    "intensity_loss",
+    "patch_rms_normalise",
 ]
 
 
@@ -98,3 +102,40 @@ def aux_loss(aux_map: torch.Tensor, target: float, weights: torch.Tensor) -> tor
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference over unmasked bins; all of shape ``(N, 1, *S)``."""
     return masked_mean((prediction.float() - target.float()).abs(), valid)
+
+
+def intensity_loss(
+    output: torch.Tensor, source: torch.Tensor, valid: torch.Tensor, *, floor: float = 0.1
+) -> torch.Tensor:
+    """Relative change of the integrated intensity of each patch, averaged over the batch.
+
+    ``|sum(valid * (output - source))| / sum(valid * (|source| + floor))`` per sample:
+    resolution (de)convolution moves intensity between nearby bins but conserves its integral.
+    ``floor`` (in the units of the RMS-normalised input, whose whole-sample RMS is 1) keeps the
+    ratio bounded for patches with almost no intensity.
+
+    Parameters
+    ----------
+    output, source, valid
+        ``(N, 1, *S)``: a translation, its input's signal channel and the valid mask.
+    """
+    dims = tuple(range(1, output.dim()))
+    v = valid.float()
+    diff = ((output.float() - source.float()) * v).sum(dim=dims).abs()
+    norm = ((source.float().abs() + float(floor)) * v).sum(dim=dims).clamp_min(1e-6)
+    return (diff / norm).mean()
+
+
+def patch_rms_normalise(x: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
+    """Divide the signal channel of ``(N, 2, *S)`` [signal, valid] by its RMS over valid bins.
+
+    Used on discriminator inputs only, so that a discriminator judges the shape of a patch,
+    not its intensity level (which intensity conservation, not the GAN, must set). The RMS is
+    floored at ``floor`` (units of the RMS-normalised input) so that nearly empty patches are
+    not amplified, and their gradients stay bounded.
+    """
+    sig, valid = x[:, :1], x[:, 1:2]
+    dims = tuple(range(1, sig.dim()))
+    v = valid.float()
+    ms = (sig.float() ** 2 * v).sum(dim=dims, keepdim=True) / v.sum(dim=dims, keepdim=True).clamp_min(1.0)
+    return torch.cat([sig / ms.sqrt().clamp_min(float(floor)).to(sig.dtype), valid], 1)

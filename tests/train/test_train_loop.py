@@ -170,6 +170,17 @@ def test_time_limit_and_stop_request_end_with_a_checkpoint(tmp_path):
     t2.stop_requested = True
     assert t2.fit()["reason"] == "stop requested"
     assert load_checkpoint(tmp_path / "run2")["step"] == 1
+    # `touch RUN_DIR/STOP` stops a background run cleanly (and the file is consumed)
+    t3 = GanTrainer(cfg2, data_from_config(cfg2), tmp_path / "run3")
+    (tmp_path / "run3").mkdir()
+    (tmp_path / "run3" / "STOP").touch()
+    assert t3.fit()["reason"] == "stop requested"
+    assert load_checkpoint(tmp_path / "run3")["step"] == 1 and not (tmp_path / "run3" / "STOP").exists()
+    # atomic writes keep the usual file mode (mkstemp alone would leave 0600)
+    from mantid_exp2sim.train.checkpoint import default_file_mode
+
+    for name in ("checkpoint.pt", "losses.csv", "config.json"):
+        assert (tmp_path / "run3" / name).stat().st_mode & 0o777 == default_file_mode()
 
 
 @pytest.mark.gpu

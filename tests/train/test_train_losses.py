@@ -67,6 +67,39 @@ def test_aux_and_identity_known_values():
     assert float(L.masked_l1(pred, target, valid)) == pytest.approx((0.5 + 0 + 2) / 3)
 
 
+def test_intensity_loss_known_values():
+    src = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    valid = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
+    # a redistribution inside the valid bins conserves the integral: no loss
+    moved = torch.tensor([[[[2.0, 1.0], [3.0, 99.0]]]])
+    assert float(L.intensity_loss(moved, src, valid)) == pytest.approx(0.0)
+    # 20% more intensity over the valid bins (1 + 2 + 3 = 6 -> 7.2), relative to 6 + 3 * floor
+    assert float(L.intensity_loss(src * 1.2, src, valid, floor=0.0)) == pytest.approx(0.2)
+    assert float(L.intensity_loss(src * 1.2, src, valid)) == pytest.approx(1.2 / 6.3)
+    both = torch.cat([src * 1.2, src * 0.5])
+    two = (torch.cat([src, src]), torch.cat([valid, valid]))
+    assert float(L.intensity_loss(both, *two, floor=0.0)) == pytest.approx(0.35)
+    # an empty patch stays bounded
+    zero = torch.zeros_like(src)
+    assert float(L.intensity_loss(zero + 0.01, zero, valid)) == pytest.approx(0.1)
+
+
+def test_patch_rms_normalise_removes_the_level_only():
+    gen = torch.Generator().manual_seed(1)
+    sig = torch.rand(2, 1, 6, 6, generator=gen)
+    valid = (torch.rand(2, 1, 6, 6, generator=gen) > 0.3).float()
+    x = torch.cat([sig * valid, valid], 1)
+    y = L.patch_rms_normalise(x)
+    assert torch.equal(y[:, 1:], valid)
+    rms = ((y[:, :1] ** 2 * valid).sum(dim=(1, 2, 3)) / valid.sum(dim=(1, 2, 3))).sqrt()
+    assert torch.allclose(rms, torch.ones(2), atol=1e-5)
+    scaled = torch.cat([sig * valid * torch.tensor([3.0, 0.5]).view(2, 1, 1, 1), valid], 1)
+    assert torch.allclose(L.patch_rms_normalise(scaled), y, atol=1e-5)
+    # nearly empty patches are not amplified beyond 1/floor
+    tiny = torch.cat([sig * valid * 1e-6, valid], 1)
+    assert float(L.patch_rms_normalise(tiny)[:, :1].abs().max()) < 1e-4
+
+
 def test_no_loss_term_depends_on_masked_values():
     gen = torch.Generator().manual_seed(0)
     shape = (2, 1, 8, 8)
@@ -82,6 +115,10 @@ def test_no_loss_term_depends_on_masked_values():
         assert float(L.gan_loss_d(a, t, valid, valid, mode)) == float(L.gan_loss_d(b, t, valid, valid, mode))
         assert float(L.gan_loss_d(t, a, valid, valid, mode)) == float(L.gan_loss_d(t, b, valid, valid, mode))
     assert float(L.aux_loss(a, 1.0, valid)) == float(L.aux_loss(b, 1.0, valid))
+    assert float(L.intensity_loss(a, t, valid)) == float(L.intensity_loss(b, t, valid))
+    assert float(L.intensity_loss(t, a, valid)) == float(L.intensity_loss(t, b, valid))
+    xa, xb = torch.cat([a * valid, valid], 1), torch.cat([b * valid, valid], 1)
+    assert torch.equal(L.patch_rms_normalise(xa), L.patch_rms_normalise(xb))
     # and the unmasked bins do matter
     c = a.clone()
     c[valid == 1] += 1.0
