@@ -37,6 +37,7 @@ __all__ = [
     "model_spec",
     "network_dims",
     "resolve_bundle",
+    "checked_scale",
     "plan_for",
     "provenance",
     "resolve_batch_size",
@@ -364,25 +365,44 @@ def network_dims(axes: Sequence[Any], spec: ModelSpec, bundle_id: str) -> list[i
     return keep
 
 
-def _check_signal_values(signal: Any) -> None:
-    arr = np.asarray(signal)
-    n_inf = int(np.count_nonzero(np.isinf(arr)))
-    if n_inf:
-        raise InputDataError(
-            format_error(
-                "The input signal contains infinite values",
-                reason=f"{n_inf} bin(s) are +-inf; only numbers and NaN (masked) are allowed",
-                fix="mask those bins (set them to NaN) before translating",
+def checked_scale(signal: Any) -> float:
+    """Intensity scale of a whole input, after checking it (one pass over the data).
+
+    Returns
+    -------
+    float
+        :func:`~mantid_exp2sim.models.normalisation.intensity_scale` of ``signal``.
+
+    Raises
+    ------
+    InputDataError
+        When a bin is +-inf or every bin is masked (NaN).
+    """
+    from ..models.normalisation import IntensityScaleAccumulator
+
+    arr = np.asarray(signal, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_inf = int(np.count_nonzero(np.isinf(arr)))
+        if n_inf:
+            raise InputDataError(
+                format_error(
+                    "The input signal contains infinite values",
+                    reason=f"{n_inf} bin(s) are +-inf; only numbers and NaN (masked) are allowed",
+                    fix="mask those bins (set them to NaN) before translating",
+                )
             )
-        )
-    if arr.size and np.isnan(arr).all():
-        raise InputDataError(
-            format_error(
-                "The input signal is entirely masked",
-                reason=f"all {arr.size} bins are NaN",
-                fix="check the input workspace: there is nothing to translate",
+        if not finite.any():
+            raise InputDataError(
+                format_error(
+                    "The input signal is entirely masked",
+                    reason=f"all {arr.size} bins are NaN",
+                    fix="check the input workspace: there is nothing to translate",
+                )
             )
-        )
+    acc = IntensityScaleAccumulator()
+    acc.update(arr)
+    return float(acc.scale)
 
 
 def resolve_patch(patch_size: Any, spec: ModelSpec, device: str = "cpu") -> tuple[int, ...]:
@@ -537,8 +557,6 @@ def translate(
         ``device``, ``precision``, ``package_version``, ``task``, ``direction``,
         ``intensity_scale``, ``patch_size`` and ``n_tiles``.
     """
-    from ..models.normalisation import intensity_scale
-
     if not isinstance(histo, MDHisto):
         raise InputDataError(
             format_error(
@@ -551,9 +569,8 @@ def translate(
     spec = model_spec(b)
     keep = network_dims(histo.axes, spec, spec.bundle_id)
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
-    _check_signal_values(signal)
     resolve_patch(patch_size, spec)  # argument errors before any backend is built
-    scale = float(intensity_scale(signal))
+    scale = checked_scale(signal)
     engine = get_backend(b, backend=backend, device=device, half=half)
     patch = resolve_patch(patch_size, spec, engine.device)
     plan = plan_for(signal.shape, spec, patch)
@@ -607,16 +624,15 @@ def encoder_feature_maps(
         Boolean ``(1, *padded_spatial)`` at input resolution: True at unmasked input bins,
         False at masked bins and at the end padding.
     """
-    from ..models.normalisation import intensity_scale, to_network_input
+    from ..models.normalisation import to_network_input
 
     b = resolve_bundle(bundle)
     spec = model_spec(b)
     keep = network_dims(histo.axes, spec, spec.bundle_id)
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
-    _check_signal_values(signal)
+    scale = checked_scale(signal)
     m = spec.multiple
     after = [max(int(math.ceil(s / m) * m), spec.min_size) - s for s in signal.shape]
-    scale = float(intensity_scale(signal))
     x = to_network_input(signal, scale)
     x = np.pad(x, [(0, 0), (0, 0)] + [(0, a) for a in after], mode=spec.pad_mode)  # type: ignore[call-overload]
     valid = np.pad(~np.isnan(signal), [(0, a) for a in after], mode="constant", constant_values=False)
