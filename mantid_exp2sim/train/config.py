@@ -59,7 +59,7 @@ class GanConfig:
     lambda_nce: float = 4.0
     lambda_idt: float = 2.0
     lambda_aux: float = 1.0
-    lambda_int: float = 1.0
+    lambda_int: float = 5.0
     common_d_mask: bool = True
     d_input_norm: bool = True
     # --- optimisation
