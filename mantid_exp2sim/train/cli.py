@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 from ..errors import BundleError, Exp2SimError, InputDataError, format_error
-from .config import GanConfig, load_config, preset_names
+from .config import GanConfig, config_from_checkpoint, load_config, preset_names
 
 __all__ = ["main", "get_parser", "gan_main", "export_main", "config_from_args", "RESUME_OVERRIDABLE"]
 
@@ -223,7 +223,7 @@ def gan_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path)
-        saved = GanConfig.from_dict(ckpt["config"])
+        saved = config_from_checkpoint(ckpt["config"])
         clash = sorted(n for n in explicit - RESUME_OVERRIDABLE if getattr(cfg, n) != getattr(saved, n))
         if ns.config is not None:
             clash += ["config"]

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ..errors import InputDataError, format_error
 
-__all__ = ["GanConfig", "PRESETS", "load_config", "preset_names"]
+__all__ = ["GanConfig", "PRESETS", "LEGACY_DEFAULTS", "config_from_checkpoint", "load_config", "preset_names"]
 
 
 @dataclass
@@ -224,6 +224,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_samples": 8,
     },
 }
+
+
+#: Values that reproduce the behaviour of versions written before a setting existed; a
+#: checkpoint's configuration lacking a key gets these, not today's defaults.
+LEGACY_DEFAULTS: dict[str, Any] = {"lambda_int": 0.0, "d_input_norm": False, "stem_kernel": 7}
+
+
+def config_from_checkpoint(data: Mapping[str, Any]) -> GanConfig:
+    """The configuration stored in a checkpoint, completed with :data:`LEGACY_DEFAULTS`."""
+    return GanConfig.from_dict({**LEGACY_DEFAULTS, **dict(data)})
 
 
 def preset_names() -> list[str]:

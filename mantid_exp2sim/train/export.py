@@ -151,7 +151,7 @@ def export_bundle(
     from ..models import build_generator
     from ..onnx import EncoderWrapper, export_onnx, verify_onnx
     from .checkpoint import load_checkpoint
-    from .config import GanConfig
+    from .config import config_from_checkpoint
     from .data import data_from_config
     from .gan import check_split
 
@@ -163,7 +163,7 @@ def export_bundle(
         )
     gen_key, direction, side = TASK_GENERATOR[task]
     ckpt = load_checkpoint(checkpoint)
-    cfg = GanConfig.from_dict(ckpt["config"])
+    cfg = config_from_checkpoint(ckpt["config"])
     if domain_a:
         cfg.domain_a = list(domain_a)
     if domain_b:

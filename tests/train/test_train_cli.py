@@ -82,6 +82,17 @@ def test_presets_are_valid_and_options_override_them():
     assert cfg.patch_size == [16, 16, 16]
 
 
+def test_old_checkpoint_configs_keep_their_objective():
+    from mantid_exp2sim.train.config import config_from_checkpoint
+
+    old = GanConfig().to_dict()
+    for key in ("lambda_int", "d_input_norm", "stem_kernel"):
+        del old[key]
+    cfg = config_from_checkpoint(old)
+    assert cfg.lambda_int == 0.0 and cfg.d_input_norm is False and cfg.stem_kernel == 7
+    assert config_from_checkpoint(GanConfig().to_dict()).lambda_int == GanConfig().lambda_int
+
+
 def test_json_config_files(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"preset": "pcsmo-2d", "ngf": 8, "lambda_idt": 0.5}))
