@@ -77,7 +77,7 @@ def test_export_writes_a_valid_bundle_matching_torch(run):
         torch.testing.assert_close(model.state_dict()[k], v)
     assert m["direction"] == "exp2sim"
     assert m["patch"]["halo"] == model.receptive_field_radius() and m["patch"]["multiple"] == 4
-    assert m["patch"]["size"] == [256, 256]
+    assert m["patch"]["size"] == [1024, 1024]
     assert [ax["name"] for ax in m["expected_axes"]] == ["|Q|", "DeltaE"]
 
     # ONNX (generator and encoder) against torch on a size never used in training
