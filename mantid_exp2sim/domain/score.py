@@ -26,9 +26,15 @@ Thresholds are set per sample-set size ``m`` on the distribution of held-out-vs-
 
 * ``trustworthy``: mean cost <= the ``trust_percentile`` (99th) percentile of that
   distribution;
-* ``untrustworthy``: mean cost > held-out mean + ``untrust_sigma`` (5) held-out standard
-  deviations (never below the trustworthy threshold);
+* ``untrustworthy``: mean cost > ``exp(mu + untrust_sigma * s)`` with ``mu``, ``s`` the mean
+  and standard deviation of the *logarithm* of the held-out costs and ``untrust_sigma = 5``
+  (never below the trustworthy threshold);
 * ``expert opinion``: in between.
+
+The costs are positive and right-skewed (single held-out samples: 99th percentile about 7x the
+median), roughly log-normal, so the sigma rule is applied to their logarithm: a rule on the
+costs themselves put ``mean + 5 std`` below the 99th percentile and left no expert-opinion
+zone.
 
 numpy and POT only.
 """
@@ -242,21 +248,41 @@ def calibrate_zones(
 ) -> dict[str, float]:
     """Zone thresholds from a held-out-vs-bank cost distribution.
 
+    Parameters
+    ----------
+    holdout_distances
+        Costs of held-out in-distribution samples against the bank (one set size).
+    trust_percentile
+        Upper bound of the trustworthy zone: this percentile of the costs.
+    untrust_sigma
+        Lower bound of the untrustworthy zone: ``exp(mean(log d) + untrust_sigma * std(log d))``
+        (at least the trustworthy bound).
+
     Returns
     -------
     dict
         ``trustworthy`` (upper bound of the trustworthy zone), ``untrustworthy`` (lower bound
-        of the untrustworthy zone), ``holdout_mean``, ``holdout_std``.
+        of the untrustworthy zone), ``holdout_mean``, ``holdout_std`` (of the costs) and
+        ``holdout_log_mean``, ``holdout_log_std`` (of their logarithm).
     """
     d = np.asarray(holdout_distances, dtype=np.float64)
     mean, std = float(d.mean()), float(d.std())
     t_trust = float(np.percentile(d, trust_percentile))
-    t_untrust = max(t_trust, mean + untrust_sigma * std)
+    positive = d[d > 0]
+    if positive.size >= 2:
+        logs = np.log(positive)
+        log_mean, log_std = float(logs.mean()), float(logs.std())
+        t_untrust = max(t_trust, float(np.exp(log_mean + untrust_sigma * log_std)))
+    else:  # degenerate (all costs zero): no spread to scale by
+        log_mean, log_std = float("-inf"), 0.0
+        t_untrust = t_trust
     return {
         "trustworthy": t_trust,
         "untrustworthy": t_untrust,
         "holdout_mean": mean,
         "holdout_std": std,
+        "holdout_log_mean": log_mean,
+        "holdout_log_std": log_std,
     }
 
 
@@ -377,8 +403,8 @@ def build_reference_bank(
         "rule": (
             "per input-set size m: trustworthy if the mean cost <= the "
             f"{trust_percentile:g}th percentile of the held-out-vs-bank costs (m held-out "
-            f"samples per repeat); untrustworthy if > held-out mean + {untrust_sigma:g} "
-            "held-out standard deviations; expert opinion in between"
+            f"samples per repeat); untrustworthy if > exp(mean + {untrust_sigma:g} standard "
+            "deviations of the log held-out costs); expert opinion in between"
         ),
         "trust_percentile": float(trust_percentile),
         "untrust_sigma": float(untrust_sigma),

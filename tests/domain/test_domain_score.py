@@ -78,13 +78,20 @@ def test_calibrate_zones_rule():
     d = np.arange(1.0, 101.0)
     t = calibrate_zones(d, trust_percentile=99.0, untrust_sigma=5.0)
     assert t["trustworthy"] == pytest.approx(np.percentile(d, 99))
-    assert t["untrustworthy"] == pytest.approx(d.mean() + 5 * d.std())
+    logs = np.log(d)
+    assert t["untrustworthy"] == pytest.approx(np.exp(logs.mean() + 5 * logs.std()))
+    assert t["holdout_mean"] == pytest.approx(d.mean())
     assert zone_of(50.0, t) == "trustworthy"
     assert zone_of(150.0, t) == "expert opinion"
-    assert zone_of(500.0, t) == "untrustworthy"
+    assert zone_of(t["untrustworthy"] * 1.01, t) == "untrustworthy"
+    # A right-skewed (log-normal) distribution still gets an expert-opinion zone.
+    skewed = np.random.default_rng(0).lognormal(5.0, 0.5, 1000)
+    t3 = calibrate_zones(skewed)
+    assert t3["untrustworthy"] > t3["trustworthy"] * 1.5
     # Degenerate spread: the untrustworthy bound never falls below the trustworthy one.
     t2 = calibrate_zones(np.ones(10), untrust_sigma=0.0)
     assert t2["untrustworthy"] >= t2["trustworthy"]
+    assert calibrate_zones(np.zeros(5))["untrustworthy"] == 0.0
 
 
 @pytest.fixture(scope="module")
