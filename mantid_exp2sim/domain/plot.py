@@ -59,7 +59,8 @@ def plot_distance_distributions(
     require("matplotlib", extra="plot", feature="Plotting distance distributions")
     import matplotlib
 
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         import matplotlib.figure
 
         fig = matplotlib.figure.Figure(figsize=(1.2 + 1.1 * len(distributions), 4.0))
@@ -100,5 +101,6 @@ def plot_distance_distributions(
     if title:
         ax.set_title(title)
     del matplotlib
-    fig.tight_layout()
+    if own_figure:  # a caller's figure keeps its own layout engine
+        fig.tight_layout()
     return fig
