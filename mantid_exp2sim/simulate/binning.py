@@ -14,7 +14,11 @@ resolution ellipsoid)::
     s^2 = s_EE - 2 v.s_QE + v^T S_QQ v + (v_h^2 dh^2 + v_k^2 dk^2) / 12 + s_intrinsic^2
 
 The ``/12`` term is the spread of the mode energy across a Q bin of widths (dh, dk) when one
-Q point per bin is evaluated (a uniform distribution over the bin).
+Q point per bin is evaluated (a uniform distribution over the bin). When each bin is
+sampled at the centres of n x n sub-bins (:func:`subsample_offsets`), the term covers one
+sub-bin (edges divided by n): the sub-point energies themselves spread by
+``(v.a)^2 (n^2 - 1) / (12 n^2)`` and the two add up to the one-point ``(v.a)^2 / 12`` for a
+linear dispersion, while the sub-points also follow its curvature.
 
 Group velocities: models that expose the diagonalisation (a ``modes(params, qh, qk, l)``
 method whose result has ``energies``, ``intensities_kinematic(ei)`` and
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-__all__ = ["ModeSet", "ModeEvaluator", "evaluate_modes", "mode_variance", "bin_modes"]
+__all__ = ["ModeSet", "ModeEvaluator", "evaluate_modes", "mode_variance", "bin_modes", "subsample_offsets"]
 
 #: Elements per chunk of the (points, modes, edges) CDF array; bounds peak memory (~64 MB).
 _CHUNK_ELEMENTS = 8_000_000
@@ -239,6 +243,37 @@ def mode_variance(
     if isinstance(var, np.ndarray):
         var = np.maximum(var, intrinsic_variance)
     return var
+
+
+def subsample_offsets(bin_vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q offsets of the sub-bin centres of a bin, and the edge vectors of one sub-bin.
+
+    Parameters
+    ----------
+    bin_vectors
+        Shape ``(J, 2)``: the Q displacements (r.l.u.) spanning the bin (see
+        :func:`mode_variance`). A zero vector (e.g. a Q-E slice of zero thickness) is not
+        subdivided.
+    n
+        Sub-bins along each non-zero vector (>= 1).
+
+    Returns
+    -------
+    offsets
+        Shape ``(S, 2)``, r.l.u. from the bin centre, ``S = n ** (number of non-zero
+        vectors)``: ``sum_j ((i_j + 1/2) / n - 1/2) a_j`` for ``i_j = 0 ... n - 1``, the
+        centres of equal sub-bins, in C order over j. ``[[0, 0]]`` for ``n = 1``.
+    residual
+        Shape ``(J, 2)``: ``bin_vectors / n``, the sub-bin edge vectors for the remaining
+        in-bin variance term of :func:`mode_variance`.
+    """
+    a = np.asarray(bin_vectors, dtype=float).reshape(-1, 2)
+    offsets = np.zeros((1, 2))
+    for vec in a:
+        count = n if np.any(vec != 0.0) else 1
+        frac = (np.arange(count) + 0.5) / count - 0.5
+        offsets = (offsets[:, None, :] + frac[None, :, None] * vec[None, None, :]).reshape(-1, 2)
+    return offsets, a / n
 
 
 def bin_modes(

@@ -9,6 +9,17 @@ parameters, the resolution and the mask. The ``*_pair`` functions return
   spread across the Q bin and by the intrinsic width (see :mod:`.binning`);
 * unconvolved: the model at the bin centres with only the intrinsic width (0.1 meV FWHM).
 
+``q_subsamples = n`` (default 1) makes the convolved spectrum the mean over an n x n grid of
+Q points spanning each bin (the centres of n x n equal sub-bins; along a Q-E slice, n along
+the line times n across the thickness, or 1 across a zero thickness), each with its own modes,
+resolution and group velocity; the bin-width term of the energy variance then only covers the
+spread inside one sub-bin (bin vectors divided by n). The mean of the sub-point energies spreads
+by ``(v.a)^2 (n^2 - 1) / (12 n^2)`` and the residual term adds ``(v.a)^2 / (12 n^2)``, so for a
+linear dispersion the total stays the ``(v.a)^2 / 12`` of one point per bin, while curvature,
+band extrema, intensity variations and the kinematic L across the bin are now sampled
+explicitly. The unconvolved spectrum stays the model at the bin centres. The cost of the
+convolved spectrum grows about as n^2; data sets use 1.
+
 Both are bin means over the energy bins, so they conserve integrated intensity. Each
 in-plane Q is diagonalised once for all incident energies and energy bins. Optional
 counting noise and a smooth background (:mod:`.noise`) are added to the convolved spectrum.
@@ -36,7 +47,7 @@ import numpy as np
 from ..errors import InputDataError, format_error
 from ..histogram import Axis, MDHisto
 from ..mosaic import EI_LIST, LAYOUT, Q_RANGE, TILE, WINDOW_FRACTIONS, mosaic_axes
-from .binning import ModeEvaluator, bin_modes, mode_variance
+from .binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
 from .coverage import kinematic_mask, resolve_mask
 from .kinematics import MAPS_COVERAGE, DetectorCoverage
 from .modelref import model_name, param_dict, resolve_model, resolve_params
@@ -47,6 +58,7 @@ __all__ = [
     "DEFAULT_VOLUME_EI",
     "DEFAULT_ENERGY_FRACTIONS",
     "MAX_BINS",
+    "MAX_Q_SUBSAMPLES",
     "Plan",
     "plan_mosaic",
     "plan_volume",
@@ -74,6 +86,10 @@ DEFAULT_ENERGY_FRACTIONS = (0.1, 0.7)
 DEFAULT_E_SLICE_FRACTIONS = (0.28, 0.34)
 #: Largest number of bins allowed along one dimension (guards against typos eating memory).
 MAX_BINS = 4096
+#: Largest ``q_subsamples`` accepted (each bin costs about its square in model evaluations).
+MAX_Q_SUBSAMPLES = 16
+#: Sub-bin Q points diagonalised together (bounds the eigenvector memory, ~16 kB per point).
+_SUBSAMPLE_BATCH = 16384
 _H_AXIS, _K_AXIS, _E_AXIS = "[H,0,0]", "[0,K,0]", "DeltaE"
 
 
@@ -117,6 +133,19 @@ def _check_bins(bins: Any, n: int, argument: str = "bins") -> tuple[int, ...]:
             )
         )
     return tuple(out)
+
+
+def _check_q_subsamples(n: Any) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_Q_SUBSAMPLES:
+        raise InputDataError(
+            format_error(
+                "q_subsamples is invalid",
+                reason=f"got {n!r}; need a whole number (int) of Q points per bin edge between 1 and "
+                f"{MAX_Q_SUBSAMPLES}",
+                fix="use 1 (one Q point per bin, the fast default) or e.g. 3 (a 3 x 3 grid per bin)",
+            )
+        )
+    return int(n)
 
 
 def _check_range(rng: Any, argument: str, unit: str) -> tuple[float, float]:
@@ -567,6 +596,39 @@ def _aggregate(values: np.ndarray, edges: np.ndarray, members: list[np.ndarray] 
     return np.stack([(values[:, m] * w[m]).sum(axis=1) / w[m].sum() for m in members], axis=1)
 
 
+def _convolved_subsampled(
+    model: Any, params: Any, res: Any, plan: Plan, union: np.ndarray, n_sub: int
+) -> list[np.ndarray]:
+    """Convolved sub-bin means of each block, averaged over ``n_sub`` x ``n_sub`` Q points per bin.
+
+    Returns one array per block, shape ``(union.sum(), n_energy_sub_bins)``, NaN for the points
+    the block does not need. Each batch of bins is diagonalised once for all blocks.
+    """
+    offsets, residual = subsample_offsets(plan.bin_vectors, n_sub)
+    n_off = offsets.shape[0]
+    qh, qk = plan.qh[union], plan.qk[union]
+    needs = [np.ones(qh.size, dtype=bool) if blk.need is None else blk.need[union] for blk in plan.blocks]
+    out = [np.full((qh.size, blk.edges.size - 1), np.nan) for blk in plan.blocks]
+    centres = np.flatnonzero(np.any(needs, axis=0)) if needs else np.zeros(0, dtype=int)
+    per = max(1, _SUBSAMPLE_BATCH // n_off)
+    for start in range(0, centres.size, per):
+        c = centres[start:start + per]
+        sh = (qh[c, None] + offsets[None, :, 0]).ravel()
+        sk = (qk[c, None] + offsets[None, :, 1]).ravel()
+        evaluator = ModeEvaluator(model, params, sh, sk, velocity=True)
+        for b, blk in enumerate(plan.blocks):
+            sel = np.flatnonzero(needs[b][c])
+            if not sel.size:
+                continue
+            sidx = (sel[:, None] * n_off + np.arange(n_off)[None, :]).ravel()
+            modes = evaluator.at(blk.ei, sidx)
+            cov = res.covariance(sh[sidx, None], sk[sidx, None], modes.energies, blk.ei)
+            var = mode_variance(cov, modes.velocity, intrinsic_variance=res.intrinsic_variance, bin_vectors=residual)
+            vals = bin_modes(modes.energies, modes.intensities, var, blk.edges)
+            out[b][c[sel]] = vals.reshape(sel.size, n_off, -1).mean(axis=1)
+    return out
+
+
 def simulate_plan(
     plan: Plan,
     model: Any,
@@ -577,6 +639,7 @@ def simulate_plan(
     noise: Any = None,
     background: Any = None,
     want: tuple[bool, bool] = (True, True),
+    q_subsamples: int = 1,
 ) -> tuple[MDHisto | None, MDHisto | None]:
     """Simulate a planned representation.
 
@@ -584,7 +647,7 @@ def simulate_plan(
     ----------
     plan
         From one of the ``plan_*`` functions.
-    model, params, resolution, rng, noise, background
+    model, params, resolution, rng, noise, background, q_subsamples
         As :func:`simulate_mosaic_pair`.
     want
         Which of (convolved, unconvolved) to compute; the other is returned as None.
@@ -593,6 +656,7 @@ def simulate_plan(
     -------
     (MDHisto or None, MDHisto or None)
     """
+    n_sub = _check_q_subsamples(q_subsamples)
     m = resolve_model(model)
     p = resolve_params(m, params)
     res = get_resolution(resolution)
@@ -605,17 +669,23 @@ def simulate_plan(
     n = plan.qh.size
     needs = [blk.need for blk in plan.blocks]
     union = np.ones(n, dtype=bool) if any(x is None for x in needs) else np.any(needs, axis=0)
-    evaluator = ModeEvaluator(m, p, plan.qh[union], plan.qk[union], velocity=want[0])
+    # With sub-sampling the convolved spectrum has its own sub-bin points; the bin centres
+    # then only serve the unconvolved one.
+    sub = n_sub > 1 and want[0]
+    subsampled = _convolved_subsampled(m, p, res, plan, union, n_sub) if sub else None
+    centre_want = (want[0] and not sub, want[1])
+    evaluator = ModeEvaluator(m, p, plan.qh[union], plan.qk[union], velocity=centre_want[0])
     results: list[list[np.ndarray]] = [[], []]
-    for blk in plan.blocks:
+    for b, blk in enumerate(plan.blocks):
         idx = np.arange(evaluator.qh.size) if blk.need is None else np.flatnonzero(blk.need[union])
-        local = np.zeros(evaluator.qh.size, dtype=bool)
-        local[idx] = True
-        modes = evaluator.at(blk.ei, idx) if idx.size else None
+        modes = evaluator.at(blk.ei, idx) if idx.size and any(centre_want) else None
         for k in (0, 1):
             if not want[k]:
                 continue
             nsub = blk.edges.size - 1
+            if k == 0 and subsampled is not None:
+                results[k].append(_aggregate(_scatter(subsampled[b], union), blk.edges, blk.members))
+                continue
             vals = np.full((evaluator.qh.size, nsub), np.nan)
             if modes is not None:
                 if k == 1:
@@ -634,6 +704,7 @@ def simulate_plan(
         parameters=param_dict(m, p),
         resolution=res.describe(),
         mask=plan.metadata.get("mask", "none" if plan.mask is None else "array"),
+        q_subsamples=n_sub,
     )
     out: list[MDHisto | None] = []
     for k, kind in enumerate(("convolved", "unconvolved")):
@@ -672,6 +743,7 @@ def simulate_mosaic_pair(
     q_bins: int = TILE,
     q_range: tuple[float, float] = Q_RANGE,
     coverage: DetectorCoverage = MAPS_COVERAGE,
+    q_subsamples: int = 1,
 ) -> tuple[MDHisto, MDHisto]:
     """The 240x400 mosaic with and without resolution.
 
@@ -697,6 +769,12 @@ def simulate_mosaic_pair(
         ``[0.10+0.06j, 0.16+0.06j]*Ei``, 40 bins over -1..1 r.l.u.
     coverage
         Detector coverage for the kinematic mask.
+    q_subsamples
+        Q points per bin edge of the convolved spectrum: 1 (default, fastest) evaluates the
+        bin centre and accounts for the bin width through the energy variance; n > 1 averages
+        over the n x n sub-bin centres (see the module notes; about n^2 times the cost).
+        A whole number 1 ... ``MAX_Q_SUBSAMPLES``, otherwise ``InputDataError``
+        (a ``ValueError``).
 
     Returns
     -------
@@ -704,12 +782,12 @@ def simulate_mosaic_pair(
         Convolved and unconvolved mosaics, shape ``(len(ei_list)*q_bins,
         len(window_fractions)*q_bins)``, axes ``MosaicRow``/``MosaicColumn``, metadata
         ``layout``, ``ei_list``, ``window_fractions``, ``q_range``, ``q_bins``, ``model``,
-        ``parameters``, ``resolution``, ``mask``, ``kind``.
+        ``parameters``, ``resolution``, ``mask``, ``q_subsamples``, ``kind``.
     """
     plan = plan_mosaic(mask=mask, ei_list=ei_list, window_fractions=window_fractions, q_bins=q_bins,
                        q_range=q_range, coverage=coverage)
     return simulate_plan(_with_mask_meta(plan, mask), model, params, resolution=resolution, rng=rng,
-                         noise=noise, background=background)
+                         noise=noise, background=background, q_subsamples=q_subsamples)
 
 
 def simulate_volume_pair(
@@ -726,12 +804,13 @@ def simulate_volume_pair(
     noise: Any = None,
     background: Any = None,
     coverage: DetectorCoverage = MAPS_COVERAGE,
+    q_subsamples: int = 1,
 ) -> tuple[MDHisto, MDHisto]:
     """A (Qh, Qk, E) volume for one incident energy, with and without resolution.
 
     Parameters
     ----------
-    model, params, resolution, rng, noise, background, coverage
+    model, params, resolution, rng, noise, background, coverage, q_subsamples
         As :func:`simulate_mosaic_pair`.
     ei
         Incident energy in meV (default 70).
@@ -753,7 +832,7 @@ def simulate_volume_pair(
     """
     plan = plan_volume(ei=ei, bins=bins, q_range=q_range, energy_range=energy_range, mask=mask, coverage=coverage)
     return simulate_plan(_with_mask_meta(plan, mask), model, params, resolution=resolution, rng=rng,
-                         noise=noise, background=background)
+                         noise=noise, background=background, q_subsamples=q_subsamples)
 
 
 def simulate_e_slice_pair(
@@ -770,6 +849,7 @@ def simulate_e_slice_pair(
     noise: Any = None,
     background: Any = None,
     coverage: DetectorCoverage = MAPS_COVERAGE,
+    q_subsamples: int = 1,
 ) -> tuple[MDHisto, MDHisto]:
     """A constant-energy (Qh, Qk) slice: the mean over one energy window.
 
@@ -791,7 +871,7 @@ def simulate_e_slice_pair(
     """
     plan = plan_e_slice(ei=ei, energy_window=energy_window, bins=bins, q_range=q_range, mask=mask, coverage=coverage)
     return simulate_plan(_with_mask_meta(plan, mask), model, params, resolution=resolution, rng=rng,
-                         noise=noise, background=background)
+                         noise=noise, background=background, q_subsamples=q_subsamples)
 
 
 def simulate_qe_slice_pair(
@@ -810,6 +890,7 @@ def simulate_qe_slice_pair(
     noise: Any = None,
     background: Any = None,
     coverage: DetectorCoverage = MAPS_COVERAGE,
+    q_subsamples: int = 1,
 ) -> tuple[MDHisto, MDHisto]:
     """A Q-E slice along the straight line from ``start`` to ``end`` in (Qh, Qk).
 
@@ -823,7 +904,8 @@ def simulate_qe_slice_pair(
         meV, default 0.1*Ei..0.7*Ei.
     thickness
         Width of the cut perpendicular to the line in r.l.u. (it enters the bin-width term
-        of the convolved spectrum; the model is evaluated on the line itself).
+        of the convolved spectrum; with ``q_subsamples`` = 1 the model is evaluated on the
+        line itself, with n > 1 also at n points across the thickness when it is > 0).
     mask
         ``"kinematic"``, ``"none"``/None, a ``.npy`` file or an array of shape ``bins``.
     others
@@ -838,10 +920,10 @@ def simulate_qe_slice_pair(
     plan = plan_qe_slice(ei=ei, start=start, end=end, bins=bins, energy_range=energy_range, thickness=thickness,
                          mask=mask, coverage=coverage)
     return simulate_plan(_with_mask_meta(plan, mask), model, params, resolution=resolution, rng=rng,
-                         noise=noise, background=background)
+                         noise=noise, background=background, q_subsamples=q_subsamples)
 
 
-_SIM_KEYS = ("resolution", "rng", "noise", "background")
+_SIM_KEYS = ("resolution", "rng", "noise", "background", "q_subsamples")
 
 
 def _single(planner: Callable[..., Plan], model: Any, params: Any, convolved: bool, kw: dict[str, Any]) -> MDHisto:
