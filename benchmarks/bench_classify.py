@@ -35,9 +35,12 @@ The last line printed is one JSON object:
 * ``seconds_classify_cpu``: one mosaic with deconvolution on the CPU (ONNX Runtime, after a
   warm-up call); ``seconds_score_cpu``: one input's score with 1000 repeats (encoding included);
   ``seconds_score_repeats_only``: the 1000 repeats alone;
-* ``notes``: why a figure is null (missing bundle), per-kind details, the classification of
-  the published Tobyfit PCSMO simulations at the fitted parameters (raw and deconvolved; from
-  ``$EXP2SIM_SHARED/data/pcsmo`` when present, validation only), and the settings used.
+* ``notes``: why a figure is null (missing bundle), per-kind details, the predictions for this
+  package's simulations at the published parameters, the classification of the published
+  Tobyfit PCSMO simulations at the fitted parameters (raw and deconvolved; from
+  ``$EXP2SIM_SHARED/data/pcsmo`` when present, validation only; note that the prior art's
+  ``model_eval.m`` passed the Goodenough matrix names for both models, so its "dimer" reference
+  may not be a Dimer spectrum), and the settings used.
 """
 
 from __future__ import annotations
@@ -303,10 +306,21 @@ def main(argv: list[str] | None = None) -> int:
             result["acc_deconvolved"] = accuracy(clf, deconv, names)
         else:
             notes["acc_deconvolved"] = "null: no deconvolve_2d bundle"
+        from mantid_exp2sim.classify import classify
+        from mantid_exp2sim.simulate import simulate_mosaic_pair
+        from mantid_exp2sim.simulate.spin_models import get_model
+
+        pub = {}
+        for name in MODELS:
+            c, u = simulate_mosaic_pair(get_model(name), None)
+            pub[name] = {"unconvolved": classify(u, clf, device="cpu").prediction,
+                         "convolved": classify(c, clf, device="cpu").prediction}
+            if dec is not None:
+                pub[name]["deconvolved"] = classify(c, clf, deconvolve=True, deconvolution_bundle=dec,
+                                                    device="cpu").prediction
+        notes["published_parameter_simulations"] = pub
         refs = reference_simulations()
         if refs:
-            from mantid_exp2sim.classify import classify
-
             rep = {}
             for name, x in refs.items():
                 raw = classify(MDHisto(x, mosaic_axes()), clf, device="cpu")
