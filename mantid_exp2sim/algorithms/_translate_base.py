@@ -224,6 +224,7 @@ _PROVENANCE_KEYS = (
     "package_version",
     "model_file",
     "errors",
+    "model_warning",
 )
 
 
@@ -404,6 +405,8 @@ def execute(alg: Any, task: str) -> None:
         state["progress"].reportIncrement(max(step, 0), f"Translating: {done}/{total} tiles")
 
     result = translate_histo(histo, task, progress=report, **opts)
+    if result.metadata.get("model_warning"):
+        alg.log().warning(str(result.metadata["model_warning"]))
     out = workspace_from_histo(result, alg)
     if ws.getNumExperimentInfo() > 0:
         out.copyExperimentInfos(ws)

@@ -172,6 +172,8 @@ def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, mo
     histo = load_histogram(src)
     bundle = _model(models, task, network_ndim(histo.shape), args.model)
     result = translate_histo(histo, task, bundle=bundle, progress=bar, **options)
+    if result.metadata.get("model_warning"):
+        print(f"exp2sim {task}: warning: {result.metadata['model_warning']}", file=sys.stderr)
     if args.model:
         result.metadata["model_file"] = str(Path(args.model).expanduser().absolute())
     result.metadata["source"] = str(src.absolute())

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import BundleError, InputDataError, format_error
+from ..bundle.quality import validation_warning
 from ..histogram import MDHisto
 from .backends import InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend, resolve_backend_name, validate_choice
 from .tiler import TilePlan, plan_tiles, run_tiled
@@ -588,6 +589,10 @@ def translate(
     )
     meta = provenance(spec, engine)
     meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+    warning = validation_warning(_manifest(b))
+    if warning:
+        log.warning(warning)
+        meta["model_warning"] = warning
     return histo.with_signal(out.reshape(histo.shape), errors=None, metadata=meta)
 
 
