@@ -151,27 +151,24 @@ class TilePlan:
         """The tile's extent in the padded frame."""
         return tuple(slice(s, s + t) for s, t in zip(tile.start, self.tile_shape))
 
-    def core_in_tile(self, tile: Tile) -> tuple[slice, ...] | None:
-        """Slices of the tile's output that land inside the input (None if none do)."""
+    def _core_slices(self, tile: Tile, origin: Sequence[int]) -> tuple[slice, ...] | None:
+        """The part of the tile's core inside the input, relative to ``origin`` (None if empty)."""
         out = []
         for d in range(self.ndim):
             lo = max(tile.core_start[d], self.pad_before[d])
             hi = min(tile.core_stop[d], self.pad_before[d] + self.shape[d])
             if hi <= lo:
                 return None
-            out.append(slice(lo - tile.start[d], hi - tile.start[d]))
+            out.append(slice(lo - origin[d], hi - origin[d]))
         return tuple(out)
+
+    def core_in_tile(self, tile: Tile) -> tuple[slice, ...] | None:
+        """Slices of the tile's output that land inside the input (None if none do)."""
+        return self._core_slices(tile, tile.start)
 
     def core_in_input(self, tile: Tile) -> tuple[slice, ...] | None:
         """Where the tile's kept output goes in the (unpadded) output (None if nowhere)."""
-        out = []
-        for d in range(self.ndim):
-            lo = max(tile.core_start[d], self.pad_before[d])
-            hi = min(tile.core_stop[d], self.pad_before[d] + self.shape[d])
-            if hi <= lo:
-                return None
-            out.append(slice(lo - self.pad_before[d], hi - self.pad_before[d]))
-        return tuple(out)
+        return self._core_slices(tile, self.pad_before)
 
 
 def _plan_axis(P: int, T: int, h: int, m: int) -> tuple[int, list[int], list[int]]:
