@@ -572,10 +572,9 @@ def translate(
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
     resolve_patch(patch_size, spec)  # argument errors before any backend is built
     scale = checked_scale(signal)
-    engine = get_backend(b, backend=backend, device=device, half=half)
-    patch = resolve_patch(patch_size, spec, engine.device)
-    plan = plan_for(signal.shape, spec, patch)
-    batch_size = resolve_batch_size(batch_size, plan, spec, engine)
+    engine, patch, plan, batch_size = _prepare_run(
+        b, spec, signal.shape, backend=backend, device=device, half=half, patch_size=patch_size, batch_size=batch_size
+    )
     out = np.empty(signal.shape, dtype=np.float64)
     translate_array(
         signal,
@@ -587,13 +586,37 @@ def translate(
         batch_size=batch_size,
         progress=progress,
     )
-    meta = provenance(spec, engine)
-    meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+    meta = run_metadata(spec, engine, scale, plan)
     warning = validation_warning(_manifest(b))
     if warning:
         log.warning(warning)
         meta["model_warning"] = warning
     return histo.with_signal(out.reshape(histo.shape), errors=None, metadata=meta)
+
+
+def _prepare_run(
+    bundle: Any,
+    spec: ModelSpec,
+    shape: Sequence[int],
+    *,
+    backend: str | InferenceBackend,
+    device: str,
+    half: bool,
+    patch_size: int | Sequence[int] | None,
+    batch_size: int | None,
+) -> tuple[InferenceBackend, tuple[int, ...], TilePlan, int]:
+    """Backend, tile edge, tile plan and batch size of one translation of ``shape``."""
+    engine = get_backend(bundle, backend=backend, device=device, half=half)
+    patch = resolve_patch(patch_size, spec, engine.device)
+    plan = plan_for(shape, spec, patch)
+    return engine, patch, plan, resolve_batch_size(batch_size, plan, spec, engine)
+
+
+def run_metadata(spec: ModelSpec, engine: InferenceBackend, scale: float, plan: TilePlan) -> dict[str, Any]:
+    """:func:`provenance` plus the run's ``intensity_scale``, ``patch_size`` and ``n_tiles``."""
+    meta = provenance(spec, engine)
+    meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+    return meta
 
 
 def provenance(spec: ModelSpec, engine: InferenceBackend) -> dict[str, Any]:

@@ -19,14 +19,12 @@ from ..errors import InputDataError, format_error
 from .backends import InferenceBackend, OOMBackoff
 from .engine import (
     Progress,
-    resolve_bundle,
-    get_backend,
+    _prepare_run,
     model_spec,
     network_dims,
-    plan_for,
-    provenance,
-    resolve_batch_size,
+    resolve_bundle,
     resolve_patch,
+    run_metadata,
     translate_array,
 )
 
@@ -187,13 +185,12 @@ def translate_file(
         keep = network_dims(reader.axes, spec, spec.bundle_id)
         source = ReaderSource(reader, keep)
         scale = streamed_intensity_scale(source)
-        engine = get_backend(b, backend=backend, device=device, half=half)
-        patch = resolve_patch(patch_size, spec, engine.device)
-        plan = plan_for(source.shape, spec, patch)
-        batch = resolve_batch_size(batch_size, plan, spec, engine)
+        engine, patch, plan, batch = _prepare_run(
+            b, spec, source.shape, backend=backend, device=device, half=half, patch_size=patch_size,
+            batch_size=batch_size,
+        )
         meta = dict(reader.metadata)
-        meta.update(provenance(spec, engine))
-        meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+        meta.update(run_metadata(spec, engine, scale, plan))
         with create_md_output(dst_path, reader.axes, metadata=meta, with_errors=False) as writer:
             translate_array(
                 source,
