@@ -88,31 +88,17 @@ def resolve_model(task: str, ndim: int, model_file: str | os.PathLike | None = N
         Unreadable or corrupted file, wrong kind or task, wrong dimensionality, or no
         shipped default; the message names the file.
     """
-    from ..bundle import default_bundle_path, load_bundle
+    from ..bundle.resolve import resolve_generator_bundle
 
-    if model_file:
-        path = Path(model_file).expanduser()
-    else:
-        if ndim not in (2, 3):
-            raise BundleError(
-                format_error(
-                    f"No model for {ndim}D data",
-                    reason="the shipped models translate 2D and 3D histograms",
-                    fix="bin the data to 2 or 3 dimensions with more than one bin each",
-                )
-            )
-        path = default_bundle_path(task, ndim)
-    bundle = load_bundle(path, kind="generator", task=task)
-    bundle_ndim = int(bundle.manifest.get("ndim", 0))
-    if bundle_ndim != ndim:
-        raise BundleError(
-            format_error(
-                f"The model '{path}' does not fit the data",
-                reason=f"it translates {bundle_ndim}D data; the input has {ndim} dimensions with more than one bin",
-                fix=f"use a {ndim}D {task} bundle (or leave the model unset for the shipped one)",
-            )
-        )
-    return bundle, path
+    return resolve_generator_bundle(
+        ndim,
+        model_file,
+        default_task=task,
+        task=task,
+        purpose="translate",
+        describe_ndim="it translates {bundle_ndim}D data",
+        fix=f"use a {ndim}D {task} bundle (or leave the model unset for the shipped one)",
+    )
 
 
 def check_signal(signal: np.ndarray) -> str:

@@ -43,30 +43,17 @@ def resolve_score_bundle(ndim: int, model_file: str | os.PathLike | None = None)
         Missing or unreadable file, not a generator, a bundle for another dimensionality, or
         no reference bank.
     """
-    from ..bundle import default_bundle_path, load_bundle
+    from ..bundle.resolve import resolve_generator_bundle
 
-    if model_file:
-        path = Path(model_file).expanduser()
-    else:
-        if ndim not in (2, 3):
-            raise BundleError(
-                format_error(
-                    f"No model for {ndim}D data",
-                    reason="the shipped models score 2D and 3D histograms",
-                    fix="bin the data to 2 or 3 dimensions with more than one bin each",
-                )
-            )
-        path = default_bundle_path("deconvolve", ndim)
-    bundle = load_bundle(path, kind="generator")
-    b_ndim = int(bundle.manifest.get("ndim", 0))
-    if b_ndim != ndim:
-        raise BundleError(
-            format_error(
-                f"The model '{path}' does not fit the data",
-                reason=f"it is a {b_ndim}D model; the input has {ndim} dimensions with more than one bin",
-                fix=f"use a {ndim}D generator bundle (or leave ModelFile empty for the shipped one)",
-            )
-        )
+    bundle, path = resolve_generator_bundle(
+        ndim,
+        model_file,
+        default_task="deconvolve",
+        task=None,
+        purpose="score",
+        describe_ndim="it is a {bundle_ndim}D model",
+        fix=f"use a {ndim}D generator bundle (or leave ModelFile empty for the shipped one)",
+    )
     reference_bank(bundle)
     return bundle, path
 
