@@ -596,6 +596,15 @@ def _aggregate(values: np.ndarray, edges: np.ndarray, members: list[np.ndarray] 
     return np.stack([(values[:, m] * w[m]).sum(axis=1) / w[m].sum() for m in members], axis=1)
 
 
+def _convolved_bin_means(
+    res: Any, qh: np.ndarray, qk: np.ndarray, modes: Any, blk: _Block, bin_vectors: np.ndarray
+) -> np.ndarray:
+    """Resolution-broadened sub-bin means of ``modes`` at the Q points ``(qh, qk)`` of one block."""
+    cov = res.covariance(qh[:, None], qk[:, None], modes.energies, blk.ei)
+    var = mode_variance(cov, modes.velocity, intrinsic_variance=res.intrinsic_variance, bin_vectors=bin_vectors)
+    return bin_modes(modes.energies, modes.intensities, var, blk.edges)
+
+
 def _convolved_subsampled(
     model: Any, params: Any, res: Any, plan: Plan, union: np.ndarray, n_sub: int
 ) -> list[np.ndarray]:
@@ -622,9 +631,7 @@ def _convolved_subsampled(
                 continue
             sidx = (sel[:, None] * n_off + np.arange(n_off)[None, :]).ravel()
             modes = evaluator.at(blk.ei, sidx)
-            cov = res.covariance(sh[sidx, None], sk[sidx, None], modes.energies, blk.ei)
-            var = mode_variance(cov, modes.velocity, intrinsic_variance=res.intrinsic_variance, bin_vectors=residual)
-            vals = bin_modes(modes.energies, modes.intensities, var, blk.edges)
+            vals = _convolved_bin_means(res, sh[sidx], sk[sidx], modes, blk, residual)
             out[b][c[sel]] = vals.reshape(sel.size, n_off, -1).mean(axis=1)
     return out
 
@@ -689,14 +696,11 @@ def simulate_plan(
             vals = np.full((evaluator.qh.size, nsub), np.nan)
             if modes is not None:
                 if k == 1:
-                    var: Any = res.intrinsic_variance
+                    vals[idx] = bin_modes(modes.energies, modes.intensities, res.intrinsic_variance, blk.edges)
                 else:
-                    q1, q2 = evaluator.qh[idx], evaluator.qk[idx]
-                    cov = res.covariance(q1[:, None], q2[:, None], modes.energies, blk.ei)
-                    var = mode_variance(
-                        cov, modes.velocity, intrinsic_variance=res.intrinsic_variance, bin_vectors=plan.bin_vectors
+                    vals[idx] = _convolved_bin_means(
+                        res, evaluator.qh[idx], evaluator.qk[idx], modes, blk, plan.bin_vectors
                     )
-                vals[idx] = bin_modes(modes.energies, modes.intensities, var, blk.edges)
             results[k].append(_aggregate(_scatter(vals, union), blk.edges, blk.members))
     meta = dict(plan.metadata)
     meta.update(
