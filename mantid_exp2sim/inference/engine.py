@@ -586,11 +586,7 @@ def translate(
         batch_size=batch_size,
         progress=progress,
     )
-    meta = run_metadata(spec, engine, scale, plan)
-    warning = validation_warning(_manifest(b))
-    if warning:
-        log.warning(warning)
-        meta["model_warning"] = warning
+    meta = run_metadata(spec, engine, scale, plan, bundle=b)
     return histo.with_signal(out.reshape(histo.shape), errors=None, metadata=meta)
 
 
@@ -612,10 +608,20 @@ def _prepare_run(
     return engine, patch, plan, resolve_batch_size(batch_size, plan, spec, engine)
 
 
-def run_metadata(spec: ModelSpec, engine: InferenceBackend, scale: float, plan: TilePlan) -> dict[str, Any]:
-    """:func:`provenance` plus the run's ``intensity_scale``, ``patch_size`` and ``n_tiles``."""
+def run_metadata(
+    spec: ModelSpec, engine: InferenceBackend, scale: float, plan: TilePlan, *, bundle: Any = None
+) -> dict[str, Any]:
+    """:func:`provenance` plus the run's ``intensity_scale``, ``patch_size`` and ``n_tiles``.
+
+    With ``bundle``, also ``model_warning`` (logged) when the bundle's own validation scored
+    below doing nothing (:func:`mantid_exp2sim.bundle.quality.validation_warning`).
+    """
     meta = provenance(spec, engine)
     meta.update(intensity_scale=scale, patch_size=list(plan.tile_shape), n_tiles=plan.n_tiles)
+    warning = None if bundle is None else validation_warning(_manifest(bundle))
+    if warning:
+        log.warning(warning)
+        meta["model_warning"] = warning
     return meta
 
 

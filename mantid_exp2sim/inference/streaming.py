@@ -190,7 +190,7 @@ def translate_file(
             batch_size=batch_size,
         )
         meta = dict(reader.metadata)
-        meta.update(run_metadata(spec, engine, scale, plan))
+        meta.update(run_metadata(spec, engine, scale, plan, bundle=b))
         with create_md_output(dst_path, reader.axes, metadata=meta, with_errors=False) as writer:
             translate_array(
                 source,
