@@ -61,7 +61,7 @@ def demo_figure(measured: MDHisto, deconvolved: MDHisto, classification: Any, do
     plot_distance_distributions({"this spectrum": domain}, ax=axes[1, 1], title="domain of applicability")
     k = ", ".join(f"K_{c}={v:.2f}" for c, v in classification.K.items())
     fig.suptitle(f"Deconvolved spectrum classified as {classification.prediction} ({classification.verdict}; {k})")
-    path = Path(path)
+    path = Path(path).absolute()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     return path
