@@ -18,7 +18,8 @@ __all__ = ["ALGORITHMS", "register_algorithms"]
 ALGORITHMS: tuple[str, ...] = (
     "ResolutionDeconvolveGAN",
     "ResolutionConvolveGAN",
-    "ClassifySpinWaveModel", "ScoreDomainApplicability",
+    "ClassifySpinWaveModel",
+    "ScoreDomainApplicability",
 )
 
 
