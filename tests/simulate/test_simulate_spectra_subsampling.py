@@ -12,25 +12,10 @@ from mantid_exp2sim.simulate import (
     simulate_volume_pair,
 )
 from mantid_exp2sim.simulate.binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
-from mantid_exp2sim.simulate.resolution import ResolutionModel
 from mantid_exp2sim.simulate.spectra import MAX_Q_SUBSAMPLES, plan_volume
 
 
-class FixedResolution(ResolutionModel):
-    """Constant covariance (hand-checkable)."""
-
-    kind = "fixed"
-
-    def __init__(self, cov):
-        super().__init__(0.1)
-        self.cov = np.asarray(cov, float)
-
-    def covariance(self, qh, qk, e, ei):
-        shape = np.broadcast_shapes(np.shape(qh), np.shape(qk), np.shape(e))
-        return np.broadcast_to(self.cov, shape + (3, 3)).copy()
-
-
-WIDE = FixedResolution([[4e-4, 0, 0.004], [0, 3e-4, -0.003], [0.004, -0.003, 1.5]])
+from resolution_doubles import WIDE
 
 
 class LinearModel:
