@@ -17,8 +17,6 @@ from mantid_exp2sim.simulate import (
 )
 from mantid_exp2sim.simulate.binning import ModeEvaluator, bin_modes, evaluate_modes, mode_variance
 from mantid_exp2sim.simulate.spectra import mosaic_to_tiles, qe_line, tiles_to_mosaic
-
-
 from resolution_doubles import WIDE
 
 

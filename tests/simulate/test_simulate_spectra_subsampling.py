@@ -13,8 +13,6 @@ from mantid_exp2sim.simulate import (
 )
 from mantid_exp2sim.simulate.binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
 from mantid_exp2sim.simulate.spectra import MAX_Q_SUBSAMPLES, plan_volume
-
-
 from resolution_doubles import WIDE
 
 
