@@ -13,6 +13,7 @@ import mantid_exp2sim  # noqa: F401  (registers the algorithms)
 from mantid_exp2sim.classify import classify, verdict_of
 from mantid_exp2sim.histogram import Axis, MDHisto
 from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
+from workspace_helpers import make_ws
 
 pytestmark = [pytest.mark.mantid, pytest.mark.torch]
 
@@ -32,31 +33,6 @@ def clf(tmp_path_factory):
     th = {"confident": 0.6, "out_of_distribution": 0.3}
     return export_classifier(model, folder / "classify_2d.exp2sim.h5", classes=CLASSES, thresholds=th,
                              exporter="torchscript", command=["pytest"])
-
-
-@pytest.fixture()
-def mantid():
-    from mantid import api, simpleapi
-
-    return api, simpleapi
-
-
-def make_ws(simpleapi, signal, dims, name):
-    signal = np.asarray(signal, dtype=float)
-    extents = []
-    for d in dims:
-        extents += [d[3], d[4]]
-    return simpleapi.CreateMDHistoWorkspace(
-        SignalInput=signal.ravel(order="F"),
-        ErrorInput=np.ones(signal.size),
-        Dimensionality=signal.ndim,
-        Extents=extents,
-        NumberOfBins=list(signal.shape),
-        Names=[d[0] for d in dims],
-        Units=[d[1] for d in dims],
-        Frames=[d[2] for d in dims],
-        OutputWorkspace=name,
-    )
 
 
 MOSAIC_DIMS = (("MosaicRow", "", "General Frame", 0.0, 240.0), ("MosaicColumn", "", "General Frame", 0.0, 400.0))

@@ -16,6 +16,7 @@ import mantid_exp2sim  # noqa: F401  (registers the algorithms)
 from mantid_exp2sim.algorithms._translate_base import ERRORS_DESCRIPTION, propagate_errors
 from mantid_exp2sim.bundle import load_bundle
 from mantid_exp2sim.histogram import Axis, MDHisto
+from workspace_helpers import make_ws as _make_ws
 
 pytestmark = pytest.mark.mantid
 
@@ -27,31 +28,11 @@ HKL3 = (
 )
 
 
-@pytest.fixture()
-def mantid():
-    from mantid import api, simpleapi
-
-    return api, simpleapi
-
-
 def make_ws(simpleapi, signal, dims, name="in_ws", errors=None):
-    """An MDHistoWorkspace with ``getSignalArray() == signal`` (dimension 0 first)."""
-    signal = np.asarray(signal, dtype=float)
-    errors = np.sqrt(np.abs(np.nan_to_num(signal))) + 0.1 if errors is None else errors
-    extents = []
-    for d in dims:
-        extents += [d[3], d[4]]
-    return simpleapi.CreateMDHistoWorkspace(
-        SignalInput=signal.ravel(order="F"),
-        ErrorInput=np.asarray(errors, dtype=float).ravel(order="F"),
-        Dimensionality=signal.ndim,
-        Extents=extents,
-        NumberOfBins=list(signal.shape),
-        Names=[d[0] for d in dims],
-        Units=[d[1] for d in dims],
-        Frames=[d[2] for d in dims],
-        OutputWorkspace=name,
-    )
+    """An MDHistoWorkspace with ``getSignalArray() == signal``; errors default to sqrt|signal| + 0.1."""
+    if errors is None:
+        errors = np.sqrt(np.abs(np.nan_to_num(np.asarray(signal, dtype=float)))) + 0.1
+    return _make_ws(simpleapi, signal, dims, name, errors)
 
 
 def random_signal(shape, seed=0, masked=((0, 0),)):

@@ -14,6 +14,7 @@ import mantid_exp2sim  # noqa: F401  (registers the algorithms)
 from mantid_exp2sim.domain import zone_of
 from mantid_exp2sim.domain.applicability import score_histograms
 from mantid_exp2sim.histogram import Axis, MDHisto
+from workspace_helpers import make_ws
 
 pytestmark = [pytest.mark.mantid, pytest.mark.torch]
 
@@ -59,25 +60,6 @@ def score_bundle(tmp_path_factory):
     manifest["domain"] = cal
     return write_bundle(folder / "deconvolve_2d.exp2sim.h5", manifest, onnx=onnx, onnx_encoder=enc,
                         weights=net.state_dict(), reference=arrays)
-
-
-@pytest.fixture()
-def mantid():
-    from mantid import api, simpleapi
-
-    return api, simpleapi
-
-
-def make_ws(simpleapi, signal, dims, name):
-    signal = np.asarray(signal, dtype=float)
-    extents = []
-    for d in dims:
-        extents += [d[3], d[4]]
-    return simpleapi.CreateMDHistoWorkspace(
-        SignalInput=signal.ravel(order="F"), ErrorInput=np.ones(signal.size), Dimensionality=signal.ndim,
-        Extents=extents, NumberOfBins=list(signal.shape), Names=[d[0] for d in dims], Units=[d[1] for d in dims],
-        Frames=[d[2] for d in dims], OutputWorkspace=name,
-    )
 
 
 def test_score_table_and_distribution(mantid, score_bundle):
