@@ -76,7 +76,9 @@ class IntensityScaleAccumulator:
                 )
             )
         vals = a[finite]
-        self.sum_sq += float(np.dot(vals, vals))
+        # einsum, not np.dot: a BLAS call leaves OpenBLAS threads spinning on the cores the
+        # network needs next (measured: the following ONNX call ran ~50% slower)
+        self.sum_sq += float(np.einsum("i,i->", vals, vals))
         self.count += int(vals.size)
 
     @property

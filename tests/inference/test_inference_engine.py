@@ -281,3 +281,20 @@ def test_encode_features_pools_the_bottleneck(b2, backend):
     ref = pooled_features(fmap, valid)[0]
     np.testing.assert_allclose(f[1], ref, rtol=1e-4, atol=1e-5)
     assert not np.allclose(f[0], f[1])
+
+
+def test_default_patch_is_the_bundles_capped_by_the_device_tile(b2):
+    """No PatchSize: the bundle's patch, but never above the device's default tile."""
+    import dataclasses
+
+    from mantid_exp2sim.inference.engine import DEFAULT_PATCH, default_tile, resolve_patch
+
+    spec = model_spec(b2[0])
+    assert resolve_patch(None, spec, "cpu") == (80, 80)  # the tiny bundle's own, below the cap
+    huge = dataclasses.replace(spec, patch=(4096, 4096))
+    capped = resolve_patch(None, huge, "cpu")
+    assert capped == default_tile(spec, "cpu")
+    assert max(capped) <= DEFAULT_PATCH["cpu"][2]
+    assert resolve_patch(None, huge, "gpu")[0] > capped[0]
+    # an explicit PatchSize is never capped
+    assert resolve_patch(4096, huge, "cpu") == (4096, 4096)
