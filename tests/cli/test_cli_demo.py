@@ -31,13 +31,21 @@ def test_demo_writes_workspaces_figure_and_json_report(tmp_path, capsys, monkeyp
     assert main(["demo", "--output-dir", str(out), "--repeats", "100", "--json", "--seed", "3"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
-    for key in ("measured", "deconvolved", "simulated_unconvolved", "figure"):
+    for key in ("measured", "deconvolved", "simulated_unconvolved", "convolved", "figure"):
         assert (out / report["files"][key].split("/")[-1]).is_file()
     measured = load_histogram(out / "measured.nxs")
     deconvolved = load_histogram(out / "deconvolved.nxs")
     assert measured.shape == deconvolved.shape == (240, 400)
     assert [a.name for a in deconvolved.axes] == [a.name for a in measured.axes]
     np.testing.assert_array_equal(np.isnan(measured.signal), np.isnan(deconvolved.signal))
+    # both pipeline commands ran on the simulator's files with the shipped bundles
+    unconvolved = load_histogram(out / "simulated_unconvolved.nxs")
+    convolved = load_histogram(out / "convolved.nxs")
+    np.testing.assert_array_equal(np.isnan(unconvolved.signal), np.isnan(convolved.signal))
+    assert deconvolved.metadata["task"] == "deconvolve" and convolved.metadata["task"] == "convolve"
+    assert deconvolved.metadata["source"].endswith("measured.nxs")
+    assert not np.allclose(convolved.signal, unconvolved.signal, equal_nan=True)
+    assert 0.9 < report["convolution_intensity_ratio"] < 1.1
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     for stage in ("classification_before", "classification_after"):
@@ -56,4 +64,5 @@ def test_demo_reports_a_clear_error_for_a_missing_default_model(tmp_path, capsys
     (tmp_path / "empty").mkdir()
     assert main(["demo", "--output-dir", str(tmp_path / "d"), "--no-plot"]) == 1
     err = capsys.readouterr().err
-    assert "exp2sim demo:" in err and "deconvolve" in err
+    assert "exp2sim demo:" in err and "exp2sim deconvolve" in err
+    assert "EXP2SIM_BUNDLE_DIR" in err or "deconvolve_2d" in err
