@@ -5,6 +5,10 @@ Layout ``pcsmo-mosaic-v1`` (the layout of the published PCSMO data, see
 
 * 6 row blocks of 40 rows, one per incident energy Ei = 25, 35, 50, 70, 100, 140 meV, row
   block 0 = Ei 25 meV. Within a block, increasing row index runs Qh from +1 to -1 r.l.u.
+* Qh and Qk bins are those of the measurement's Horace cut ``[-1, 2/39, 1]``: 40 bins of
+  width 2/39 r.l.u. *centred* on -1 ... +1, so their edges are -(1 + 1/39) ... 1 + 1/39
+  (:data:`MOSAIC_Q_RANGE`). Edges at -1 ... 1 instead shrink every dispersion by 2.5% and
+  lower the agreement with the published simulations (Pearson r 0.69 -> 0.66).
 * 10 column blocks of 40 columns, one per energy-transfer window
   ``[0.10 + 0.06 j, 0.16 + 0.06 j] * Ei`` (j = 0..9). Within a block, increasing column
   index runs Qk from -1 to +1 r.l.u.
@@ -29,6 +33,7 @@ __all__ = [
     "EI_LIST",
     "WINDOW_FRACTIONS",
     "Q_RANGE",
+    "MOSAIC_Q_RANGE",
     "TILE",
     "MOSAIC_SHAPE",
     "energy_windows",
@@ -49,8 +54,11 @@ EI_LIST: tuple[float, ...] = (25.0, 35.0, 50.0, 70.0, 100.0, 140.0)
 WINDOW_FRACTIONS: tuple[tuple[float, float], ...] = tuple(
     (round(0.10 + 0.06 * j, 10), round(0.16 + 0.06 * j, 10)) for j in range(10)
 )
+#: Default in-plane range (bin edges, r.l.u.) of volumes and slices.
 Q_RANGE = (-1.0, 1.0)
 TILE = 40
+#: Bin edges (r.l.u.) of the mosaic's Qh and Qk: 40 bins centred on -1 ... +1 (step 2/39).
+MOSAIC_Q_RANGE = (-1.0 - 1.0 / (TILE - 1), 1.0 + 1.0 / (TILE - 1))
 MOSAIC_SHAPE = (TILE * len(EI_LIST), TILE * len(WINDOW_FRACTIONS))
 
 _EI_KEYS = ("Ei", "ei", "EI", "incident_energy")
@@ -190,7 +198,7 @@ def rebin_volume(
     ei: float,
     *,
     q_bins: int = TILE,
-    q_range: tuple[float, float] = Q_RANGE,
+    q_range: tuple[float, float] = MOSAIC_Q_RANGE,
     fractions: Sequence[tuple[float, float]] = WINDOW_FRACTIONS,
     argument: str = "histo",
 ) -> np.ndarray:
@@ -203,7 +211,7 @@ def rebin_volume(
     ei
         Incident energy in meV, which sets the energy windows.
     q_bins, q_range
-        Output Qh and Qk binning (r.l.u.).
+        Output Qh and Qk binning: bin count and edge range (r.l.u.; default the mosaic's).
     fractions
         Energy windows as fractions of ``ei``.
     argument

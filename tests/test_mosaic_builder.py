@@ -45,7 +45,7 @@ def test_rebin_energy_hand_computed_partial_overlap_and_mask():
     # [3, 6] by 0.5 and [6, 9] by 1.0.
     values = np.array([10.0, 40.0, 70.0, 1, 1, 1, 1, 1, 1, 1])
     sig = np.broadcast_to(values, (4, 40, 10)).copy()
-    out = rebin_volume(volume(sig), 25.0)
+    out = rebin_volume(volume(sig), 25.0, q_range=(-1.0, 1.0))
     assert out.shape == (40, 40, 10)
     np.testing.assert_allclose(out[0, 0, 0], (0.5 * 10 + 1.0 * 40) / 1.5)
     np.testing.assert_allclose(out[0, 0, 1], 40.0)
@@ -53,7 +53,7 @@ def test_rebin_energy_hand_computed_partial_overlap_and_mask():
     # Mask the [3, 6] bin at one Q: window 0 falls back to the [0, 3] bin only, window 1
     # has no unmasked input and is masked.
     sig[1, 5, 1] = np.nan
-    out = rebin_volume(volume(sig), 25.0)
+    out = rebin_volume(volume(sig), 25.0, q_range=(-1.0, 1.0))
     iqh = 10  # target Qh bin [-0.5, -0.45] lies in source bin 1 ([-0.5, 0])
     assert out[iqh, 5, 0] == pytest.approx(10.0)
     assert np.isnan(out[iqh, 5, 1])
@@ -66,7 +66,7 @@ def test_rebin_q_hand_computed():
     # Qk in 3 bins over -1.2..1.2 (width 0.8): target bin [-0.45, -0.4] straddles -0.4.
     sig = np.zeros((4, 3, 10))
     sig[:, :, :] = np.arange(4)[:, None, None] * 100 + np.arange(3)[None, :, None]
-    out = rebin_volume(volume(sig, k=(-1.2, 1.2)), 25.0)
+    out = rebin_volume(volume(sig, k=(-1.2, 1.2)), 25.0, q_range=(-1.0, 1.0))
     # Qh: target bins 0..9 -> source 0, 10..19 -> 1, ...
     assert out[0, 0, 3] == pytest.approx(0.0)
     assert out[19, 0, 3] == pytest.approx(100.0)
@@ -76,7 +76,7 @@ def test_rebin_q_hand_computed():
     assert out[0, 11, 3] == pytest.approx(0.0)
     assert out[0, 12, 3] == pytest.approx(1.0)
     # A target bin straddling a source edge: use Qk edges shifted by 0.025.
-    out = rebin_volume(volume(sig, k=(-1.225, 1.175)), 25.0)
+    out = rebin_volume(volume(sig, k=(-1.225, 1.175)), 25.0, q_range=(-1.0, 1.0))
     # source edges -1.225, -0.425, 0.375, 1.175: target 11 = [-0.45, -0.40] overlaps source
     # 0 by 0.025 and source 1 by 0.025 -> mean 0.5.
     assert out[0, 11, 3] == pytest.approx(0.5)
@@ -108,7 +108,7 @@ def test_mosaic_layout_rows_cols_and_blocks():
     assert m.axes[0].name == "MosaicRow" and m.axes[1].name == "MosaicColumn"
     s = m.signal
     # block 0 (rows 0..39) is Ei 25, block 5 is Ei 140
-    assert s[0, 0] // 1000 == 0 and s[239, 0] // 1000 == 5
+    assert round(s[0, 0]) // 1000 == 0 and round(s[239, 0]) // 1000 == 5
     # row 0 of a block is Qh = +1 (positive), row 39 is Qh = -1
     assert s[0, 0] % 1000 == pytest.approx(100.0)
     assert s[39, 0] % 1000 == pytest.approx(0.0)
@@ -174,3 +174,15 @@ def test_validate_mosaic():
         validate_mosaic(MDHisto.from_array(np.ones(MOSAIC_SHAPE), metadata={"layout": "x"}))
     with pytest.raises(InputDataError, match="fully masked"):
         validate_mosaic(MDHisto.from_array(np.full(MOSAIC_SHAPE, np.nan)))
+
+
+def test_default_mosaic_q_bins_are_centred_on_minus_one_to_one():
+    """The measurement's Horace cut [-1, 2/39, 1]: 40 bins of 2/39 centred on -1 ... +1."""
+    from mantid_exp2sim.mosaic import MOSAIC_Q_RANGE
+
+    np.testing.assert_allclose(MOSAIC_Q_RANGE, (-40 / 39, 40 / 39))
+    # A volume of 80 Qh bins on exactly the mosaic's range, signal = source bin index:
+    # every mosaic bin is the mean of two source bins.
+    sig = np.broadcast_to(np.arange(80.0)[:, None, None], (80, 4, 10)).copy()
+    out = rebin_volume(volume(sig, h=MOSAIC_Q_RANGE, k=MOSAIC_Q_RANGE), 25.0)
+    np.testing.assert_allclose(out[:, 0, 0], 2 * np.arange(40) + 0.5)

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..errors import InputDataError, format_error
 from ..histogram import Axis, MDHisto
-from ..mosaic import EI_LIST, LAYOUT, Q_RANGE, TILE, WINDOW_FRACTIONS, mosaic_axes
+from ..mosaic import EI_LIST, LAYOUT, MOSAIC_Q_RANGE, Q_RANGE, TILE, WINDOW_FRACTIONS, mosaic_axes
 from .binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
 from .coverage import kinematic_mask, resolve_mask
 from .kinematics import MAPS_COVERAGE, DetectorCoverage
@@ -303,7 +303,7 @@ def plan_mosaic(
     ei_list: Sequence[float] = EI_LIST,
     window_fractions: Any = WINDOW_FRACTIONS,
     q_bins: int = TILE,
-    q_range: tuple[float, float] = Q_RANGE,
+    q_range: tuple[float, float] = MOSAIC_Q_RANGE,
     coverage: DetectorCoverage = MAPS_COVERAGE,
 ) -> Plan:
     """Geometry of the mosaic (arguments as :func:`simulate_mosaic_pair`)."""
@@ -745,7 +745,7 @@ def simulate_mosaic_pair(
     ei_list: Sequence[float] = EI_LIST,
     window_fractions: Any = WINDOW_FRACTIONS,
     q_bins: int = TILE,
-    q_range: tuple[float, float] = Q_RANGE,
+    q_range: tuple[float, float] = MOSAIC_Q_RANGE,
     coverage: DetectorCoverage = MAPS_COVERAGE,
     q_subsamples: int = 1,
 ) -> tuple[MDHisto, MDHisto]:
@@ -770,7 +770,8 @@ def simulate_mosaic_pair(
         Relative level (float or :class:`~.noise.SmoothBackground`) or None.
     ei_list, window_fractions, q_bins, q_range
         Layout; the defaults are ``pcsmo-mosaic-v1``: Ei 25 ... 140 meV, windows
-        ``[0.10+0.06j, 0.16+0.06j]*Ei``, 40 bins over -1..1 r.l.u.
+        ``[0.10+0.06j, 0.16+0.06j]*Ei``, Qh and Qk in 40 bins centred on -1 ... +1 r.l.u.
+        (``q_range`` gives the bin edges: :data:`~mantid_exp2sim.mosaic.MOSAIC_Q_RANGE`).
     coverage
         Detector coverage for the kinematic mask.
     q_subsamples

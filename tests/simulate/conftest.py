@@ -126,6 +126,15 @@ def spot_model():
 
 
 @pytest.fixture
+def mosaic_spot_model():
+    """SpotModel with its spot on the centre of mosaic bin (Qh, Qk) = (30, 14): the mosaic's
+    40 bins are centred on -1 ... +1 in steps of 2/39."""
+    model = SpotModel()
+    model.spot = (-1.0 + 30 * 2 / 39, -1.0 + 14 * 2 / 39)
+    return model
+
+
+@pytest.fixture
 def double_module(tmp_path, monkeypatch):
     """Write the double to an importable module; returns its name (also on PYTHONPATH)."""
     d = tmp_path / "double_pkg"

@@ -60,7 +60,7 @@ def test_mask_file_errors(tmp_path):
 def test_kinematic_mosaic_mask_geometry():
     plan = plan_mosaic(mask="kinematic")
     tiles = mosaic_to_tiles(plan.mask, 6, 10)  # [b, ih, ik, j]
-    qc = (np.arange(40) + 0.5) / 20 - 1
+    qc = np.linspace(-1.0, 1.0, 40)  # the mosaic's bin centres (step 2/39)
     # A bin is masked iff none of 5 energies across its window is covered at the bin centre.
     for b, ei in enumerate(EI_LIST):
         for j, (lo, hi) in enumerate(WINDOW_FRACTIONS):

@@ -119,8 +119,8 @@ def test_convolution_broadens_and_unconvolved_is_sharp(analytic_model):
 
 
 # ----------------------------------------------------------------------------- mosaic
-def test_mosaic_axes_metadata_and_point_feature_layout(spot_model):
-    conv, unconv = simulate_mosaic_pair(spot_model, None, resolution="unconvolved", mask="none")
+def test_mosaic_axes_metadata_and_point_feature_layout(mosaic_spot_model):
+    conv, unconv = simulate_mosaic_pair(mosaic_spot_model, None, resolution="unconvolved", mask="none")
     for h in (conv, unconv):
         assert isinstance(h, MDHisto) and h.shape == (240, 400)
         assert [a.name for a in h.axes] == ["MosaicRow", "MosaicColumn"]
@@ -128,10 +128,11 @@ def test_mosaic_axes_metadata_and_point_feature_layout(spot_model):
         assert h.metadata["layout"] == LAYOUT
         assert h.metadata["ei_list"] == list(EI_LIST)
         np.testing.assert_allclose(h.metadata["window_fractions"], WINDOW_FRACTIONS)
-        assert h.metadata["q_range"] == [-1.0, 1.0]
+        # the measurement's Horace cut [-1, 2/39, 1]: bin centres -1 ... +1
+        np.testing.assert_allclose(h.metadata["q_range"], [-1 - 1 / 39, 1 + 1 / 39])
         assert h.metadata["model"] == "spot" and h.metadata["parameters"] == {"J": 2.0, "gap": 3.0}
     assert conv.metadata["kind"] == "convolved" and unconv.metadata["kind"] == "unconvolved"
-    # The spot (Qh, Qk) = (0.525, -0.275) is bin (ih, ik) = (30, 14); rows run Qh from +1 down,
+    # The spot (Qh, Qk) = (-1 + 60/39, -1 + 28/39) is bin (ih, ik) = (30, 14); rows run Qh from +1 down,
     # so its row in block b is 40 b + 39 - 30. Its energy 15.5 meV lands in window
     # j = floor((15.5/Ei - 0.10)/0.06) (0.1 meV FWHM: tails reach neighbouring windows).
     sig = unconv.signal

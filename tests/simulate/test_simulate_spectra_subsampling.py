@@ -102,11 +102,11 @@ def test_subsampled_volume_conserves_the_mean_intensity_over_the_bin(analytic_mo
     assert conv.metadata["q_subsamples"] == n and unconv.metadata["q_subsamples"] == n
 
 
-def test_point_feature_is_diluted_over_the_sub_points(spot_model):
+def test_point_feature_is_diluted_over_the_sub_points(mosaic_spot_model):
     """A feature seen by one of the 3x3 sub-points keeps 1/9 of its one-point weight."""
     kw = dict(resolution="unconvolved", mask="none")
-    one = simulate_mosaic(spot_model, None, **kw)
-    three, unconv = simulate_mosaic_pair(spot_model, None, q_subsamples=3, **kw)
+    one = simulate_mosaic(mosaic_spot_model, None, **kw)
+    three, unconv = simulate_mosaic_pair(mosaic_spot_model, None, q_subsamples=3, **kw)
     assert np.nansum(one.signal) > 0
     np.testing.assert_allclose(np.nansum(three.signal), np.nansum(one.signal) / 9, rtol=1e-9)
     np.testing.assert_array_equal(np.flatnonzero(three.signal > 0), np.flatnonzero(one.signal > 0))
