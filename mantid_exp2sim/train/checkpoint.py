@@ -25,11 +25,20 @@ __all__ = [
     "restore_rng_state",
     "latest_checkpoint",
     "CHECKPOINT_NAME",
+    "BEST_TASKS",
+    "best_checkpoint_name",
     "default_file_mode",
 ]
 
 #: File name of the rolling "latest" checkpoint inside a run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: Tasks whose best-validation state a GAN run keeps beside the rolling checkpoint.
+BEST_TASKS = ("deconvolve", "convolve")
+
+
+def best_checkpoint_name(task: str) -> str:
+    """File name of the best-validation state of ``task`` in a run folder."""
+    return f"best_{task}.pt"
 
 
 def atomic_torch_save(obj: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -39,7 +39,14 @@ import torch
 from .._version import __version__
 from ..errors import InputDataError, format_error
 from . import losses as L
-from .checkpoint import CHECKPOINT_NAME, atomic_torch_save, capture_rng_state, restore_rng_state
+from .checkpoint import (
+    BEST_TASKS,
+    CHECKPOINT_NAME,
+    atomic_torch_save,
+    best_checkpoint_name,
+    capture_rng_state,
+    restore_rng_state,
+)
 from .config import GanConfig
 from .data import PatchSampler, TrainingData, normalised_input
 from .distributed import DistInfo, average_gradients, broadcast_flag, broadcast_module
@@ -232,6 +239,8 @@ class GanTrainer:
         self.dist = dist
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.command = list(command or [])
+        #: Best validation PSNR so far per task, kept with ``best_<task>.pt`` (see _keep_best).
+        self.best_validation: dict[str, float] = {}
         self._log = log if (log is not None and dist.is_main) else (lambda msg: None)
         self.device = select_device(cfg.device, dist.local_rank)
         self.use_amp = self.device.type == "cuda" and cfg.amp in ("auto", "on")
@@ -317,6 +326,7 @@ class GanTrainer:
             },
             "data": json.dumps(d.describe()),
             "validation": dict(self.last_validation),
+            "best_validation": dict(self.best_validation),
             "world_size": int(self.dist.world_size),
             "package_version": __version__,
             "command": list(self.command),
@@ -339,6 +349,7 @@ class GanTrainer:
         self.step = int(ckpt["step"])
         self.elapsed = float(ckpt.get("elapsed_seconds", 0.0))
         self.last_validation = dict(ckpt.get("validation") or {})
+        self.best_validation = {k: float(v) for k, v in (ckpt.get("best_validation") or {}).items()}
         if self.loss_table is not None:
             self.loss_table.resume(self.step)
         if self.val_table is not None:
@@ -354,6 +365,25 @@ class GanTrainer:
         if self.val_table is not None:
             self.val_table.flush()
         return path
+
+    def _keep_best(self, metrics: Mapping[str, float]) -> list[Path]:
+        """Save the whole state as ``best_<task>.pt`` when the held-out PSNR of that task's
+        generator beats every earlier validation of the run (rank 0 only).
+
+        GAN losses say little about the translation's fidelity, and the held-out PSNR of an
+        unpaired GAN can peak long before the last step; ``exp2sim-train export
+        RUN/best_deconvolve.pt --task deconvolve`` then exports the selected state.
+        """
+        written: list[Path] = []
+        if self.run_dir is None or not self.dist.is_main:
+            return written
+        for task in BEST_TASKS:
+            value = metrics.get(f"psnr_{task}")
+            if value is None or not np.isfinite(value) or value <= self.best_validation.get(task, -np.inf):
+                continue
+            self.best_validation[task] = float(value)
+            written.append(atomic_torch_save(self.state_dict(), self.run_dir / best_checkpoint_name(task)))
+        return written
 
     # ------------------------------------------------------------------ steps
     def _params(self, *names: str) -> list[torch.nn.Parameter]:
@@ -545,6 +575,7 @@ class GanTrainer:
                     self.last_validation = self.validate()
                     if self.val_table is not None and self.last_validation:
                         self.val_table.add({"step": self.step, **self.last_validation})
+                    self._keep_best(self.last_validation)
                     self._log(self._progress(row))
             if self.step % cfg.checkpoint_every == 0 and self.step < end:
                 self.save_checkpoint()
@@ -559,6 +590,7 @@ class GanTrainer:
                     self.last_validation = self.validate()
                     if self.last_validation:
                         self.val_table.add({"step": self.step, **self.last_validation})
+                    self._keep_best(self.last_validation)
                 break
         self.save_checkpoint()
         self._plots()

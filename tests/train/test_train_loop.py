@@ -152,6 +152,15 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         torch.testing.assert_close(v, ckpt_b["models"]["G_A"][k], rtol=1e-5, atol=1e-6)
     saved = json.loads((full / "config.json").read_text())
     assert saved["max_steps"] == 8 and saved["patch_size"] == [16, 16]
+    # the best held-out PSNR per task is kept as best_<task>.pt, also across a resume
+    for task in ("deconvolve", "convolve"):
+        psnr = [float(r[f"psnr_{task}"]) for r in va]
+        best = load_checkpoint(full / f"best_{task}.pt")
+        assert best["step"] == int(va[int(np.argmax(psnr))]["step"])
+        assert best["best_validation"][task] == pytest.approx(max(psnr), rel=1e-9)
+        resumed = load_checkpoint(part / f"best_{task}.pt")
+        assert resumed["step"] == best["step"]
+        assert resumed["best_validation"][task] == pytest.approx(max(psnr), rel=1e-6)
     # process-wide torch settings are restored after an in-process run
     assert not torch.are_deterministic_algorithms_enabled()
 
@@ -200,3 +209,24 @@ def test_mixed_precision_training_on_the_gpu(tmp_path):
     t2 = GanTrainer(cpu, data_from_config(cpu))
     t2.load_state_dict(ckpt)
     assert np.isfinite(t2.train_step()["g_total"])
+
+
+def test_only_a_better_held_out_psnr_replaces_the_best_state(tmp_path):
+    torch.set_num_threads(1)
+    p = write_sim(tmp_path / "sim.h5")
+    cfg = GanConfig(domain_a=[p], domain_b=[p], max_steps=4, plot=False, **TINY)
+    trainer = GanTrainer(cfg, data_from_config(cfg), tmp_path / "run")
+    (tmp_path / "run").mkdir()
+
+    def written(metrics):
+        return sorted(path.name for path in trainer._keep_best(metrics))
+
+    assert written({"psnr_deconvolve": 20.0, "psnr_convolve": 15.0}) == ["best_convolve.pt", "best_deconvolve.pt"]
+    trainer.step = 2
+    assert written({"psnr_deconvolve": 21.0, "psnr_convolve": 14.0}) == ["best_deconvolve.pt"]
+    trainer.step = 3
+    assert written({"psnr_deconvolve": float("nan"), "psnr_convolve": 15.0}) == []
+    assert written({"psnr_convolve": 16.0}) == ["best_convolve.pt"]
+    assert load_checkpoint(tmp_path / "run" / "best_deconvolve.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "run" / "best_convolve.pt")["best_validation"] == {
+        "deconvolve": 21.0, "convolve": 16.0}
