@@ -13,10 +13,18 @@ Verdicts (thresholds calibrated on held-out in-distribution data, see
 * ``out of distribution``: ``max K < t_ood``;
 * ``confident``: ``max K >= t_conf`` and no other class reaches ``t_conf``;
 * ``uncertain``: otherwise.
+
+The final verdict also asks whether the input lies in the domain the models were trained on
+(:func:`combine_verdict`): the Wasserstein domain-applicability score of the input against the
+reference bank of the generator that was trained on inputs like it (the convolution generator,
+trained on unconvolved spectra like the classifier, or with ``deconvolve`` the deconvolution
+generator, trained on measured-like spectra). DUQ's kernel values alone let some spectra of
+other spin models through as confident.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -28,10 +36,13 @@ from .errors import BundleError, InputDataError, format_error
 from .histogram import MDHisto
 from .mosaic import LAYOUT, MOSAIC_SHAPE, build_mosaic, mosaic_axes, validate_mosaic
 
+_log = logging.getLogger("mantid_exp2sim.classify")
+
 __all__ = [
     "VERDICTS",
     "Classification",
     "calibrate_thresholds",
+    "combine_verdict",
     "verdict_of",
     "load_classifier",
     "prepare_mosaic",
@@ -113,6 +124,23 @@ def calibrate_thresholds(
     return th
 
 
+def combine_verdict(verdict: str, zone: str | None) -> str:
+    """The final verdict from the classifier's verdict and the input's domain zone.
+
+    ``untrustworthy`` makes any verdict ``out of distribution``; ``expert opinion`` turns
+    ``confident`` into ``uncertain``; ``trustworthy`` or no zone (no check) keeps the verdict.
+    """
+    from .domain import ZONES
+
+    if zone is None or zone == ZONES[0]:
+        return verdict
+    if zone == ZONES[2]:
+        return VERDICTS[2]
+    if zone == ZONES[1]:
+        return VERDICTS[1] if verdict == VERDICTS[0] else verdict
+    raise ValueError(f"unknown domain zone {zone!r}; expected one of {ZONES}")
+
+
 def verdict_of(k: np.ndarray, thresholds: Mapping[str, Any]) -> str:
     """Verdict for one sample's kernel values ``(n_classes,)``: one of :data:`VERDICTS`."""
     k = np.asarray(k, dtype=np.float64).ravel()
@@ -137,7 +165,13 @@ class Classification:
     prediction
         Class with the largest K.
     verdict
-        One of :data:`VERDICTS`.
+        One of :data:`VERDICTS`: ``classifier_verdict`` combined with the domain zone
+        (:func:`combine_verdict`).
+    classifier_verdict
+        The DUQ classifier's own verdict from its calibrated thresholds.
+    domain
+        The input's domain-applicability check (``mean``, ``std``, ``zone``, ``bundle_id``),
+        or None when it was not run.
     thresholds
         The bundle's calibrated thresholds used for the verdict.
     provenance
@@ -155,6 +189,8 @@ class Classification:
     verdict: str
     thresholds: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
+    classifier_verdict: str | None = None
+    domain: dict[str, Any] | None = None
     activation_map: MDHisto | None = None
     tile_importance: np.ndarray | None = None
     mosaic: MDHisto | None = None
@@ -175,6 +211,8 @@ class Classification:
                 "out_of_distribution": float(self.thresholds["out_of_distribution"]),
             },
             "provenance": dict(self.provenance),
+            "classifier_verdict": self.classifier_verdict or self.verdict,
+            "domain": dict(self.domain) if self.domain is not None else None,
         }
         if self.tile_importance is not None:
             d["tile_importance"] = np.asarray(self.tile_importance).round(6).tolist()
@@ -321,6 +359,10 @@ def classify(
     device: str = "auto",
     activation_map: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    domain_check: bool = True,
+    domain_bundle: Any = None,
+    domain_repeats: int = 1000,
+    domain_seed: int = 0,
 ) -> Classification:
     """Classify one mosaic (or the mosaic built from per-Ei volumes).
 
@@ -342,6 +384,16 @@ def classify(
         Also compute the Grad-CAM map of the predicted class (needs PyTorch).
     progress
         ``progress(done, total)`` forwarded to the deconvolution.
+    domain_check
+        Score the input's domain of applicability and fold its zone into the verdict
+        (:func:`combine_verdict`). Skipped, with a logged warning, when the default bundle
+        for it is not installed.
+    domain_bundle
+        Generator bundle whose reference bank the input is compared with; default: the
+        shipped ``convolve_2d`` bundle (trained on unconvolved spectra), or ``deconvolve_2d``
+        with ``deconvolve`` (the raw measured-like input is scored).
+    domain_repeats, domain_seed
+        Repeats and seed of the domain score (see :func:`mantid_exp2sim.domain.score`).
 
     Returns
     -------
@@ -349,6 +401,9 @@ def classify(
     """
     b = load_classifier(bundle)
     mosaic = prepare_mosaic(inputs, ei)
+    domain = None
+    if domain_check:
+        domain = _domain_of(mosaic, domain_bundle, deconvolve, domain_repeats, domain_seed, backend, device)
     prov: dict[str, Any] = {
         "bundle_id": b.bundle_id,
         "bundle_sha256": getattr(b, "sha256", ""),
@@ -373,14 +428,43 @@ def classify(
     row = k[0]
     idx = int(row.argmax())
     thresholds = dict(b.manifest["thresholds"])
+    own = verdict_of(row, thresholds)
     result = Classification(
         K={c: float(v) for c, v in zip(classes, row)},
         prediction=classes[idx],
-        verdict=verdict_of(row, thresholds),
+        verdict=combine_verdict(own, domain["zone"] if domain else None),
         thresholds=thresholds,
         provenance=prov,
         mosaic=mosaic,
+        classifier_verdict=own,
+        domain=domain,
     )
     if activation_map:
         result.activation_map, result.tile_importance = _activation_map(b, x, idx, mosaic)
     return result
+
+
+def _domain_of(
+    mosaic: MDHisto, bundle: Any, deconvolve: bool, repeats: int, seed: int, backend: str, device: str
+) -> dict[str, Any] | None:
+    """Domain-applicability summary of the classifier's input (see :func:`classify`)."""
+    from .bundle import default_bundle_path
+    from .domain.applicability import score_histograms
+    from .errors import Exp2SimError
+
+    if bundle is None:
+        task = "deconvolve" if deconvolve else "convolve"
+        try:
+            bundle = default_bundle_path(task, 2)
+        except Exp2SimError as exc:
+            _log.warning("domain check skipped: %s", exc)
+            return None
+    (score,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
+    ref = bundle if not isinstance(bundle, (str, os.PathLike)) else None
+    return {
+        "mean": float(score.mean),
+        "std": float(score.std),
+        "zone": score.zone,
+        "bundle_id": getattr(ref, "bundle_id", None) or os.path.basename(str(bundle)),
+        "repeats": int(repeats),
+    }

@@ -9,6 +9,7 @@ from mantid_exp2sim.classify import (
     VERDICTS,
     calibrate_thresholds,
     classify,
+    combine_verdict,
     load_classifier,
     network_input,
     prepare_mosaic,
@@ -108,14 +109,15 @@ def test_classify_matches_the_torch_model_and_is_scale_invariant(classifier_bund
     sig = rng.gamma(2.0, 1.0, MOSAIC_SHAPE)
     sig[rng.random(MOSAIC_SHAPE) < 0.1] = np.nan
     mosaic = MDHisto(sig, mosaic_axes())
-    res = classify(mosaic, classifier_bundle, backend="onnx")
+    res = classify(mosaic, classifier_bundle, backend="onnx", domain_check=False)
     b = load_bundle(classifier_bundle)
     model = b.build_torch_model()
     with torch.no_grad():
         k = model(torch.from_numpy(network_input(mosaic))).numpy()[0]
     np.testing.assert_allclose([res.K["dimer"], res.K["goodenough"]], k, rtol=1e-4)
     assert res.prediction == ["dimer", "goodenough"][int(np.argmax(k))]
-    assert res.verdict == verdict_of(k, b.manifest["thresholds"])
+    assert res.verdict == res.classifier_verdict == verdict_of(k, b.manifest["thresholds"])
+    assert res.domain is None
     scaled = classify(MDHisto(sig * 0.01, mosaic_axes()), classifier_bundle, backend="torch")
     np.testing.assert_allclose(list(scaled.K.values()), list(res.K.values()), rtol=1e-4)
     d = res.to_dict()
@@ -161,3 +163,74 @@ def test_load_classifier_rejects_other_bundles(tiny_bundle):
         load_classifier(tiny_bundle("deconvolve", 2))
     with pytest.raises(BundleError):
         load_classifier("/nonexistent/classify.exp2sim.h5")
+
+
+def test_domain_zone_folds_into_the_verdict():
+    assert combine_verdict("confident", None) == "confident"
+    assert combine_verdict("confident", "trustworthy") == "confident"
+    assert combine_verdict("confident", "expert opinion") == "uncertain"
+    assert combine_verdict("uncertain", "expert opinion") == "uncertain"
+    assert combine_verdict("out of distribution", "expert opinion") == "out of distribution"
+    for v in VERDICTS:
+        assert combine_verdict(v, "untrustworthy") == "out of distribution"
+    with pytest.raises(ValueError):
+        combine_verdict("confident", "unknown zone")
+
+
+@pytest.fixture(scope="module")
+def mosaic_scorer(tmp_path_factory):
+    """Generator bundles whose reference banks hold gamma-noise mosaics."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from scored_bundles import write_scored_generator
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path_factory.mktemp("mosaic_scorer")
+
+    def mosaics(n):
+        return [MDHisto(rng.gamma(2.0, 1.0, MOSAIC_SHAPE), mosaic_axes()) for _ in range(n)]
+
+    return {task: write_scored_generator(folder, mosaics(45), mosaics(10), task=task, repeats=100)
+            for task in ("convolve", "deconvolve")}
+
+
+@pytest.mark.torch
+def test_classify_reports_the_inputs_domain(classifier_bundle, mosaic_scorer, tiny_bundle, monkeypatch):
+    from mantid_exp2sim.domain.applicability import score_histograms
+
+    rng = np.random.default_rng(6)
+    like_training = MDHisto(rng.gamma(2.0, 1.0, MOSAIC_SHAPE), mosaic_axes())
+    ramp = np.add.outer(np.linspace(0, 50, MOSAIC_SHAPE[0]), np.linspace(0, 80, MOSAIC_SHAPE[1]))
+    unlike = MDHisto(ramp, mosaic_axes())
+    results = {}
+    for name, m in (("like", like_training), ("unlike", unlike)):
+        res = classify(m, classifier_bundle, domain_bundle=mosaic_scorer["convolve"], domain_repeats=100)
+        (direct,) = score_histograms([m], mosaic_scorer["convolve"], repeats=100, seed=0)
+        assert res.domain["zone"] == direct.zone and res.domain["mean"] == pytest.approx(direct.mean)
+        assert res.verdict == combine_verdict(res.classifier_verdict, direct.zone)
+        assert res.to_dict()["domain"]["zone"] == direct.zone
+        results[name] = res
+    assert results["like"].domain["zone"] != "untrustworthy", results["like"].domain
+    assert results["unlike"].domain["zone"] == "untrustworthy", results["unlike"].domain
+    assert results["unlike"].domain["mean"] > 3 * results["like"].domain["mean"]
+    assert results["unlike"].verdict == "out of distribution"
+    # defaults: the convolution generator for simulation-like input, the deconvolution
+    # generator (scoring the raw input) with deconvolve
+    folder = mosaic_scorer["convolve"].parent
+    monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(folder))
+    plain = classify(unlike, classifier_bundle, domain_repeats=100)
+    assert plain.domain["bundle_id"] == results["unlike"].domain["bundle_id"]
+    deconv = classify(unlike, classifier_bundle, deconvolve=True, deconvolution_bundle=tiny_bundle("deconvolve", 2),
+                      domain_repeats=100)
+    (raw,) = score_histograms([unlike], mosaic_scorer["deconvolve"], repeats=100, seed=0)
+    assert deconv.domain["mean"] == pytest.approx(raw.mean)
+
+
+@pytest.mark.torch
+def test_domain_check_is_skipped_without_its_default_bundle(classifier_bundle, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(tmp_path))
+    m = MDHisto(np.random.default_rng(7).gamma(2.0, 1.0, MOSAIC_SHAPE), mosaic_axes())
+    with caplog.at_level("WARNING", logger="mantid_exp2sim.classify"):
+        res = classify(m, classifier_bundle)
+    assert res.domain is None and res.verdict == res.classifier_verdict
+    assert "domain check skipped" in caplog.text

@@ -114,6 +114,20 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             doc="A 2D deconvolution generator bundle used when Deconvolve is set. Empty: the shipped one.",
         )
         self.declareProperty(
+            "CheckDomain",
+            True,
+            doc="Score the input's domain of applicability (as ScoreDomainApplicability) and fold "
+            "its zone into the verdict: untrustworthy makes it 'out of distribution', expert "
+            "opinion turns 'confident' into 'uncertain'.",
+        )
+        self.declareProperty(
+            FileProperty("DomainModelFile", "", FileAction.OptionalLoad, [".h5"]),
+            doc="2D generator bundle whose reference bank the input is compared with when "
+            "CheckDomain is set. Empty: the shipped convolution generator (trained on "
+            "resolution-free spectra like the classifier), or with Deconvolve the shipped "
+            "deconvolution generator (trained on measured-like spectra).",
+        )
+        self.declareProperty(
             "Backend",
             "Auto",
             StringListValidator(list(_base.BACKENDS)),
@@ -128,8 +142,9 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         self.declareProperty(
             ITableWorkspaceProperty("OutputWorkspace", "", Direction.Output),
             doc="One row per classified mosaic: Input, K_<class> for every class (the DUQ kernel "
-            "value, 1 = at the class centroid), Prediction and Verdict (confident, uncertain or "
-            "out of distribution).",
+            "value, 1 = at the class centroid), Prediction, Verdict (confident, uncertain or "
+            "out of distribution), ClassifierVerdict (the classifier's own, before the domain "
+            "check), DomainZone and DomainMean (empty and NaN without CheckDomain).",
         )
         self.declareProperty(
             IMDHistoWorkspaceProperty("OutputActivationMap", "", Direction.Output, PropertyMode.Optional),
@@ -139,6 +154,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
 
     def validateInputs(self):
         from ..classify import load_classifier
+        from ..domain.applicability import resolve_score_bundle
         from ..errors import BundleError, format_error
 
         issues: dict[str, str] = {}
@@ -210,6 +226,12 @@ class ClassifySpinWaveModel(PythonAlgorithm):
                 _base.resolve_model("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
             except (BundleError, OSError) as exc:
                 issues["DeconvolutionModelFile"] = str(exc)
+        domain_model = self.getProperty("DomainModelFile").value
+        if domain_model and self.getProperty("CheckDomain").value:
+            try:
+                resolve_score_bundle(2, domain_model)
+            except (BundleError, OSError) as exc:
+                issues["DomainModelFile"] = str(exc)
         if self.getPropertyValue("OutputActivationMap"):
             if importlib.util.find_spec("torch") is None:
                 issues["OutputActivationMap"] = format_error(
@@ -230,6 +252,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         from mantid.api import Progress, WorkspaceFactory
 
         from ..classify import classify, load_classifier
+        from ..domain.applicability import resolve_score_bundle
         from ._adapter import add_provenance, histo_from_workspace, workspace_from_histo
 
         workspaces, names = _collect(self)
@@ -247,6 +270,10 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         deconv = None
         if deconvolve:
             deconv, _ = _base.resolve_model("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
+        check_domain = bool(self.getProperty("CheckDomain").value)
+        domain_model = None
+        if check_domain and self.getProperty("DomainModelFile").value:
+            domain_model, _ = resolve_score_bundle(2, self.getProperty("DomainModelFile").value)
         want_map = bool(self.getPropertyValue("OutputActivationMap"))
         backend = _base.BACKENDS[self.getProperty("Backend").value]
         device = _base.DEVICES[self.getProperty("Device").value]
@@ -258,6 +285,9 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             table.addColumn("double", f"K_{c}")
         table.addColumn("str", "Prediction")
         table.addColumn("str", "Verdict")
+        table.addColumn("str", "ClassifierVerdict")
+        table.addColumn("str", "DomainZone")
+        table.addColumn("double", "DomainMean")
         last = None
         for label, items, ei in groups:
             progress.report(f"Classifying {label}")
@@ -270,12 +300,21 @@ class ClassifySpinWaveModel(PythonAlgorithm):
                 backend=backend,
                 device=device,
                 activation_map=want_map,
+                domain_check=check_domain,
+                domain_bundle=domain_model,
             )
-            table.addRow([label, *[float(res.K[c]) for c in classes], res.prediction, res.verdict])
+            dom = res.domain or {}
+            if check_domain and not dom:
+                self.log().warning(f"{label}: domain check skipped: no shipped 2D generator bundle found "
+                                   "(set DomainModelFile, or CheckDomain=False)")
+            table.addRow([label, *[float(res.K[c]) for c in classes], res.prediction, res.verdict,
+                          res.classifier_verdict or res.verdict, str(dom.get("zone", "")),
+                          float(dom.get("mean", np.nan))])
             self.log().notice(
                 f"{label}: {res.prediction} ({res.verdict}); K = "
                 + ", ".join(f"{c} {res.K[c]:.4f}" for c in classes)
                 + f"; bundle {res.provenance['bundle_id']}"
+                + (f"; domain {dom['zone']} (mean {dom['mean']:.4g})" if dom else "")
             )
             last = res
         progress.report("Done")

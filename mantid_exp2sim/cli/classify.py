@@ -45,6 +45,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation-map", metavar="FILE",
                    help="write the Grad-CAM map of the predicted class to FILE (.nxs/.npz/.h5/.npy; "
                    "one mosaic only; needs PyTorch)")
+    p.add_argument("--no-domain-check", dest="domain_check", action="store_false",
+                   help="do not fold the input's domain-applicability zone into the verdict")
+    p.add_argument("--domain-model", metavar="BUNDLE",
+                   help="generator bundle for the domain check (default: the shipped convolve_2d, or "
+                   "deconvolve_2d with --deconvolve)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 
@@ -86,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             deconv, _ = resolve_model("deconvolve", 2, args.deconvolution_model)
         elif args.deconvolution_model:
             deconv = load_bundle(args.deconvolution_model)
+        domain_model = None
+        if args.domain_check and args.domain_model:
+            domain_model = load_bundle(args.domain_model, kind="generator", ndim=2)
     except (Exp2SimError, ValueError, OSError) as exc:
         print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, Exp2SimError) else 1
@@ -95,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = classify(
                 items, bundle, ei=ei, deconvolve=args.deconvolve, deconvolution_bundle=deconv,
                 backend=args.backend, device=args.device, activation_map=bool(args.activation_map),
+                domain_check=args.domain_check, domain_bundle=domain_model,
             )
             if args.activation_map:
                 from ..io import save_histogram
@@ -108,5 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"input": label, **res.to_dict()}), flush=True)
         else:
             ks = ", ".join(f"{c} {v:.4f}" for c, v in res.K.items())
-            print(f"{label}: {res.prediction} ({res.verdict}); K: {ks}", flush=True)
+            zone = f"; domain {res.domain['zone']} (mean {res.domain['mean']:.4g})" if res.domain else ""
+            print(f"{label}: {res.prediction} ({res.verdict}); K: {ks}{zone}", flush=True)
     return 1 if failed else 0

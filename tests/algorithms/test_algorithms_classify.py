@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mantid_exp2sim  # noqa: F401  (registers the algorithms)
-from mantid_exp2sim.classify import classify, verdict_of
+from mantid_exp2sim.classify import classify, combine_verdict, verdict_of
 from mantid_exp2sim.histogram import Axis, MDHisto
 from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
 from workspace_helpers import make_ws
@@ -81,14 +81,20 @@ def test_mosaic_through_simpleapi(mantid, clf):
     ws = make_ws(simpleapi, sig, MOSAIC_DIMS, "mosaic_ws")
     before = np.array(ws.getSignalArray(), copy=True)
     table = simpleapi.ClassifySpinWaveModel(InputWorkspace=ws, ModelFile=str(clf), OutputWorkspace="clf_table")
-    assert table.getColumnNames() == ["Input", "K_dimer", "K_goodenough", "Prediction", "Verdict"]
+    assert table.getColumnNames() == ["Input", "K_dimer", "K_goodenough", "Prediction", "Verdict",
+                                      "ClassifierVerdict", "DomainZone", "DomainMean"]
     assert table.rowCount() == 1
     expected = classify(MDHisto(sig, mosaic_axes()), str(clf))
     np.testing.assert_allclose(row_k(table), [expected.K[c] for c in CLASSES], rtol=1e-5)
     row = table.row(0)
     assert row["Input"] == "mosaic_ws"
     assert row["Prediction"] == CLASSES[int(np.argmax(row_k(table)))]
-    assert row["Verdict"] == verdict_of(row_k(table), {"confident": 0.6, "out_of_distribution": 0.3})
+    own = verdict_of(row_k(table), {"confident": 0.6, "out_of_distribution": 0.3})
+    assert row["ClassifierVerdict"] == own
+    # the shipped convolution generator scores the input's domain
+    assert row["DomainZone"] == expected.domain["zone"]
+    assert row["DomainMean"] == pytest.approx(expected.domain["mean"], rel=1e-6)
+    assert row["Verdict"] == combine_verdict(own, row["DomainZone"])
     np.testing.assert_array_equal(ws.getSignalArray(), before)  # input untouched
 
 
@@ -149,6 +155,28 @@ def test_deconvolve_first(mantid, clf, tiny_bundle):
     np.testing.assert_allclose(row_k(t), [e.K[c] for c in CLASSES], rtol=1e-5)
 
 
+def test_domain_check_options(mantid, clf, tmp_path_factory):
+    api, simpleapi = mantid
+    from scored_bundles import write_scored_generator
+
+    from mantid_exp2sim.domain.applicability import score_histograms
+
+    rng = np.random.default_rng(9)
+    bank = [MDHisto(rng.gamma(2.0, 1.0, MOSAIC_SHAPE), mosaic_axes()) for _ in range(50)]
+    scorer = write_scored_generator(tmp_path_factory.mktemp("alg_dom"), bank[:42], bank[42:], task="convolve",
+                                    repeats=100)
+    sig = mosaic_signal(6)
+    ws = make_ws(simpleapi, sig, MOSAIC_DIMS, "dom_in")
+    off = simpleapi.ClassifySpinWaveModel(InputWorkspace=ws, ModelFile=str(clf), CheckDomain=False,
+                                          OutputWorkspace="dom_off").row(0)
+    assert off["DomainZone"] == "" and np.isnan(off["DomainMean"]) and off["Verdict"] == off["ClassifierVerdict"]
+    on = simpleapi.ClassifySpinWaveModel(InputWorkspace=ws, ModelFile=str(clf), DomainModelFile=str(scorer),
+                                         OutputWorkspace="dom_on").row(0)
+    (direct,) = score_histograms([MDHisto(sig, mosaic_axes())], scorer, repeats=1000, seed=0)
+    assert on["DomainZone"] == direct.zone and on["DomainMean"] == pytest.approx(direct.mean, rel=1e-6)
+    assert on["Verdict"] == combine_verdict(on["ClassifierVerdict"], direct.zone)
+
+
 def test_default_model_from_the_bundle_folder(mantid, clf, monkeypatch):
     api, simpleapi = mantid
     monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(clf.parent))
@@ -186,6 +214,9 @@ def test_validate_inputs_messages(mantid, clf, tiny_bundle, monkeypatch):
     assert "Wrong kind" in _issues(InputWorkspace=mosaic, ModelFile=str(tiny_bundle("deconvolve", 2)))["ModelFile"]
     bad_dec = _issues(InputWorkspace=mosaic, Deconvolve=True, DeconvolutionModelFile=str(tiny_bundle("deconvolve", 3)))
     assert "3D data" in bad_dec["DeconvolutionModelFile"]
+    assert "3D" in _issues(InputWorkspace=mosaic, DomainModelFile=str(tiny_bundle("convolve", 3)))["DomainModelFile"]
+    assert "DomainModelFile" in _issues(InputWorkspace=mosaic, DomainModelFile=str(clf))
+    assert "DomainModelFile" not in _issues(InputWorkspace=mosaic, DomainModelFile=str(clf), CheckDomain=False)
     make_ws(simpleapi, mosaic_signal(1), MOSAIC_DIMS, "mos2")
     assert "one mosaic" in _issues(InputWorkspaces=["mos", "mos2"], OutputActivationMap="m")["OutputActivationMap"]
     assert _issues(InputWorkspace=mosaic) == {}

@@ -35,31 +35,14 @@ def sample(rng, shape=(16, 16)):
 
 @pytest.fixture(scope="module")
 def score_bundle(tmp_path_factory):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from mantid_exp2sim.bundle import load_bundle, make_manifest, write_bundle
-    from mantid_exp2sim.domain import build_reference_bank
-    from mantid_exp2sim.inference import encode_features
-    from mantid_exp2sim.models.generator import ResnetGenerator
-    from mantid_exp2sim.onnx import EncoderWrapper, export_onnx
+    from scored_bundles import write_scored_generator
 
-    folder = tmp_path_factory.mktemp("score_bundle")
-    torch.manual_seed(7)
-    net = ResnetGenerator(2, ngf=2, n_blocks=1, n_down=1, stem_kernel=3).eval()
-    ex = torch.zeros((1, 2, 8, 8))
-    onnx = export_onnx(net, ex, exporter="torchscript")
-    enc = export_onnx(EncoderWrapper(net), ex, exporter="torchscript")
-    manifest = make_manifest(kind="generator", task="deconvolve", model=net, direction="exp2sim", patch_size=24,
-                             seed=0, command="pytest score bundle")
-    prelim = load_bundle(write_bundle(folder / "prelim.h5", manifest, onnx=onnx, onnx_encoder=enc,
-                                      weights=net.state_dict()))
     rng = np.random.default_rng(0)
-    f_train = encode_features([histo(sample(rng), DIMS2) for _ in range(60)], prelim)
-    f_hold = encode_features([histo(sample(rng), DIMS2) for _ in range(20)], prelim)
-    arrays, cal = build_reference_bank(f_train, f_hold, seed=0, repeats=200)
-    manifest["domain"] = cal
-    return write_bundle(folder / "deconvolve_2d.exp2sim.h5", manifest, onnx=onnx, onnx_encoder=enc,
-                        weights=net.state_dict(), reference=arrays)
+    train = [histo(sample(rng), DIMS2) for _ in range(60)]
+    holdout = [histo(sample(rng), DIMS2) for _ in range(20)]
+    return write_scored_generator(tmp_path_factory.mktemp("score_bundle"), train, holdout, seed=7, repeats=200)
 
 
 def test_score_table_and_distribution(mantid, score_bundle):

@@ -41,30 +41,14 @@ def sample(rng):
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from mantid_exp2sim.bundle import load_bundle, make_manifest, write_bundle
-    from mantid_exp2sim.domain import build_reference_bank
-    from mantid_exp2sim.inference import encode_features
-    from mantid_exp2sim.models.generator import ResnetGenerator
-    from mantid_exp2sim.onnx import EncoderWrapper, export_onnx
+    from scored_bundles import write_scored_generator
 
-    folder = tmp_path_factory.mktemp("cli_score")
-    torch.manual_seed(8)
-    net = ResnetGenerator(2, ngf=2, n_blocks=1, n_down=1, stem_kernel=3).eval()
-    ex = torch.zeros((1, 2, 8, 8))
-    onnx = export_onnx(net, ex, exporter="torchscript")
-    enc = export_onnx(EncoderWrapper(net), ex, exporter="torchscript")
-    manifest = make_manifest(kind="generator", task="deconvolve", model=net, direction="exp2sim", patch_size=24,
-                             seed=0, command="pytest")
-    prelim = load_bundle(write_bundle(folder / "p.h5", manifest, onnx=onnx, onnx_encoder=enc, weights=net.state_dict()))
     rng = np.random.default_rng(0)
-    f_train = encode_features([MDHisto(sample(rng), DIMS2) for _ in range(50)], prelim)
-    f_hold = encode_features([MDHisto(sample(rng), DIMS2) for _ in range(10)], prelim)
-    arrays, cal = build_reference_bank(f_train, f_hold, seed=0, repeats=100)
-    manifest["domain"] = cal
-    return write_bundle(folder / "deconvolve_2d.exp2sim.h5", manifest, onnx=onnx, onnx_encoder=enc,
-                        weights=net.state_dict(), reference=arrays)
+    train = [MDHisto(sample(rng), DIMS2) for _ in range(50)]
+    holdout = [MDHisto(sample(rng), DIMS2) for _ in range(10)]
+    return write_scored_generator(tmp_path_factory.mktemp("cli_score"), train, holdout, seed=8, repeats=100)
 
 
 def test_commands_are_registered():
@@ -88,6 +72,11 @@ def test_classify_mosaics_json(clf, tmp_path, capsys):
         direct = classify(MDHisto(s, mosaic_axes()), str(clf))
         assert line["K"] == pytest.approx(direct.K, rel=1e-5)
         assert line["prediction"] == direct.prediction and line["verdict"] == direct.verdict
+        assert line["domain"]["zone"] == direct.domain["zone"]
+        assert line["classifier_verdict"] == direct.classifier_verdict
+    assert main(["classify", paths[0], "--model", str(clf), "--json", "--no-domain-check"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["domain"] is None and line["verdict"] == line["classifier_verdict"]
 
 
 def test_classify_volumes_with_ei_and_activation_map(clf, tmp_path, capsys):
