@@ -180,7 +180,8 @@ def _print_report(r: dict[str, Any]) -> None:
 
     def line(name: str, c: dict[str, Any]) -> str:
         ks = ", ".join(f"K_{k}={v:.3f}" for k, v in c["K"].items())
-        return f"  {name:<22} {c['prediction']:<11} {c['verdict']:<20} ({ks})"
+        zone = f"; input domain {c['domain']['zone']}" if c.get("domain") else ""
+        return f"  {name:<22} {c['prediction']:<11} {c['verdict']:<20} ({ks}{zone})"
 
     print("Classification:")
     print(line("before deconvolution", b))
