@@ -92,7 +92,8 @@ def test_two_process_training_keeps_replicas_identical(tmp_path):
     # the ranks drew different samples (sharded), and only rank 0 wrote the run folder
     o0, o1 = torch.load(tmp_path / "order0.pt"), torch.load(tmp_path / "order1.pt")
     assert o0["world"] == 2 and not set(o0["a"]) & set(o1["a"])
-    assert sorted(os.listdir(run)) == ["checkpoint.pt", "config.json", "losses.csv", "validation.csv"]
+    assert sorted(os.listdir(run)) == ["best_convolve.pt", "best_deconvolve.pt", "checkpoint.pt", "config.json",
+                                       "losses.csv", "validation.csv"]
     from mantid_exp2sim.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run)
