@@ -170,7 +170,7 @@ def _run_pipeline_command(task: str, source: Path, target: Path) -> Path:
     args = translate_parser(task).parse_args([str(source), "--output", str(target), "--overwrite", "--quiet"])
     if run_translate(task, args) != 0:
         raise Exp2SimError(f"the 'exp2sim {task}' step failed on {source} (its message is above)")
-    return target
+    return target.absolute()
 
 
 def _print_report(r: dict[str, Any]) -> None:
