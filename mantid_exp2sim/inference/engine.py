@@ -384,27 +384,16 @@ def checked_scale(signal: Any) -> float:
     from ..models.normalisation import IntensityScaleAccumulator
 
     arr = np.asarray(signal, dtype=np.float64)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        n_inf = int(np.count_nonzero(np.isinf(arr)))
-        if n_inf:
-            raise InputDataError(
-                format_error(
-                    "The input signal contains infinite values",
-                    reason=f"{n_inf} bin(s) are +-inf; only numbers and NaN (masked) are allowed",
-                    fix="mask those bins (set them to NaN) before translating",
-                )
-            )
-        if not finite.any():
-            raise InputDataError(
-                format_error(
-                    "The input signal is entirely masked",
-                    reason=f"all {arr.size} bins are NaN",
-                    fix="check the input workspace: there is nothing to translate",
-                )
-            )
     acc = IntensityScaleAccumulator()
-    acc.update(arr)
+    acc.update(arr)  # raises on +-inf bins
+    if acc.count == 0:
+        raise InputDataError(
+            format_error(
+                "The input signal is entirely masked",
+                reason=f"all {arr.size} bins are NaN",
+                fix="check the input workspace: there is nothing to translate",
+            )
+        )
     return float(acc.scale)
 
 
