@@ -449,7 +449,7 @@ def _domain_of(
 ) -> dict[str, Any] | None:
     """Domain-applicability summary of the classifier's input (see :func:`classify`)."""
     from .bundle import default_bundle_path
-    from .domain.applicability import score_histograms
+    from .domain.applicability import resolve_score_bundle, score_histograms
     from .errors import Exp2SimError
 
     if bundle is None:
@@ -459,12 +459,13 @@ def _domain_of(
         except Exp2SimError as exc:
             _log.warning("domain check skipped: %s", exc)
             return None
+    if isinstance(bundle, (str, os.PathLike)):
+        bundle, _ = resolve_score_bundle(2, bundle)
     (score,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
-    ref = bundle if not isinstance(bundle, (str, os.PathLike)) else None
     return {
         "mean": float(score.mean),
         "std": float(score.std),
         "zone": score.zone,
-        "bundle_id": getattr(ref, "bundle_id", None) or os.path.basename(str(bundle)),
+        "bundle_id": bundle.bundle_id,
         "repeats": int(repeats),
     }

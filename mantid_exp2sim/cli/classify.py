@@ -93,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             deconv = load_bundle(args.deconvolution_model)
         domain_model = None
         if args.domain_check and args.domain_model:
-            domain_model = load_bundle(args.domain_model, kind="generator", ndim=2)
+            from ..domain.applicability import resolve_score_bundle
+
+            domain_model, _ = resolve_score_bundle(2, args.domain_model)
     except (Exp2SimError, ValueError, OSError) as exc:
         print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, Exp2SimError) else 1
