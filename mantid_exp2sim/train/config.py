@@ -60,6 +60,7 @@ class GanConfig:
     lambda_idt: float = 2.0
     lambda_aux: float = 1.0
     lambda_int: float = 5.0
+    lambda_cyc: float = 0.0
     common_d_mask: bool = True
     d_input_norm: bool = True
     # --- optimisation
@@ -160,7 +161,7 @@ class GanConfig:
             bad("n_down", self.n_down, "must be >= 1")
         if self.stem_kernel < 1 or self.stem_kernel % 2 == 0:
             bad("stem_kernel", self.stem_kernel, "must be an odd number >= 1")
-        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux", "lambda_int"):
+        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux", "lambda_int", "lambda_cyc"):
             if float(getattr(self, name)) < 0:
                 bad(name, getattr(self, name), "loss weights must be >= 0")
         if not 0 < self.lr < 1 or not 0 < self.lr_f < 1:
@@ -228,7 +229,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Values that reproduce the behaviour of versions written before a setting existed; a
 #: checkpoint's configuration lacking a key gets these, not today's defaults.
-LEGACY_DEFAULTS: dict[str, Any] = {"lambda_int": 0.0, "d_input_norm": False, "stem_kernel": 7}
+LEGACY_DEFAULTS: dict[str, Any] = {"lambda_int": 0.0, "d_input_norm": False, "stem_kernel": 7, "lambda_cyc": 0.0}
 
 
 def config_from_checkpoint(data: Mapping[str, Any]) -> GanConfig:

@@ -10,11 +10,12 @@ translations; then update both generators and both heads on
 
 ``lambda_gan * (GAN_A + GAN_B) / 2 + lambda_nce * (NCE_A + NCE_B) / 2
 + lambda_idt * (IDT_A + IDT_B) / 2 + lambda_aux * (AUX_A + AUX_B) / 2
-+ lambda_int * (INT_A + INT_B) / 2``
++ lambda_int * (INT_A + INT_B) / 2 + lambda_cyc * (CYC_A + CYC_B) / 2``
 
 where ``NCE_A`` compares keys ``F_A(G_A.nce_features(a))`` with queries
 ``F_B(G_B.nce_features(G_A(a)))`` at the same positions (DCLGAN's dual contrastive loss) and
-``IDT_A = |G_A(b) - b|``. Every term is masked (see :mod:`mantid_exp2sim.train.losses`).
+``IDT_A = |G_A(b) - b|``. ``CYC_A = |G_B(G_A(a)) - a|`` is CycleGAN's cycle consistency
+(off by default as in DCLGAN). Every term is masked (see :mod:`mantid_exp2sim.train.losses`).
 With ``common_d_mask`` a discriminator sees real and generated patches under the same mask
 (the union of both batches' masked bins), so the coverage pattern cannot tell them apart.
 With ``d_input_norm`` every discriminator input is divided by its own RMS: each domain is
@@ -73,8 +74,8 @@ STOP_FILE = "STOP"
 
 LOSS_COLUMNS = [
     "step", "lr", "d_total", "d_a_gan", "d_a_aux", "d_b_gan", "d_b_aux",
-    "g_total", "g_a_gan", "g_a_nce", "g_a_idt", "g_a_aux", "g_a_int",
-    "g_b_gan", "g_b_nce", "g_b_idt", "g_b_aux", "g_b_int",
+    "g_total", "g_a_gan", "g_a_nce", "g_a_idt", "g_a_aux", "g_a_int", "g_a_cyc",
+    "g_b_gan", "g_b_nce", "g_b_idt", "g_b_aux", "g_b_int", "g_b_cyc",
     "seconds_per_step",
 ]
 VALIDATION_COLUMNS = [
@@ -476,12 +477,17 @@ class GanTrainer:
                 out["g_b_idt"] = L.masked_l1(nets["G_B"](real_a), real_a[:, :1], va)
             else:
                 out["g_a_idt"] = out["g_b_idt"] = torch.zeros((), device=dev)
+            if cfg.lambda_cyc > 0:
+                out["g_a_cyc"] = L.masked_l1(nets["G_B"](fake_b_in).float() * va, real_a[:, :1], va)
+                out["g_b_cyc"] = L.masked_l1(nets["G_A"](fake_a_in).float() * vb, real_b[:, :1], vb)
+            else:
+                out["g_a_cyc"] = out["g_b_cyc"] = torch.zeros((), device=dev)
             out["g_a_int"] = L.intensity_loss(fake_b, real_a[:, :1], va)
             out["g_b_int"] = L.intensity_loss(fake_a, real_b[:, :1], vb)
             loss_g = 0.5 * sum(
                 cfg.lambda_gan * out[f"g_{t}_gan"] + cfg.lambda_nce * out[f"g_{t}_nce"]
                 + cfg.lambda_idt * out[f"g_{t}_idt"] + cfg.lambda_aux * out[f"g_{t}_aux"]
-                + cfg.lambda_int * out[f"g_{t}_int"]
+                + cfg.lambda_int * out[f"g_{t}_int"] + cfg.lambda_cyc * out[f"g_{t}_cyc"]
                 for t in "ab"
             )
         self.scaler.scale(loss_g).backward()

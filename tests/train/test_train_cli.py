@@ -86,10 +86,10 @@ def test_old_checkpoint_configs_keep_their_objective():
     from mantid_exp2sim.train.config import config_from_checkpoint
 
     old = GanConfig().to_dict()
-    for key in ("lambda_int", "d_input_norm", "stem_kernel"):
+    for key in ("lambda_int", "d_input_norm", "stem_kernel", "lambda_cyc"):
         del old[key]
     cfg = config_from_checkpoint(old)
-    assert cfg.lambda_int == 0.0 and cfg.d_input_norm is False and cfg.stem_kernel == 7
+    assert cfg.lambda_int == 0.0 and cfg.d_input_norm is False and cfg.stem_kernel == 7 and cfg.lambda_cyc == 0.0
     assert config_from_checkpoint(GanConfig().to_dict()).lambda_int == GanConfig().lambda_int
 
 
