@@ -67,6 +67,8 @@ _HELP: dict[str, str] = {
     "lambda_int": "weight of the intensity-conservation loss (not in the paper; 0 turns it off)",
     "lambda_cyc": "weight of the cycle-consistency L1 loss, |G_B(G_A(a)) - a| and |G_A(G_B(b)) - b| "
                   "(not in DCLGAN; 0 turns it off)",
+    "cycle_detach": "cycle term on detached translations: G_B learns to undo G_A's output but cannot hide "
+                    "information in it for G_A (and vice versa); --no-cycle-detach is CycleGAN's coupled cycle",
     "common_d_mask": "show the discriminators real and generated patches under one common mask",
     "d_input_norm": "divide every discriminator input patch by its own RMS (D judges shape, not level)",
     "lr": "Adam learning rate of generators and discriminators",

@@ -61,6 +61,7 @@ class GanConfig:
     lambda_aux: float = 1.0
     lambda_int: float = 5.0
     lambda_cyc: float = 0.0
+    cycle_detach: bool = True
     common_d_mask: bool = True
     d_input_norm: bool = True
     # --- optimisation
@@ -229,7 +230,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Values that reproduce the behaviour of versions written before a setting existed; a
 #: checkpoint's configuration lacking a key gets these, not today's defaults.
-LEGACY_DEFAULTS: dict[str, Any] = {"lambda_int": 0.0, "d_input_norm": False, "stem_kernel": 7, "lambda_cyc": 0.0}
+LEGACY_DEFAULTS: dict[str, Any] = {"lambda_int": 0.0, "d_input_norm": False, "stem_kernel": 7, "lambda_cyc": 0.0,
+                                  "cycle_detach": False}
 
 
 def config_from_checkpoint(data: Mapping[str, Any]) -> GanConfig:

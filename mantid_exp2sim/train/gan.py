@@ -15,7 +15,8 @@ translations; then update both generators and both heads on
 where ``NCE_A`` compares keys ``F_A(G_A.nce_features(a))`` with queries
 ``F_B(G_B.nce_features(G_A(a)))`` at the same positions (DCLGAN's dual contrastive loss) and
 ``IDT_A = |G_A(b) - b|``. ``CYC_A = |G_B(G_A(a)) - a|`` is CycleGAN's cycle consistency
-(off by default as in DCLGAN). Every term is masked (see :mod:`mantid_exp2sim.train.losses`).
+(off by default as in DCLGAN); with ``cycle_detach`` (default) ``G_A(a)`` is detached, so
+``CYC_A`` trains only ``G_B``, on pseudo-pairs ``(G_A(a), a)``. Every term is masked (see :mod:`mantid_exp2sim.train.losses`).
 With ``common_d_mask`` a discriminator sees real and generated patches under the same mask
 (the union of both batches' masked bins), so the coverage pattern cannot tell them apart.
 With ``d_input_norm`` every discriminator input is divided by its own RMS: each domain is
@@ -478,8 +479,9 @@ class GanTrainer:
             else:
                 out["g_a_idt"] = out["g_b_idt"] = torch.zeros((), device=dev)
             if cfg.lambda_cyc > 0:
-                out["g_a_cyc"] = L.masked_l1(nets["G_B"](fake_b_in).float() * va, real_a[:, :1], va)
-                out["g_b_cyc"] = L.masked_l1(nets["G_A"](fake_a_in).float() * vb, real_b[:, :1], vb)
+                det = cfg.cycle_detach
+                out["g_a_cyc"] = L.cycle_loss(nets["G_B"], fake_b_in, real_a[:, :1], va, detach=det)
+                out["g_b_cyc"] = L.cycle_loss(nets["G_A"], fake_a_in, real_b[:, :1], vb, detach=det)
             else:
                 out["g_a_cyc"] = out["g_b_cyc"] = torch.zeros((), device=dev)
             out["g_a_int"] = L.intensity_loss(fake_b, real_a[:, :1], va)

@@ -104,6 +104,28 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
     return masked_mean((prediction.float() - target.float()).abs(), valid)
 
 
+def cycle_loss(
+    back: torch.nn.Module, translated: torch.Tensor, source: torch.Tensor, valid: torch.Tensor, *, detach: bool = True
+) -> torch.Tensor:
+    """Cycle consistency ``|back(translated) - source|`` over unmasked bins.
+
+    Parameters
+    ----------
+    back
+        The generator that translates back to ``source``'s domain.
+    translated
+        ``(N, 2, *S)``: the other generator's output (signal masked) and ``source``'s valid mask.
+    source, valid
+        ``(N, 1, *S)``: the original signal channel and its valid mask.
+    detach
+        Cut the gradient to ``translated``: ``back`` then learns to invert the other
+        generator's current output (a pseudo-pair), and the other generator is not rewarded for
+        hiding detail in its output that only ``back`` can read (CycleGAN's steganography).
+    """
+    x = translated.detach() if detach else translated
+    return masked_l1(back(x).float() * valid, source, valid)
+
+
 def intensity_loss(
     output: torch.Tensor, source: torch.Tensor, valid: torch.Tensor, *, floor: float = 0.1
 ) -> torch.Tensor:

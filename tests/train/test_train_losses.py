@@ -67,6 +67,25 @@ def test_aux_and_identity_known_values():
     assert float(L.masked_l1(pred, target, valid)) == pytest.approx((0.5 + 0 + 2) / 3)
 
 
+def test_cycle_loss_value_and_where_its_gradient_goes():
+    torch.manual_seed(0)
+    there = torch.nn.Conv2d(2, 1, 3, padding=1)  # source -> other domain
+    back = torch.nn.Conv2d(2, 1, 3, padding=1)  # other domain -> source
+    source = torch.randn(2, 1, 8, 8)
+    valid = (torch.rand(2, 1, 8, 8) > 0.2).float()
+    translated = torch.cat([there(torch.cat([source, valid], 1)) * valid, valid], 1)
+    by_hand = ((back(translated) * valid - source).abs() * valid).sum() / valid.sum()
+    for detach in (True, False):
+        there.zero_grad()
+        back.zero_grad()
+        loss = L.cycle_loss(back, translated, source, valid, detach=detach)
+        assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
+        loss.backward(retain_graph=True)
+        assert float(back.weight.grad.abs().sum()) > 0
+        # detached: only the generator translating back learns from its own round trip
+        assert (there.weight.grad is None or float(there.weight.grad.abs().sum()) == 0) == detach
+
+
 def test_intensity_loss_known_values():
     src = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     valid = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
