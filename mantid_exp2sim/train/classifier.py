@@ -14,7 +14,8 @@ normalised by the RMS of its unmasked bins, exactly as at inference.
 
 Augmentation (the input is scale-free, so a random global intensity factor would change
 nothing): a mild Gaussian blur (sigma up to ``--blur`` bins, normalised over the unmasked bins
-so the mask does not bleed), signal-dependent noise ``x + N(0, 1) (a sqrt(|x|) + b)`` with
+so the mask does not bleed), a blur along the mosaic's energy-window axis (sigma up to
+``--energy-blur`` windows; the in-plane blur never mixes two windows), signal-dependent noise ``x + N(0, 1) (a sqrt(|x|) + b)`` with
 ``a, b`` up to ``--noise`` (count-statistics-like plus a flat background), and random extra
 masking (with probability ``--mask-prob`` a random rectangle of up to a quarter of a tile row
 block and 0-5 % random bins), and with ``--flip`` the inversion Q -> -Q inside every tile (an
@@ -77,6 +78,7 @@ class ClassifierConfig:
     embedding_dim: int = 64
     noise: float = 0.1
     blur: float = 1.0
+    energy_blur: float = 0.0
     mask_prob: float = 0.5
     flip: bool = True
     batch_norm: bool = True
@@ -251,12 +253,37 @@ def _normalise(signal: np.ndarray) -> np.ndarray:
     return to_network_input(x, scale, batched=True)
 
 
+def _blur_windows(sig: "Any", valid: "Any", sigma: "Any", largest: float, tile: int) -> "Any":
+    """Gaussian blur of ``(N, H, W)`` mosaics along the window axis (column blocks of ``tile``).
+
+    One sigma per sample (in windows); normalised over the unmasked bins so the mask does not
+    bleed, with the windows beyond the first and last one treated as masked.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w = sig.shape
+    nw = w // tile
+    r = max(1, int(math.ceil(3 * largest)))
+    t = torch.arange(-r, r + 1, dtype=sig.dtype)
+    kern = torch.exp(-0.5 * (t[None, :] / sigma.clamp_min(1e-3)[:, None]) ** 2)
+    kern = kern / kern.sum(1, keepdim=True)  # (n, 2r+1)
+    # (n, 2, h, nw, tile) -> windows last: (1, n*2*h*tile channels, nw)
+    sv = torch.stack([sig * valid, valid], 1).reshape(n, 2, h, nw, tile).permute(0, 1, 2, 4, 3)
+    sv = F.pad(sv.reshape(1, -1, nw), (r, r))
+    k = kern.repeat_interleave(2 * h * tile, 0)[:, None, :]
+    sv = F.conv1d(sv, k, groups=k.shape[0]).reshape(n, 2, h, tile, nw).permute(0, 1, 2, 4, 3).reshape(n, 2, h, w)
+    blurred = sv[:, 0] / sv[:, 1].clamp_min(1e-6)
+    return torch.where(valid > 0, blurred, torch.zeros_like(sig))
+
+
 def augment_batch(
     x: "Any",
     generator: "Any",
     *,
     noise: float = 0.1,
     blur: float = 1.0,
+    energy_blur: float = 0.0,
     mask_prob: float = 0.5,
     flip: bool = True,
     tile: int = 40,
@@ -273,6 +300,10 @@ def augment_batch(
         Largest noise amplitudes ``a`` and ``b`` (see the module docstring).
     blur
         Largest Gaussian sigma in bins (0: no blur).
+    energy_blur
+        Largest Gaussian sigma, in energy windows, of a blur along the mosaic's energy-window
+        axis (between the ``tile``-wide column blocks of each Ei row block; 0: none). The
+        in-plane ``blur`` mixes neighbouring bins of one tile only, never two energy windows.
     mask_prob
         Probability of extra masking per sample.
     flip
@@ -309,6 +340,8 @@ def augment_batch(
         sv = sv.reshape(n, 2, h, w)
         blurred = sv[:, 0] / sv[:, 1].clamp_min(1e-6)
         sig = torch.where(valid > 0, blurred, torch.zeros_like(sig))
+    if energy_blur > 0 and w % tile == 0:
+        sig = _blur_windows(sig, valid, u(n) * energy_blur, energy_blur, tile)
     if noise > 0:
         a = (u(n) * noise)[:, None, None]
         b = (u(n) * noise)[:, None, None]
@@ -424,7 +457,8 @@ def train_classifier(
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
             x = torch.from_numpy(_normalise(data.read_batch(idx)))
-            x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, mask_prob=cfg.mask_prob, flip=cfg.flip)
+            x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, energy_blur=cfg.energy_blur,
+                              mask_prob=cfg.mask_prob, flip=cfg.flip)
             y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(data.classes)).float()
             loss, parts = duq_loss(model, x, y, gp_weight=cfg.gp_weight)
             opt.zero_grad()
@@ -606,6 +640,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="DUQ embedding size")
     p.add_argument("--noise", type=float, default=d.noise, help="largest augmentation noise amplitude (0: off)")
     p.add_argument("--blur", type=float, default=d.blur, help="largest augmentation blur sigma in bins (0: off)")
+    p.add_argument("--energy-blur", type=float, default=d.energy_blur,
+                   help="largest augmentation blur sigma along the mosaic's energy-window axis, in windows (0: off)")
     p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability of extra random masking")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip,
                    help="random Q -> -Q inversion inside the tiles (an exact symmetry; default on)")

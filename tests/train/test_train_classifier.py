@@ -91,6 +91,26 @@ def test_augmentation_keeps_scale_free_input_and_only_adds_masking():
     torch.testing.assert_close(z[:, 0], ref)
 
 
+def test_energy_blur_mixes_energy_windows_only_and_respects_the_mask():
+    tile, h, w = 8, 16, 80  # 2 Ei row blocks x 10 energy windows of 8 x 8 bins
+    x = torch.zeros(1, 2, h, w)
+    x[:, 1] = 1.0
+    x[0, 0, 3, 4 * tile + 5] = 1.0  # one bright bin in window 4
+    x[0, 1, :, 6 * tile : 7 * tile] = 0.0  # window 6 is masked
+    y = augment_batch(x, torch.Generator().manual_seed(0), noise=0.0, blur=0.0, energy_blur=1.5, mask_prob=0.0,
+                      flip=False, tile=tile)
+    sig = y[0, 0]
+    rows, cols = torch.nonzero(sig).T
+    assert set(rows.tolist()) == {3}  # never across Q rows or Ei blocks
+    assert set((cols % tile).tolist()) == {5}  # same bin inside each window
+    windows = sorted(set((cols // tile).tolist()))
+    assert 4 in windows and len(windows) > 1 and 6 not in windows  # spread, but not into the masked window
+    assert torch.equal(y[:, 1], x[:, 1])  # energy blur adds no masking
+    off = augment_batch(x, torch.Generator().manual_seed(0), noise=0.0, blur=0.0, energy_blur=0.0, mask_prob=0.0,
+                        flip=False, tile=tile)
+    assert torch.count_nonzero(off[0, 0]) == 1
+
+
 @pytest.mark.slow
 def test_train_and_export_end_to_end(tmp_path, capsys):
     from mantid_exp2sim.bundle import load_bundle
