@@ -16,7 +16,8 @@ where ``NCE_A`` compares keys ``F_A(G_A.nce_features(a))`` with queries
 ``F_B(G_B.nce_features(G_A(a)))`` at the same positions (DCLGAN's dual contrastive loss) and
 ``IDT_A = |G_A(b) - b|``. ``CYC_A = |G_B(G_A(a)) - a|`` is CycleGAN's cycle consistency
 (off by default as in DCLGAN); with ``cycle_detach`` (default) ``G_A(a)`` is detached, so
-``CYC_A`` trains only ``G_B``, on pseudo-pairs ``(G_A(a), a)``. Every term is masked (see :mod:`mantid_exp2sim.train.losses`).
+``CYC_A`` trains only ``G_B``, on pseudo-pairs ``(G_A(a), a)``. Every term is masked (see
+:mod:`mantid_exp2sim.train.losses`).
 With ``common_d_mask`` a discriminator sees real and generated patches under the same mask
 (the union of both batches' masked bins), so the coverage pattern cannot tell them apart.
 With ``d_input_norm`` every discriminator input is divided by its own RMS: each domain is
