@@ -20,6 +20,9 @@ The last line printed is one JSON object:
 * ``acc_convolved``: the same classifier on resolution-convolved test spectra (no deconvolution);
 * ``acc_deconvolved``: the same classifier on convolved spectra deconvolved by the 2D
   deconvolution generator (seed 000's pipeline);
+* ``acc_richardson_lucy`` (with ``--richardson-lucy N``): the same classifier on convolved
+  spectra deconvolved by Richardson-Lucy with the true energy kernel (bench_translate's), the
+  classical peer: how far better deconvolution alone can take this classifier;
 * ``acc_sim2exp``: a classifier trained on convolved spectra (``--classifier-convolved``, or
   trained here from ``--train-convolved FILE``) on unconvolved spectra convolved by the 2D
   convolution generator; ``acc_sim2exp_baseline``: that classifier on the unconvolved spectra
@@ -212,6 +215,16 @@ def train_convolved(path: str, epochs: int, out: Path, seed: int) -> Path:
                              training=res["data"], seed=seed, command=["bench_classify.py", "--train-convolved", path])
 
 
+def richardson_lucy_all(mosaics: np.ndarray, settings: dict, iterations: int) -> np.ndarray:
+    """Classical peer of the GAN: Richardson-Lucy with the true energy kernel (bench_translate's)."""
+    from bench_translate import richardson_lucy_mosaic
+
+    from mantid_exp2sim.simulate import get_resolution
+
+    resolution = get_resolution(settings.get("resolution") or "builtin")
+    return np.stack([richardson_lucy_mosaic(m, resolution, {}, iterations) for m in mosaics])
+
+
 # ------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deconvolve-model", help="2D deconvolution bundle (default: shipped deconvolve_2d)")
     p.add_argument("--convolve-model", help="2D convolution bundle (default: shipped convolve_2d)")
     p.add_argument("--repeats", type=int, default=1000, help="domain-score repeats per input")
+    p.add_argument("--richardson-lucy", type=int, default=0, metavar="N",
+                   help="also report acc_richardson_lucy: the classifier on convolved spectra deconvolved by N "
+                        "Richardson-Lucy iterations with the true energy kernel (a few seconds per spectrum)")
     p.add_argument("--threads", type=int, default=None, help="torch / ONNX Runtime threads")
     args = p.parse_args(argv)
 
@@ -327,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             result["acc_deconvolved"] = accuracy(clf, deconv, names)
         else:
             notes["acc_deconvolved"] = "null: no deconvolve_2d bundle"
+        if args.richardson_lucy:
+            result["acc_richardson_lucy"] = accuracy(clf, richardson_lucy_all(conv, settings, args.richardson_lucy),
+                                                     names)
         from mantid_exp2sim.classify import classify
         from mantid_exp2sim.simulate import simulate_mosaic_pair
         from mantid_exp2sim.simulate.spin_models import get_model
