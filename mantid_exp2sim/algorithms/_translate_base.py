@@ -153,6 +153,7 @@ def translate_histo(
     batch_size: int | None = None,
     patch_size: Sequence[int] | int | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    conserve_intensity: bool = True,
 ) -> MDHisto:
     """Add (``"convolve"``) or remove (``"deconvolve"``) the instrument resolution.
 
@@ -165,7 +166,7 @@ def translate_histo(
         ``"deconvolve"`` (Exp2Sim) or ``"convolve"`` (Sim2Exp).
     model_file, bundle
         A bundle path, or an already loaded bundle; neither: the shipped default.
-    backend, device, batch_size, patch_size, progress
+    backend, device, batch_size, patch_size, progress, conserve_intensity
         As in :func:`mantid_exp2sim.inference.translate`.
 
     Returns
@@ -192,6 +193,7 @@ def translate_histo(
         batch_size=batch_size,
         patch_size=patch_size,
         progress=progress,
+        conserve_intensity=conserve_intensity,
     )
     extra = {"errors": ERRORS_DESCRIPTION}
     if path is not None:
@@ -211,6 +213,8 @@ _PROVENANCE_KEYS = (
     "model_file",
     "errors",
     "model_warning",
+    "intensity_factor",
+    "intensity_conservation",
 )
 
 
@@ -264,6 +268,13 @@ def declare_properties(alg: Any, task: str) -> None:
         "rounded up to what the network needs. Empty: the model's default. Changes speed and "
         "memory use, not the result.",
     )
+    alg.declareProperty(
+        "ConserveIntensity",
+        True,
+        doc="Rescale the output so that its integrated intensity over the unmasked bins equals the "
+        "input's, as resolution (de)convolution does. Skipped, with the reason in the sample log "
+        "exp2sim_intensity_conservation, when negative bins cancel most of the integral.",
+    )
 
 
 def _options(alg: Any) -> dict[str, Any]:
@@ -277,6 +288,7 @@ def _options(alg: Any) -> dict[str, Any]:
         "device": DEVICES[alg.getProperty("Device").value],
         "batch_size": None if batch == Property.EMPTY_INT else batch,
         "patch_size": patch or None,
+        "conserve_intensity": bool(alg.getProperty("ConserveIntensity").value),
     }
 
 

@@ -73,6 +73,13 @@ def get_parser(task: str | None = None) -> argparse.ArgumentParser:
         help="stream .nxs/.h5 files tile by tile from and to disk (bounded memory for large "
         "volumes; the output then has no errors)",
     )
+    parser.add_argument(
+        "--no-conserve-intensity",
+        dest="conserve_intensity",
+        action="store_false",
+        help="keep the network's integrated intensity (default: rescale the output to the input's "
+        "integral over unmasked bins)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no list of outputs")
     return parser
@@ -159,7 +166,13 @@ def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, mo
     if dst.exists() and not args.overwrite:
         raise FileExistsError(f"the output '{dst}' exists (use --overwrite to replace it)")
     check_output_path(dst)
-    options = dict(backend=args.backend, device=args.device, batch_size=args.batch_size, patch_size=args.patch_size)
+    options = dict(
+        backend=args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        conserve_intensity=args.conserve_intensity,
+    )
     if args.stream:
         from ..inference import translate_file
 

@@ -8,7 +8,9 @@ Pipeline for one input (see docs/inference.md):
    bundle's normalisation), padded at the end of each axis to a multiple of the network's
    ``2**n_down`` with the bundle's padding rule;
 4. overlap tiles (:mod:`.tiler`) run through an ONNX Runtime or PyTorch backend in batches;
-5. each tile's core is multiplied by ``scale`` and masked bins become NaN again.
+5. each tile's core is multiplied by ``scale`` and masked bins become NaN again;
+6. the stitched output is multiplied by one number that gives it the input's integrated
+   intensity (:mod:`.conservation`; optional, on by default).
 
 The result equals whole-input inference (pad, run once, crop) to float32 round-off.
 Output errors are ``None``: the generator gives no uncertainty, and propagating the input's
@@ -30,6 +32,7 @@ from .._version import __version__
 from ..errors import BundleError, InputDataError, format_error
 from ..bundle.quality import validation_warning
 from ..histogram import MDHisto
+from .conservation import IntensitySums, conservation_factor
 from .backends import InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend, resolve_backend_name, validate_choice
 from .tiler import TilePlan, plan_tiles, run_tiled
 
@@ -39,6 +42,7 @@ __all__ = [
     "network_dims",
     "resolve_bundle",
     "checked_scale",
+    "checked_statistics",
     "plan_for",
     "provenance",
     "resolve_batch_size",
@@ -368,13 +372,14 @@ def network_dims(axes: Sequence[Any], spec: ModelSpec, bundle_id: str) -> list[i
     return keep
 
 
-def checked_scale(signal: Any) -> float:
-    """Intensity scale of a whole input, after checking it (one pass over the data).
+def checked_statistics(signal: Any) -> Any:
+    """Intensity statistics of a whole input, after checking it (one pass over the data).
 
     Returns
     -------
-    float
-        :func:`~mantid_exp2sim.models.normalisation.intensity_scale` of ``signal``.
+    IntensityScaleAccumulator
+        Fed with all of ``signal``: its ``scale`` (the RMS used for normalisation), ``total``
+        and ``total_abs`` (for intensity conservation).
 
     Raises
     ------
@@ -394,7 +399,38 @@ def checked_scale(signal: Any) -> float:
                 fix="check the input workspace: there is nothing to translate",
             )
         )
-    return float(acc.scale)
+    return acc
+
+
+def checked_scale(signal: Any) -> float:
+    """:func:`~mantid_exp2sim.models.normalisation.intensity_scale` of a checked whole input.
+
+    Raises
+    ------
+    InputDataError
+        As :func:`checked_statistics`.
+    """
+    return float(checked_statistics(signal).scale)
+
+
+def conserve_intensity_metadata(source: Any, output: Any, enabled: bool) -> tuple[float | None, dict[str, Any]]:
+    """Factor to apply to a raw translation, and the metadata that records it.
+
+    Parameters
+    ----------
+    source
+        :class:`~mantid_exp2sim.models.normalisation.IntensityScaleAccumulator` of the input.
+    output
+        :class:`~.conservation.IntensitySums` of the raw translation.
+    enabled
+        The caller's ``conserve_intensity``; False records that it was switched off.
+    """
+    if not enabled:
+        return None, {"intensity_factor": None, "intensity_conservation": "off"}
+    result = conservation_factor(IntensitySums(source.total, source.total_abs), output)
+    if result.factor is None:
+        log.info("Integrated intensity %s", result.reason)
+    return result.factor, result.metadata()
 
 
 def resolve_patch(patch_size: Any, spec: ModelSpec, device: str = "cpu") -> tuple[int, ...]:
@@ -511,6 +547,7 @@ def translate(
     patch_size: int | Sequence[int] | None = None,
     progress: Progress | None = None,
     half: bool = False,
+    conserve_intensity: bool = True,
 ) -> MDHisto:
     """Translate a histogram with a generator bundle (add or remove instrument resolution).
 
@@ -539,6 +576,10 @@ def translate(
         KeyboardInterrupt for a Mantid cancel) propagate immediately.
     half
         Half precision on a GPU (PyTorch backend).
+    conserve_intensity
+        Multiply the stitched output by one number so that its integral over the unmasked
+        bins equals the input's (:mod:`.conservation`; skipped, with the reason recorded,
+        when the data are not mostly positive).
 
     Returns
     -------
@@ -546,7 +587,8 @@ def translate(
         Same axes (names, units, extents, frames) and masked bins as ``histo``; ``errors``
         None; metadata of the input plus ``bundle_id``, ``bundle_sha256``, ``backend``,
         ``device``, ``precision``, ``package_version``, ``task``, ``direction``,
-        ``intensity_scale``, ``patch_size`` and ``n_tiles``.
+        ``intensity_scale``, ``intensity_factor``, ``intensity_conservation``,
+        ``patch_size`` and ``n_tiles``.
     """
     if not isinstance(histo, MDHisto):
         raise InputDataError(
@@ -561,7 +603,8 @@ def translate(
     keep = network_dims(histo.axes, spec, spec.bundle_id)
     signal = histo.signal.reshape([histo.shape[i] for i in keep])
     resolve_patch(patch_size, spec)  # argument errors before any backend is built
-    scale = checked_scale(signal)
+    stats = checked_statistics(signal)
+    scale = float(stats.scale)
     engine, patch, plan, batch_size = _prepare_run(
         b, spec, signal.shape, backend=backend, device=device, half=half, patch_size=patch_size, batch_size=batch_size
     )
@@ -576,7 +619,11 @@ def translate(
         batch_size=batch_size,
         progress=progress,
     )
+    factor, conservation = conserve_intensity_metadata(stats, IntensitySums.of(out), conserve_intensity)
+    if factor is not None:
+        out *= factor
     meta = run_metadata(spec, engine, scale, plan, bundle=b)
+    meta.update(conservation)
     return histo.with_signal(out.reshape(histo.shape), errors=None, metadata=meta)
 
 

@@ -24,11 +24,13 @@ from .engine import (
     network_dims,
     resolve_bundle,
     resolve_patch,
+    conserve_intensity_metadata,
     run_metadata,
     translate_array,
 )
+from .conservation import SummingSink
 
-__all__ = ["translate_file", "streamed_intensity_scale", "ReaderSource", "WriterSink", "return_freed_memory_promptly"]
+__all__ = ["translate_file", "streamed_intensity_scale", "streamed_statistics", "ReaderSource", "WriterSink", "return_freed_memory_promptly"]
 
 #: Elements per slab read while accumulating the intensity scale (32 MB of float64).
 SLAB_ELEMENTS = 1 << 22
@@ -110,12 +112,16 @@ class WriterSink:
         self.writer.write(_full_index(key, self.keep, len(self.writer.shape)), np.asarray(value), None)
 
 
-def streamed_intensity_scale(source: Any, *, slab_elements: int | None = None) -> float:
-    """RMS over the unmasked bins of an array-like, read in slabs along dimension 0.
+def streamed_statistics(source: Any, *, slab_elements: int | None = None) -> Any:
+    """Intensity statistics over the unmasked bins of an array-like, read in slabs along dimension 0.
 
-    Same value as :func:`mantid_exp2sim.models.normalisation.intensity_scale` (whose
-    accumulator it uses), with memory bounded by ``slab_elements`` (default
-    :data:`SLAB_ELEMENTS`).
+    The same values as :func:`mantid_exp2sim.inference.engine.checked_statistics`, with
+    memory bounded by ``slab_elements`` (default :data:`SLAB_ELEMENTS`).
+
+    Returns
+    -------
+    IntensityScaleAccumulator
+        With ``scale``, ``total`` and ``total_abs``.
 
     Raises
     ------
@@ -131,7 +137,13 @@ def streamed_intensity_scale(source: Any, *, slab_elements: int | None = None) -
     acc = IntensityScaleAccumulator()
     for start in range(0, shape[0], step):
         acc.update(source[start : start + step])
-    return float(acc.scale)
+    acc.scale  # raises when every bin is masked
+    return acc
+
+
+def streamed_intensity_scale(source: Any, *, slab_elements: int | None = None) -> float:
+    """RMS over the unmasked bins of an array-like (see :func:`streamed_statistics`)."""
+    return float(streamed_statistics(source, slab_elements=slab_elements).scale)
 
 
 def translate_file(
@@ -145,6 +157,7 @@ def translate_file(
     patch_size: int | Sequence[int] | None = None,
     progress: Progress | None = None,
     half: bool = False,
+    conserve_intensity: bool = True,
 ) -> Path:
     """Translate a histogram file into another, streaming tiles from and to disk.
 
@@ -156,8 +169,9 @@ def translate_file(
         ``.nxs`` (SaveMD layout, loadable with LoadMD) or ``.h5``; written atomically (a
         temporary file in the same folder, moved into place when complete; nothing is left
         behind on an error or a cancel). Must differ from ``input_path``.
-    bundle, backend, device, batch_size, patch_size, progress, half
-        As in :func:`mantid_exp2sim.inference.translate`.
+    bundle, backend, device, batch_size, patch_size, progress, half, conserve_intensity
+        As in :func:`mantid_exp2sim.inference.translate`. Conserving the intensity rescales
+        the written output in a second pass over the output file.
 
     Returns
     -------
@@ -184,7 +198,8 @@ def translate_file(
     with open_md_signal(src_path) as reader:
         keep = network_dims(reader.axes, spec, spec.bundle_id)
         source = ReaderSource(reader, keep)
-        scale = streamed_intensity_scale(source)
+        stats = streamed_statistics(source)
+        scale = float(stats.scale)
         engine, patch, plan, batch = _prepare_run(
             b, spec, source.shape, backend=backend, device=device, half=half, patch_size=patch_size,
             batch_size=batch_size,
@@ -192,9 +207,10 @@ def translate_file(
         meta = dict(reader.metadata)
         meta.update(run_metadata(spec, engine, scale, plan, bundle=b))
         with create_md_output(dst_path, reader.axes, metadata=meta, with_errors=False) as writer:
+            sink = SummingSink(WriterSink(writer, keep))
             translate_array(
                 source,
-                WriterSink(writer, keep),
+                sink,
                 OOMBackoff(engine),
                 spec,
                 scale=scale,
@@ -202,4 +218,8 @@ def translate_file(
                 batch_size=batch,
                 progress=progress,
             )
+            factor, conservation = conserve_intensity_metadata(stats, sink.sums, conserve_intensity)
+            if factor is not None:
+                writer.scale_signal(factor)
+            writer.update_metadata({**meta, **conservation})
     return dst_path

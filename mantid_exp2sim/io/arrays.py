@@ -142,6 +142,11 @@ def write_npz(histo: MDHisto, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------- .h5
+def set_h5_metadata(h5file: Any, metadata: Mapping[str, Any]) -> None:
+    """Replace the metadata of an exp2sim ``.h5`` histogram open for writing."""
+    h5file.attrs["metadata"] = metadata_to_json(dict(metadata))
+
+
 def create_h5_layout(
     h5file: Any,
     axes: Sequence[Axis],
@@ -161,7 +166,7 @@ def create_h5_layout(
     h5file.attrs["format"] = HISTOGRAM_FORMAT
     h5file.attrs["format_version"] = np.int32(HISTOGRAM_FORMAT_VERSION)
     h5file.attrs["axes"] = axes_to_json(axes)
-    h5file.attrs["metadata"] = metadata_to_json(dict(metadata or {}))
+    set_h5_metadata(h5file, dict(metadata or {}))
     shape = tuple(ax.bins for ax in axes)
     chunks = (1,) + shape[1:] if len(shape) > 1 else None
     out = {

@@ -115,6 +115,11 @@ def is_savemd(h5file: Any) -> bool:
     return SAVEMD_ENTRY in h5file
 
 
+def set_savemd_metadata(h5file: Any, metadata: Mapping[str, Any]) -> None:
+    """Replace the metadata of a SaveMD file open for writing."""
+    h5file[SAVEMD_ENTRY].attrs[_METADATA_ATTR] = _bytes(metadata_to_json(metadata))
+
+
 def create_savemd_layout(
     h5file: Any,
     axes: Sequence[Axis],
@@ -147,7 +152,7 @@ def create_savemd_layout(
     entry.attrs["NX_class"] = _bytes("NXentry")
     entry.attrs["SaveMDVersion"] = np.int32(2)
     entry.attrs["QConvention"] = _bytes(str(meta.get("q_convention", "Inelastic")))
-    entry.attrs[_METADATA_ATTR] = _bytes(metadata_to_json(meta))
+    set_savemd_metadata(h5file, meta)
     entry.create_dataset("coordinate_system", data=np.array([_coordinate_system(axes)], dtype=np.uint32))
     entry.create_dataset("visual_normalization", data=np.array([0], dtype=np.uint32))
 

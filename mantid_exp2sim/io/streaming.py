@@ -24,8 +24,8 @@ import numpy as np
 from ..errors import InputDataError, format_error
 from ..histogram import Axis, MDHisto
 from ._atomic import check_writable, commit_temp, reserve_temp
-from .arrays import create_h5_layout, read_h5_axes
-from .savemd import create_savemd_layout, read_savemd_axes
+from .arrays import create_h5_layout, read_h5_axes, set_h5_metadata
+from .savemd import create_savemd_layout, read_savemd_axes, set_savemd_metadata
 
 __all__ = ["HistogramReader", "HistogramWriter", "open_md_signal", "create_md_output", "STREAMABLE_EXTENSIONS"]
 
@@ -271,6 +271,25 @@ class HistogramWriter:
             self._datasets["signal"][idx] = sig
             if err is not None and "errors" in self._datasets:
                 self._datasets["errors"][idx] = np.where(masked, np.nan, err)
+
+    def scale_signal(self, factor: float, *, slab_elements: int = 1 << 22) -> None:
+        """Multiply every written signal bin by ``factor`` (slab by slab; NaN stays NaN).
+
+        Errors are left alone: the translation writes none.
+        """
+        if self._closed:
+            raise ValueError(f"the output '{self.path}' is already committed or aborted")
+        ds = self._datasets["signal"]
+        row = int(np.prod(ds.shape[1:])) if ds.ndim > 1 else 1
+        step = max(1, slab_elements // max(1, row))
+        for start in range(0, ds.shape[0], step):
+            ds[start : start + step] = ds[start : start + step] * float(factor)
+
+    def update_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Replace the metadata stored with the data."""
+        if self._closed:
+            raise ValueError(f"the output '{self.path}' is already committed or aborted")
+        (set_savemd_metadata if self.layout == "savemd" else set_h5_metadata)(self._file, metadata)
 
     def write_histo(self, histo: MDHisto) -> None:
         """Write a whole histogram (its axes must match)."""

@@ -43,12 +43,13 @@ def random_signal(shape, seed=0, masked=((0, 0),)):
     return signal
 
 
-def direct_translation(signal, dims, bundle_path):
+def direct_translation(signal, dims, bundle_path, conserve_intensity=True):
     """The engine's answer for the same data, without Mantid."""
     from mantid_exp2sim.inference import translate
 
     axes = [Axis(d[0], d[1], d[3], d[4], n, frame=d[2]) for d, n in zip(dims, signal.shape)]
-    return translate(MDHisto(signal, axes), load_bundle(bundle_path), backend="onnx", device="cpu").signal
+    return translate(MDHisto(signal, axes), load_bundle(bundle_path), backend="onnx", device="cpu",
+                     conserve_intensity=conserve_intensity).signal
 
 
 def assert_same_dimensions(out, ref, n):
@@ -133,6 +134,26 @@ def test_provenance_logs_and_copied_sample_logs(mantid, tiny_bundle):
     assert recorded["exp2sim_package_version"] == mantid_exp2sim.__version__
     assert recorded["Ei"] == pytest.approx(70.0)  # the input's sample logs are carried over
     assert not any(k.startswith("exp2sim_") for k in logs(ws))  # ...and the input's are untouched
+    assert recorded["exp2sim_intensity_conservation"] == "applied"
+    raw = direct_translation(random_signal((20, 20), seed=2), HKL2, path, conserve_intensity=False)
+    assert float(recorded["exp2sim_intensity_factor"]) == pytest.approx(np.nansum(ws.getSignalArray()) / np.nansum(raw))
+
+
+def test_conserve_intensity_can_be_switched_off(mantid, tiny_bundle):
+    api, simpleapi = mantid
+    path = tiny_bundle("convolve", 2)
+    signal = random_signal((24, 28), seed=5)
+    ws = make_ws(simpleapi, signal, HKL2)
+    on = simpleapi.ResolutionConvolveGAN(InputWorkspace=ws, ModelFile=str(path), OutputWorkspace="on_ws")
+    off = simpleapi.ResolutionConvolveGAN(
+        InputWorkspace=ws, ModelFile=str(path), ConserveIntensity=False, OutputWorkspace="off_ws"
+    )
+    # (the tiny untrained network is close to the identity: the engine's tests show the factor at work)
+    np.testing.assert_allclose(off.getSignalArray(), direct_translation(signal, HKL2, path, False), rtol=1e-5, atol=1e-6)
+    assert np.nansum(on.getSignalArray()) == pytest.approx(np.nansum(signal), rel=1e-9)
+    assert logs(on)["exp2sim_intensity_conservation"] == "applied"
+    assert logs(off)["exp2sim_intensity_conservation"] == "off"
+    assert "exp2sim_intensity_factor" not in logs(off)
 
 
 def test_integrated_dimension_is_carried_through(mantid, tiny_bundle, monkeypatch):

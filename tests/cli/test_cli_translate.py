@@ -132,6 +132,18 @@ def test_stream_mode_writes_without_errors(tmp_path, tiny_bundle):
     np.testing.assert_array_equal(out.errors[~np.isnan(out.signal)], 0.0)
 
 
+def test_no_conserve_intensity_option_reaches_both_paths(tmp_path, tiny_bundle):
+    histo = _histo()
+    src = save_histogram(histo, tmp_path / "in.nxs")
+    model = str(tiny_bundle("convolve", 2))
+    for extra in ([], ["--stream"]):
+        dst = tmp_path / f"out{len(extra)}.nxs"
+        assert main(["convolve", str(src), "-o", str(dst), "--model", model, "--no-conserve-intensity", "-q"] + extra) == 0
+        assert load_histogram(dst).metadata["intensity_conservation"] == "off"
+    assert main(["convolve", str(src), "-o", str(tmp_path / "on.nxs"), "--model", model, "-q"]) == 0
+    assert load_histogram(tmp_path / "on.nxs").metadata["intensity_conservation"] == "applied"
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main(["deconvolve", "a.nxs", "b.nxs", "-o", str(tmp_path / "one.nxs")]) == 2
     assert "give a directory" in capsys.readouterr().err

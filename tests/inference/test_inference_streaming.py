@@ -65,6 +65,21 @@ def test_file_round_trip_equals_in_memory(tmp_path, bundles, ext_in, ext_out):
     assert out.metadata["bundle_id"] == bundles[3].bundle_id
     assert out.metadata["sample"] == "PCSMO"
     assert out.metadata["n_tiles"] > 1
+    # the second pass over the output file gave it the input's integral
+    assert out.metadata["intensity_conservation"] == "applied"
+    assert out.metadata["intensity_factor"] == pytest.approx(ref.metadata["intensity_factor"], rel=1e-9)
+    assert np.nansum(out.signal) == pytest.approx(np.nansum(h.signal), rel=1e-9)
+
+
+def test_file_translation_without_intensity_conservation(tmp_path, bundles):
+    h = _histo((40, 52), seed=3)
+    src = save_histogram(h, tmp_path / "in.nxs")
+    dst = translate_file(src, tmp_path / "out.nxs", bundles[2], device="cpu", conserve_intensity=False)
+    ref = translate(h, bundles[2], device="cpu", conserve_intensity=False)
+    out = load_histogram(dst)
+    np.testing.assert_allclose(out.signal, ref.signal, rtol=0, atol=1e-12, equal_nan=True)
+    assert out.metadata["intensity_conservation"] == "off"
+    assert abs(np.nansum(out.signal) / np.nansum(h.signal) - 1) > 1e-3
 
 
 def test_tile_reads_are_bounded(tmp_path, bundles, monkeypatch):
