@@ -11,7 +11,11 @@ compares with the true counterpart:
 * ``psnr/ssim_richardson_lucy``: scikit-image ``restoration.richardson_lucy`` given the true
   resolution kernel of every column (see :func:`energy_kernel`);
 * ``psnr_convolve``: the convolve bundle (G_B) applied to the unconvolved spectrum;
-* ``intensity_ratio_*``: median over samples of sum(output) / sum(target), unmasked bins;
+* ``intensity_ratio_*``: median over samples of sum(output) / sum(target), unmasked bins, as
+  the package delivers them (``conserve_intensity`` on: the output has the input's integral);
+  ``intensity_ratio_*_raw``: the same for the network's own output (before the conservation
+  factor), and ``intensity_ratio_physics``: sum(convolved) / sum(unconvolved) of the
+  simulator, the ratio that conservation reproduces exactly;
 * ``fid_identity/deconvolve``: Frechet distance between pooled encoder features (the
   deconvolve bundle's own encoder, :func:`mantid_exp2sim.inference.encode_features`) of the
   inputs / outputs and of the true unconvolved spectra;
@@ -217,7 +221,8 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     n = min(n_pairs, len(a))
     res: dict[str, list[float]] = {k: [] for k in (
         "psnr_identity", "psnr_deconvolve", "psnr_richardson_lucy", "ssim_identity", "ssim_deconvolve",
-        "ssim_richardson_lucy", "psnr_convolve", "intensity_ratio_deconvolve", "intensity_ratio_convolve")}
+        "ssim_richardson_lucy", "psnr_convolve", "intensity_ratio_deconvolve", "intensity_ratio_convolve",
+        "intensity_ratio_deconvolve_raw", "intensity_ratio_convolve_raw", "intensity_ratio_physics")}
     t_dec, t_conv = [], []
     h_in, h_out, h_true = [], [], []
     log(f"{ndim}D: translating {n} pairs")
@@ -225,11 +230,12 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
         xa, xb = a.read(i).astype(np.float64), b.read(i).astype(np.float64)
         ha, hb = MDHisto(xa, axes), MDHisto(xb, axes)
         t0 = time.perf_counter()
-        ya = translate(ha, dec, device="cpu").signal
+        out_a = translate(ha, dec, device="cpu")
         t_dec.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        yb = translate(hb, conv, device="cpu").signal
+        out_b = translate(hb, conv, device="cpu")
         t_conv.append(time.perf_counter() - t0)
+        ya, yb = out_a.signal, out_b.signal
         if ndim == 2:
             rl = richardson_lucy_mosaic(xa, resolution, meta, rl_iterations)
         else:
@@ -240,6 +246,10 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
         res["psnr_convolve"].append(masked_psnr(yb, xa))
         res["intensity_ratio_deconvolve"].append(intensity_ratio(ya, xb))
         res["intensity_ratio_convolve"].append(intensity_ratio(yb, xa))
+        for key, y, target, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
+                                       ("convolve", yb, xa, out_b.metadata["intensity_factor"])):
+            res[f"intensity_ratio_{key}_raw"].append(intensity_ratio(y / (factor or 1.0), target))
+        res["intensity_ratio_physics"].append(intensity_ratio(xa, xb))
         h_in.append(ha)
         h_out.append(MDHisto(ya, axes))
         h_true.append(hb)
