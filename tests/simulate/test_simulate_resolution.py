@@ -197,3 +197,18 @@ def test_builtin_energy_widths_agree_with_maps_tables(pcsmo_dir):
         q = np.zeros_like(e)
         ratio = builtin.energy_sigma(e, ei) / np.sqrt(tables.covariance(q, q, e, ei)[:, 2, 2])
         assert np.all(np.abs(ratio - 1) < 0.2), (ei, ratio)
+
+
+@pytest.mark.shared
+def test_builtin_q_widths_agree_with_maps_tables(pcsmo_dir):
+    """The in-plane Q widths (what broadens constant-energy contours) match MAPS within 5%."""
+    pytest.importorskip("resins")
+    builtin = BuiltinMAPSResolution()
+    tables = TableResolution.from_directory(pcsmo_dir)
+    for ei in (25.0, 35.0, 50.0, 70.0, 100.0, 140.0):
+        e = np.linspace(0.13, 0.67, 5) * ei
+        qh, qk = np.full_like(e, 0.5), np.full_like(e, -0.3)
+        b, t = builtin.covariance(qh, qk, e, ei), tables.covariance(qh, qk, e, ei)
+        for i in (0, 1):
+            ratio = np.sqrt(b[:, i, i] / t[:, i, i])
+            assert np.all(np.abs(ratio - 1) < 0.05), (ei, i, ratio)
