@@ -79,6 +79,8 @@ class ClassifierConfig:
     noise: float = 0.1
     blur: float = 1.0
     energy_blur: float = 0.0
+    cycle_augment: float = 0.0
+    cycle_models: list[str] | None = None
     mask_prob: float = 0.5
     flip: bool = True
     batch_norm: bool = True
@@ -241,6 +243,65 @@ def _split(labels: np.ndarray, val_fraction: float, rng: np.random.Generator) ->
 
 
 # ------------------------------------------------------------------------- augmentation
+def cycled_spectra(
+    data: LabelledSpectra,
+    indices: Sequence[int],
+    models: Sequence[str] | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> dict[int, np.ndarray]:
+    """``deconvolve(convolve(x))`` of every sample in ``indices``, with the 2D generator bundles.
+
+    What a spectrum looks like after the paper's pipeline has taken it through the instrument
+    (the convolution generator) and back (the deconvolution generator), with the label of
+    the unconvolved spectrum it came from: training on such copies teaches the classifier to
+    ignore what deconvolution cannot restore, with no convolved simulation needed.
+
+    Parameters
+    ----------
+    data
+        The labelled unconvolved spectra.
+    indices
+        Samples to cycle (the training split).
+    models
+        ``[convolve_bundle, deconvolve_bundle]`` paths; None: the shipped 2D defaults.
+    """
+    from ..bundle import load_bundle
+    from ..bundle.defaults import default_bundle_path
+    from ..histogram import MDHisto
+    from ..inference import translate
+
+    if models is not None and len(models) != 2:
+        raise InputDataError(
+            format_error(
+                "--cycle-models needs two bundles",
+                reason=f"got {len(models)}: {list(models)}",
+                fix="give the convolve bundle, then the deconvolve bundle",
+            )
+        )
+    paths = list(models) if models else [default_bundle_path("convolve", 2), default_bundle_path("deconvolve", 2)]
+    conv, dec = (load_bundle(p, kind="generator") for p in paths)
+    for bundle, task in ((conv, "convolve"), (dec, "deconvolve")):
+        if bundle.manifest.get("task") != task or int(bundle.manifest.get("ndim", 0)) != 2:
+            raise InputDataError(
+                format_error(
+                    f"--cycle-models: '{bundle.path}' is not a 2D {task} bundle",
+                    reason=f"task {bundle.manifest.get('task')!r}, ndim {bundle.manifest.get('ndim')}",
+                    fix="give the convolve bundle, then the deconvolve bundle, both 2D",
+                )
+            )
+    out: dict[int, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for n, i in enumerate(indices):
+        h = MDHisto.from_array(data.read(int(i)).astype(np.float64))
+        y = translate(translate(h, conv, device="cpu"), dec, device="cpu").signal
+        out[int(i)] = y.astype(np.float32)
+        if log and (n + 1) % 200 == 0:
+            log(f"classifier: cycled {n + 1}/{len(indices)} spectra through the generators "
+                f"({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
 def _normalise(signal: np.ndarray) -> np.ndarray:
     """Per-sample scale-free input ``(N, 2, H, W)`` (RMS of each sample's unmasked bins)."""
     from ..models.normalisation import to_network_input
@@ -429,6 +490,9 @@ def train_classifier(
         )
     if data.preload(np.concatenate([tr, va])):
         say(f"classifier: {len(tr) + len(va)} samples held in memory")
+    cycled: dict[int, np.ndarray] = {}
+    if cfg.cycle_augment > 0:
+        cycled = cycled_spectra(data, tr, cfg.cycle_models, log=say)
     model = DUQClassifier(
         n_classes=len(data.classes),
         input_shape=data.shape,
@@ -456,7 +520,12 @@ def train_classifier(
         sums = {"loss": 0.0, "bce": 0.0, "gp": 0.0, "accuracy": 0.0}
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
-            x = torch.from_numpy(_normalise(data.read_batch(idx)))
+            batch = data.read_batch(idx)
+            if cycled:
+                swap = rng.random(len(idx)) < cfg.cycle_augment
+                for j in np.flatnonzero(swap):
+                    batch[j] = cycled[int(idx[j])]
+            x = torch.from_numpy(_normalise(batch))
             x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, energy_blur=cfg.energy_blur,
                               mask_prob=cfg.mask_prob, flip=cfg.flip)
             y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(data.classes)).float()
@@ -642,6 +711,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--blur", type=float, default=d.blur, help="largest augmentation blur sigma in bins (0: off)")
     p.add_argument("--energy-blur", type=float, default=d.energy_blur,
                    help="largest augmentation blur sigma along the mosaic's energy-window axis, in windows (0: off)")
+    p.add_argument("--cycle-augment", type=float, default=d.cycle_augment, metavar="P",
+                   help="probability of replacing a training spectrum by deconvolve(convolve(spectrum)) "
+                   "through the 2D generators (0: off)")
+    p.add_argument("--cycle-models", nargs=2, default=None, metavar=("CONVOLVE", "DECONVOLVE"),
+                   help="generator bundles for --cycle-augment (default: the shipped 2D ones)")
     p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability of extra random masking")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip,
                    help="random Q -> -Q inversion inside the tiles (an exact symmetry; default on)")

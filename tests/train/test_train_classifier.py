@@ -153,3 +153,49 @@ def test_bad_inputs(tmp_path, capsys):
         f.create_dataset("x", data=np.zeros(3))
     assert main(["--train", str(tmp_path / "plain.h5"), "--out", str(tmp_path / "x.h5")]) == 1
     assert "not an exp2sim-simulate data set" in capsys.readouterr().err
+
+
+def test_cycled_spectra_go_through_both_generators(tmp_path, tiny_bundle):
+    from mantid_exp2sim.bundle import load_bundle
+    from mantid_exp2sim.histogram import MDHisto
+    from mantid_exp2sim.inference import translate
+    from mantid_exp2sim.train.classifier import cycled_spectra
+
+    d = LabelledSpectra([str(write_dataset(tmp_path / "d.h5", n=(2, 2)))])
+    conv, dec = tiny_bundle("convolve", 2), tiny_bundle("deconvolve", 2)
+    out = cycled_spectra(d, [0, 3], [str(conv), str(dec)])
+    assert sorted(out) == [0, 3]
+    x = d.read(3).astype(np.float64)
+    expected = translate(translate(MDHisto.from_array(x), load_bundle(conv)), load_bundle(dec)).signal
+    np.testing.assert_allclose(out[3], expected, rtol=1e-5)
+    assert np.isnan(out[3][:20, :60]).all()  # the coverage mask survives the cycle
+    with pytest.raises(ValueError, match="not a 2D convolve bundle"):
+        cycled_spectra(d, [0], [str(dec), str(conv)])
+    with pytest.raises(ValueError, match="needs two bundles"):
+        cycled_spectra(d, [0], [str(conv)])
+
+
+def test_cycle_augmentation_replaces_training_spectra(tmp_path, tiny_bundle, monkeypatch, capsys):
+    """With --cycle-augment 1 every training batch is made of the cycled copies."""
+    import mantid_exp2sim.train.classifier as clf
+
+    data = write_dataset(tmp_path / "train.h5", n=(6, 6))
+    calls = {}
+
+    def fake_cycled(d, indices, models, log=None):
+        calls["indices"], calls["models"] = sorted(int(i) for i in indices), models
+        return {int(i): np.full(SHAPE, 7.0 + i, np.float32) for i in indices}
+
+    seen = []
+    real_normalise = clf._normalise
+    monkeypatch.setattr(clf, "cycled_spectra", fake_cycled)
+    monkeypatch.setattr(clf, "_normalise", lambda b: (seen.append(np.array(b)), real_normalise(b))[1])
+    conv, dec = str(tiny_bundle("convolve", 2)), str(tiny_bundle("deconvolve", 2))
+    argv = ["--train", str(data), "--out", str(tmp_path / "c.exp2sim.h5"), "--epochs", "1", "--batch-size", "4",
+            "--widths", "4,4,4,4", "--feature-dim", "4", "--embedding-dim", "4", "--val-fraction", "0.34",
+            "--threads", "1", "--exporter", "torchscript", "--cycle-augment", "1", "--cycle-models", conv, dec]
+    assert main(argv) == 0
+    assert len(calls["indices"]) == 8 and calls["models"] == [conv, dec]  # the training split only
+    train_batches = seen[:2]  # two batches of 4, then the held-out evaluation
+    assert all(np.all(np.nanstd(b.reshape(len(b), -1), axis=1) == 0) for b in train_batches)
+    assert np.nanstd(seen[-1][0]) > 0  # held-out spectra are never replaced
