@@ -32,8 +32,8 @@ from .._version import __version__
 from ..errors import BundleError, InputDataError, format_error
 from ..bundle.quality import validation_warning
 from ..histogram import MDHisto
-from .conservation import IntensitySums, conservation_factor
 from .backends import InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend, resolve_backend_name, validate_choice
+from .conservation import IntensitySums, conservation_factor
 from .tiler import TilePlan, plan_tiles, run_tiled
 
 __all__ = [

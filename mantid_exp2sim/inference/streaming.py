@@ -20,11 +20,11 @@ from .backends import InferenceBackend, OOMBackoff
 from .engine import (
     Progress,
     _prepare_run,
+    conserve_intensity_metadata,
     model_spec,
     network_dims,
     resolve_bundle,
     resolve_patch,
-    conserve_intensity_metadata,
     run_metadata,
     translate_array,
 )
