@@ -152,10 +152,13 @@ def run_demo(
         "psnr_measured_vs_truth": masked_psnr(measured.signal, truth.signal),
         "psnr_deconvolved_vs_truth": masked_psnr(deconvolved.signal, truth.signal),
         "integrated_intensity_ratio": float(np.nansum(deconvolved.signal) / np.nansum(measured.signal)),
+        # the factor that conserved it (None when not applied); 1 / factor is the network's own ratio
+        "deconvolution_intensity_factor": deconvolved.metadata.get("intensity_factor"),
         "deconvolution_bundle": deconvolved.metadata.get("bundle_id"),
         # against the noisy measured-like spectrum, so bounded by its counting noise
         "psnr_convolved_vs_measured": masked_psnr(convolved.signal, measured.signal),
         "convolution_intensity_ratio": float(np.nansum(convolved.signal) / np.nansum(truth.signal)),
+        "convolution_intensity_factor": convolved.metadata.get("intensity_factor"),
         "convolution_bundle": convolved.metadata.get("bundle_id"),
         "seconds": {k: round(v, 3) for k, v in timings.items()},
         "files": {k: str(v) for k, v in files.items()},
@@ -183,17 +186,22 @@ def _print_report(r: dict[str, Any]) -> None:
         zone = f"; input domain {c['domain']['zone']}" if c.get("domain") else ""
         return f"  {name:<22} {c['prediction']:<11} {c['verdict']:<20} ({ks}{zone})"
 
+    def kept(ratio: float, factor: float | None) -> str:
+        own = "" if factor is None else f" (conserved; the network alone: {1.0 / factor:.3f})"
+        return f"integrated intensity ratio {ratio:.3f}{own}"
+
     print("Classification:")
     print(line("before deconvolution", b))
     print(line("after deconvolution", a))
     print(
         f"Deconvolution ({r['deconvolution_bundle']}): PSNR vs true unconvolved "
         f"{r['psnr_measured_vs_truth']:.2f} dB -> {r['psnr_deconvolved_vs_truth']:.2f} dB; "
-        f"integrated intensity ratio {r['integrated_intensity_ratio']:.3f}"
+        + kept(r["integrated_intensity_ratio"], r["deconvolution_intensity_factor"])
     )
     print(
         f"Convolution ({r['convolution_bundle']}): PSNR vs the measured-like spectrum "
-        f"{r['psnr_convolved_vs_measured']:.2f} dB; integrated intensity ratio {r['convolution_intensity_ratio']:.3f}"
+        f"{r['psnr_convolved_vs_measured']:.2f} dB; "
+        + kept(r["convolution_intensity_ratio"], r["convolution_intensity_factor"])
     )
     print(f"Domain of applicability: mean {d['mean']:.4g} +- {d['std']:.3g} -> {d['zone']}")
     print("Time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["seconds"].items()))

@@ -55,8 +55,11 @@ def test_demo_writes_workspaces_figure_and_json_report(tmp_path, capsys, monkeyp
         assert c["prediction"] in c["K"]
     assert report["domain"]["zone"] in ZONES
     assert np.isfinite(report["domain"]["mean"]) and report["domain"]["std"] >= 0
-    # deconvolution conserves the integrated intensity to a few per cent
-    assert 0.9 < report["integrated_intensity_ratio"] < 1.1
+    # both translations conserve the integrated intensity (one factor each, recorded)
+    assert report["integrated_intensity_ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert report["deconvolution_intensity_factor"] == pytest.approx(deconvolved.metadata["intensity_factor"])
+    assert 0.8 < report["deconvolution_intensity_factor"] < 1.25
+    assert 0.8 < report["convolution_intensity_factor"] < 1.25
 
 
 def test_demo_reports_a_clear_error_for_a_missing_default_model(tmp_path, capsys, monkeypatch):
