@@ -280,16 +280,19 @@ def cycled_spectra(
             )
         )
     paths = list(models) if models else [default_bundle_path("convolve", 2), default_bundle_path("deconvolve", 2)]
-    conv, dec = (load_bundle(p, kind="generator") for p in paths)
-    for bundle, task in ((conv, "convolve"), (dec, "deconvolve")):
-        if bundle.manifest.get("task") != task or int(bundle.manifest.get("ndim", 0)) != 2:
+    loaded = []
+    for path, task in zip(paths, ("convolve", "deconvolve")):
+        try:
+            loaded.append(load_bundle(path, kind="generator", task=task, ndim=2))
+        except BundleError as exc:
             raise InputDataError(
                 format_error(
-                    f"--cycle-models: '{bundle.path}' is not a 2D {task} bundle",
-                    reason=f"task {bundle.manifest.get('task')!r}, ndim {bundle.manifest.get('ndim')}",
+                    f"--cycle-models: '{path}' is not a 2D {task} bundle",
+                    reason=str(exc),
                     fix="give the convolve bundle, then the deconvolve bundle, both 2D",
                 )
-            )
+            ) from None
+    conv, dec = loaded
     out: dict[int, np.ndarray] = {}
     t0 = time.perf_counter()
     for n, i in enumerate(indices):
