@@ -56,6 +56,7 @@ __all__ = [
     "DUQClassifier",
     "build_duq_classifier",
     "gradient_penalty",
+    "feature_mmd",
     "duq_loss",
 ]
 
@@ -254,7 +255,7 @@ def build_duq_classifier(config: Mapping[str, Any]) -> DUQClassifier:
         ) from None
 
 
-def gradient_penalty(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(x: torch.Tensor, k: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """Two-sided gradient penalty ``mean_i (||d sum_c K_ic / d x_i||_2 - 1)^2``.
 
     Parameters
@@ -263,28 +264,78 @@ def gradient_penalty(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         The input batch, with ``requires_grad`` set before the forward pass.
     k
         Kernel values computed from ``x``, ``(N, n_classes)``.
+    rows
+        Penalise only the first ``rows`` inputs (the labelled part of a batch that also holds
+        unlabelled inputs); None: all.
     """
     (grad,) = torch.autograd.grad(k.sum(), x, create_graph=True)
+    if rows is not None:
+        grad = grad[:rows]
     norm = grad.flatten(1).norm(2, dim=1)
     return ((norm - 1.0) ** 2).mean()
 
 
+def feature_mmd(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0)) -> torch.Tensor:
+    """Squared maximum mean discrepancy between two sets of feature vectors.
+
+    A sum of Gaussian kernels ``exp(-||u - v||^2 / (s * m))``, with ``m`` the median squared
+    distance between all pairs of the two sets (detached, so the loss cannot shrink by
+    rescaling the features) and ``s`` each of ``bandwidths``; the biased estimator, which is
+    never negative and is 0 when the two sets are the same.
+
+    Parameters
+    ----------
+    a, b
+        ``(Na, d)`` and ``(Nb, d)`` feature vectors (at least one row each).
+    """
+    x = torch.cat([a, b], 0)
+    d2 = torch.cdist(x, x).pow(2)
+    n = x.shape[0]
+    off = d2.detach()[~torch.eye(n, dtype=torch.bool, device=x.device)]
+    scale = off.median().clamp_min(1e-12) if off.numel() else torch.ones((), dtype=x.dtype)
+    k = sum(torch.exp(-d2 / (float(s) * scale)) for s in bandwidths)
+    na = a.shape[0]
+    return k[:na, :na].mean() + k[na:, na:].mean() - 2.0 * k[:na, na:].mean()
+
+
 def duq_loss(
-    model: DUQClassifier, x: torch.Tensor, y_onehot: torch.Tensor, *, gp_weight: float = 0.5
+    model: DUQClassifier,
+    x: torch.Tensor,
+    y_onehot: torch.Tensor,
+    *,
+    gp_weight: float = 0.5,
+    x_target: torch.Tensor | None = None,
+    align_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """DUQ training loss: BCE(K, one-hot) + gp_weight * gradient penalty.
+    """DUQ training loss: BCE(K, one-hot) + gp_weight * gradient penalty [+ alignment].
+
+    With ``x_target`` (unlabelled inputs from the domain the classifier will read, e.g.
+    deconvolved measured-like spectra), both batches go through the network together, so
+    batch normalisation sees both domains, and ``align_weight *`` :func:`feature_mmd` between
+    the two batches' feature vectors is added: unsupervised domain alignment. The labels,
+    the BCE and the gradient penalty use the labelled batch only.
 
     Returns
     -------
     loss
         Scalar tensor to back-propagate.
     parts
-        ``{"bce": ..., "gp": ..., "accuracy": ...}`` as floats for logging.
+        ``{"bce": ..., "gp": ..., "accuracy": ...}`` as floats for logging, plus ``"align"``
+        when ``x_target`` is given.
     """
-    x = x.detach().requires_grad_(gp_weight > 0)
-    k = model(x)
+    n = x.shape[0]
+    inputs = x if x_target is None else torch.cat([x, x_target], 0)
+    inputs = inputs.detach().requires_grad_(gp_weight > 0)
+    f = model.features(inputs)
+    k_all = model.kernel(model.embed(f))
+    k = k_all[:n]
     bce = F.binary_cross_entropy(k.clamp(1e-7, 1.0 - 1e-7), y_onehot.to(k.dtype))
-    gp = gradient_penalty(x, k) if gp_weight > 0 else torch.zeros((), dtype=k.dtype)
+    gp = gradient_penalty(inputs, k, rows=n) if gp_weight > 0 else torch.zeros((), dtype=k.dtype)
     acc = (k.argmax(1) == y_onehot.argmax(1)).float().mean()
     loss = bce + gp_weight * gp
-    return loss, {"bce": float(bce.detach()), "gp": float(gp.detach()), "accuracy": float(acc)}
+    parts = {"bce": float(bce.detach()), "gp": float(gp.detach()), "accuracy": float(acc)}
+    if x_target is not None:
+        align = feature_mmd(f[:n], f[n:])
+        loss = loss + align_weight * align
+        parts["align"] = float(align.detach())
+    return loss, parts

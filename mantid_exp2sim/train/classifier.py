@@ -81,6 +81,10 @@ class ClassifierConfig:
     energy_blur: float = 0.0
     cycle_augment: float = 0.0
     cycle_models: list[str] | None = None
+    align: list[str] | None = None
+    align_generator: str | None = None
+    align_weight: float = 1.0
+    align_samples: int = 1000
     mask_prob: float = 0.5
     flip: bool = True
     batch_norm: bool = True
@@ -266,8 +270,6 @@ def cycled_spectra(
     models
         ``[convolve_bundle, deconvolve_bundle]`` paths; None: the shipped 2D defaults.
     """
-    from ..bundle import load_bundle
-    from ..bundle.defaults import default_bundle_path
     from ..histogram import MDHisto
     from ..inference import translate
 
@@ -279,19 +281,11 @@ def cycled_spectra(
                 fix="give the convolve bundle, then the deconvolve bundle",
             )
         )
-    paths = list(models) if models else [default_bundle_path("convolve", 2), default_bundle_path("deconvolve", 2)]
-    loaded = []
-    for path, task in zip(paths, ("convolve", "deconvolve")):
-        try:
-            loaded.append(load_bundle(path, kind="generator", task=task, ndim=2))
-        except BundleError as exc:
-            raise InputDataError(
-                format_error(
-                    f"--cycle-models: '{path}' is not a 2D {task} bundle",
-                    reason=str(exc),
-                    fix="give the convolve bundle, then the deconvolve bundle, both 2D",
-                )
-            ) from None
+    paths = list(models) if models else [None, None]
+    loaded = [
+        _generator_2d(path, task, "--cycle-models", "give the convolve bundle, then the deconvolve bundle, both 2D")
+        for path, task in zip(paths, ("convolve", "deconvolve"))
+    ]
     conv, dec = loaded
     out: dict[int, np.ndarray] = {}
     t0 = time.perf_counter()
@@ -303,6 +297,75 @@ def cycled_spectra(
             log(f"classifier: cycled {n + 1}/{len(indices)} spectra through the generators "
                 f"({time.perf_counter() - t0:.0f} s)")
     return out
+
+
+def _generator_2d(path: str | None, task: str, option: str, fix: str) -> Any:
+    """Load a 2D generator bundle for ``task`` (None: the shipped default), naming ``option``."""
+    from ..bundle import load_bundle
+    from ..bundle.defaults import default_bundle_path
+
+    where = default_bundle_path(task, 2) if path is None else path
+    try:
+        return load_bundle(where, kind="generator", task=task, ndim=2)
+    except BundleError as exc:
+        raise InputDataError(
+            format_error(f"{option}: '{where}' is not a 2D {task} bundle", reason=str(exc), fix=fix)
+        ) from None
+
+
+def alignment_spectra(
+    paths: Sequence[str],
+    generator: str | None = None,
+    *,
+    max_samples: int | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """Unlabelled spectra of the domain the classifier will read, for domain alignment.
+
+    The **convolved** spectra of ``paths`` (their labels are never read), each taken through
+    the deconvolution generator, as ClassifySpinWaveModel's ``Deconvolve`` option does with
+    measured data.
+
+    Parameters
+    ----------
+    paths
+        Data-set files holding convolved spectra.
+    generator
+        The deconvolution bundle; None: the shipped 2D default; ``"none"``: use the
+        convolved spectra as they are.
+    max_samples
+        Use at most this many spectra (a seeded random choice).
+    seed
+        Seed of that choice.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, H, W)`` float32 spectra, NaN where masked.
+    """
+    from ..histogram import MDHisto
+    from ..inference import translate
+
+    data = LabelledSpectra(paths, "convolved")
+    idx = np.arange(len(data))
+    if max_samples is not None and max_samples < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, int(max_samples), replace=False))
+    dec = None
+    if generator is None or str(generator).lower() != "none":
+        dec = _generator_2d(generator, "deconvolve", "--align-generator",
+                            "give a 2D deconvolve bundle, or 'none' to align to the convolved spectra")
+    out = []
+    t0 = time.perf_counter()
+    for n, i in enumerate(idx):
+        x = data.read(int(i)).astype(np.float64)
+        if dec is not None:
+            x = translate(MDHisto.from_array(x), dec, device="cpu").signal
+        out.append(x.astype(np.float32))
+        if log and (n + 1) % 200 == 0:
+            log(f"classifier: prepared {n + 1}/{len(idx)} alignment spectra ({time.perf_counter() - t0:.0f} s)")
+    data.close()
+    return np.stack(out)
 
 
 def _normalise(signal: np.ndarray) -> np.ndarray:
@@ -496,6 +559,20 @@ def train_classifier(
     cycled: dict[int, np.ndarray] = {}
     if cfg.cycle_augment > 0:
         cycled = cycled_spectra(data, tr, cfg.cycle_models, log=say)
+    target: np.ndarray | None = None
+    if cfg.align:
+        target = alignment_spectra(cfg.align, cfg.align_generator, max_samples=cfg.align_samples,
+                                   seed=cfg.seed, log=say)
+        if target.shape[1:] != tuple(data.shape):
+            raise InputDataError(
+                format_error(
+                    "--align spectra do not match the training spectra",
+                    reason=f"shape {target.shape[1:]} against {tuple(data.shape)}",
+                    fix="align to data sets with the same mosaic layout as --train",
+                )
+            )
+        say(f"classifier: aligning features to {len(target)} unlabelled spectra "
+            f"(weight {cfg.align_weight:g})")
     model = DUQClassifier(
         n_classes=len(data.classes),
         input_shape=data.shape,
@@ -521,6 +598,8 @@ def train_classifier(
         model.train()
         order = tr[rng.permutation(len(tr))]
         sums = {"loss": 0.0, "bce": 0.0, "gp": 0.0, "accuracy": 0.0}
+        if target is not None:
+            sums["align"] = 0.0
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
             batch = data.read_batch(idx)
@@ -532,14 +611,21 @@ def train_classifier(
             x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, energy_blur=cfg.energy_blur,
                               mask_prob=cfg.mask_prob, flip=cfg.flip)
             y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(data.classes)).float()
-            loss, parts = duq_loss(model, x, y, gp_weight=cfg.gp_weight)
+            xt = None
+            if target is not None:
+                pick = rng.choice(len(target), len(idx), replace=len(target) < len(idx))
+                xt = augment_batch(torch.from_numpy(_normalise(target[pick])), gen, noise=cfg.noise,
+                                   blur=cfg.blur, energy_blur=cfg.energy_blur,
+                                   mask_prob=cfg.mask_prob, flip=cfg.flip)
+            loss, parts = duq_loss(model, x, y, gp_weight=cfg.gp_weight, x_target=xt,
+                                   align_weight=cfg.align_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             model.update_centroids(x, y)
             sums["loss"] += float(loss.detach()) * len(idx)
-            for k in ("bce", "gp", "accuracy"):
+            for k in parts:
                 sums[k] += parts[k] * len(idx)
         k_val = _evaluate(model, data, va, cfg.batch_size)
         y_val = labels[va]
@@ -550,9 +636,10 @@ def train_classifier(
         row = {k: v / len(tr) for k, v in sums.items()}
         row.update(epoch=epoch + 1, val_accuracy=val_acc, val_bce=val_bce, seconds=time.perf_counter() - t0)
         history.append(row)
+        extra = f", align {row['align']:.4f}" if "align" in row else ""
         say(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f} (bce {row['bce']:.4f}, gp "
-            f"{row['gp']:.4f}), train acc {row['accuracy']:.3f}, held-out acc {val_acc:.3f}, "
+            f"{row['gp']:.4f}{extra}), train acc {row['accuracy']:.3f}, held-out acc {val_acc:.3f}, "
             f"held-out bce {val_bce:.4f}, {row['seconds']:.0f} s"
         )
         key = (val_acc, -val_bce)
@@ -575,6 +662,14 @@ def train_classifier(
         "per_class_train": {c: int((labels[tr] == i).sum()) for i, c in enumerate(data.classes)},
         "sample_shape": list(data.shape),
     }
+    if target is not None:
+        desc["aligned_to"] = {
+            "files": [str(p) for p in cfg.align],
+            "kind": "convolved, unlabelled",
+            "generator": cfg.align_generator or "shipped deconvolve_2d",
+            "n_samples": int(len(target)),
+            "weight": float(cfg.align_weight),
+        }
     data.close()
     return {
         "model": model,
@@ -719,6 +814,16 @@ def get_parser() -> argparse.ArgumentParser:
                    "through the 2D generators (0: off)")
     p.add_argument("--cycle-models", nargs=2, default=None, metavar=("CONVOLVE", "DECONVOLVE"),
                    help="generator bundles for --cycle-augment (default: the shipped 2D ones)")
+    p.add_argument("--align", nargs="+", default=d.align, metavar="FILE.h5",
+                   help="unsupervised domain alignment: match the features of the training spectra to "
+                        "those of these data sets' convolved spectra (labels unused), deconvolved by "
+                        "--align-generator (default: off)")
+    p.add_argument("--align-generator", default=d.align_generator, metavar="BUNDLE",
+                   help="2D deconvolve bundle for the --align spectra (default: the shipped one; "
+                        "'none': align to the convolved spectra themselves)")
+    p.add_argument("--align-weight", type=float, default=d.align_weight, help="weight of the alignment (MMD) term")
+    p.add_argument("--align-samples", type=int, default=d.align_samples,
+                   help="use at most this many --align spectra")
     p.add_argument("--mask-prob", type=float, default=d.mask_prob, help="probability of extra random masking")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip,
                    help="random Q -> -Q inversion inside the tiles (an exact symmetry; default on)")

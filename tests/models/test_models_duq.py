@@ -11,6 +11,7 @@ from mantid_exp2sim.models.duq import (  # noqa: E402
     DUQClassifier,
     build_duq_classifier,
     duq_loss,
+    feature_mmd,
     gradient_penalty,
 )
 
@@ -81,6 +82,48 @@ def test_gradient_penalty_matches_autograd():
     assert gp.item() == pytest.approx(expected.item(), rel=1e-4)
     gp.backward()  # differentiable (double backprop)
     assert m.conv1.weight.grad is not None
+
+
+def test_feature_mmd_is_zero_for_equal_sets_and_grows_with_the_shift():
+    torch.manual_seed(0)
+    a = torch.randn(32, 6)
+    assert feature_mmd(a, a.clone()).item() == pytest.approx(0.0, abs=1e-6)
+    near = feature_mmd(a, torch.randn(32, 6)).item()
+    far = feature_mmd(a, torch.randn(32, 6) + 3.0).item()
+    assert 0.0 <= near < far
+    # the bandwidth follows the data: rescaling both sets changes nothing
+    b = torch.randn(32, 6) + 1.0
+    assert feature_mmd(10 * a, 10 * b).item() == pytest.approx(feature_mmd(a, b).item(), rel=1e-4)
+    # exact value on a tiny case: two single points at squared distance d2, median d2
+    p, q = torch.zeros(1, 1), torch.ones(1, 1) * 2.0
+    expected = 2 * 3 - 2 * sum(math.exp(-1.0 / s) for s in (0.5, 1.0, 2.0))
+    assert feature_mmd(p, q).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_duq_loss_with_unlabelled_target_batch():
+    torch.manual_seed(1)
+    m = DUQClassifier(**SMALL).train()
+    x, y = torch.randn(4, 2, 48, 80), onehot([0, 1, 0, 1])
+    xt = torch.randn(4, 2, 48, 80) + 2.0
+    _, parts = duq_loss(m, x, y, gp_weight=0.0)
+    assert "align" not in parts
+    loss, parts_t = duq_loss(m, x, y, gp_weight=0.0, x_target=xt, align_weight=2.0)
+    assert parts_t["align"] > 0
+    # the alignment term is added with its weight to the labelled batch's BCE
+    assert loss.item() == pytest.approx(parts_t["bce"] + 2.0 * parts_t["align"], rel=1e-5)
+    # gradients reach the feature extractor through the alignment term alone
+    m.zero_grad()
+    with_align, _ = duq_loss(m, x, y, gp_weight=0.0, x_target=xt, align_weight=1.0)
+    without, _ = duq_loss(m, x, y, gp_weight=0.0, x_target=xt, align_weight=0.0)
+    (with_align - without).backward()
+    assert m.conv1.weight.grad.abs().sum() > 0
+    # the gradient penalty covers the labelled rows only (eval mode: samples are independent)
+    m.eval()
+    xs = x.clone().requires_grad_(True)
+    expected = gradient_penalty(xs, m(xs)).item()
+    xg = torch.cat([x, xt]).requires_grad_(True)
+    assert gradient_penalty(xg, m(xg)[:4], rows=4).item() == pytest.approx(expected, rel=1e-4)
+    assert gradient_penalty(xg, m(xg)).item() != pytest.approx(expected, rel=1e-4)
 
 
 def test_training_separates_two_synthetic_classes():

@@ -199,3 +199,60 @@ def test_cycle_augmentation_replaces_training_spectra(tmp_path, tiny_bundle, mon
     train_batches = seen[:2]  # two batches of 4, then the held-out evaluation
     assert all(np.all(np.nanstd(b.reshape(len(b), -1), axis=1) == 0) for b in train_batches)
     assert np.nanstd(seen[-1][0]) > 0  # held-out spectra are never replaced
+
+
+def test_alignment_spectra_are_deconvolved_convolved_spectra(tmp_path, tiny_bundle):
+    from mantid_exp2sim.bundle import load_bundle
+    from mantid_exp2sim.histogram import MDHisto
+    from mantid_exp2sim.inference import translate
+    from mantid_exp2sim.train.classifier import alignment_spectra
+
+    p = str(write_dataset(tmp_path / "d.h5", n=(3, 3)))
+    conv = LabelledSpectra([p], "convolved")
+    raw = alignment_spectra([p], "none")
+    assert raw.shape == (6, *SHAPE) and raw.dtype == np.float32
+    np.testing.assert_allclose(raw[4], conv.read(4), rtol=1e-6)
+    dec = tiny_bundle("deconvolve", 2)
+    out = alignment_spectra([p], str(dec), max_samples=4, seed=1)
+    assert out.shape == (4, *SHAPE)
+    chosen = [i for i in range(6) if any(np.allclose(translate(MDHisto.from_array(conv.read(i).astype(np.float64)),
+                                                               load_bundle(dec)).signal, o, rtol=1e-5, equal_nan=True)
+                                         for o in out)]
+    assert len(chosen) == 4  # each output is one convolved spectrum taken through the generator
+    assert np.isnan(out[:, :20, :60]).all()  # the mask survives
+    with pytest.raises(ValueError, match="not a 2D deconvolve bundle"):
+        alignment_spectra([p], str(tiny_bundle("convolve", 2)))
+
+
+def test_alignment_trains_on_both_batches_and_is_recorded(tmp_path, capsys):
+    from mantid_exp2sim.bundle import load_bundle
+
+    train = write_dataset(tmp_path / "train.h5", n=(6, 6))
+    other = write_dataset(tmp_path / "other.h5", n=(4, 4), seed=5)
+    out = tmp_path / "c.exp2sim.h5"
+    argv = ["--train", str(train), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+            "--widths", "4,4,4,4", "--feature-dim", "4", "--embedding-dim", "4", "--val-fraction", "0.34",
+            "--threads", "1", "--exporter", "torchscript", "--align", str(other), "--align-generator", "none",
+            "--align-weight", "0.5"]
+    assert main(argv) == 0
+    log = capsys.readouterr().out
+    assert "aligning features to 8 unlabelled spectra (weight 0.5)" in log and ", align " in log
+    m = load_bundle(out, kind="classifier").manifest
+    aligned = m["training"]["aligned_to"]
+    assert aligned["files"] == [str(other)] and aligned["n_samples"] == 8 and aligned["weight"] == 0.5
+    assert m["validation"]["history"][0]["align"] > 0
+    # a data set of another layout is refused, naming the option
+    small = tmp_path / "small.h5"
+    with h5py.File(small, "w") as f:
+        f.attrs["format"] = "exp2sim-dataset"
+        f.attrs["format_version"] = 1
+        f.attrs["representation"] = "mosaic"
+        f.create_dataset("mask", data=np.zeros((24, 40), np.uint8))
+        for name, label in (("goodenough", 1), ("dimer", 0)):
+            g = f.create_group(name)
+            g.attrs["label"], g.attrs["complete"] = label, 2
+            g.create_dataset("convolved", data=np.ones((2, 24, 40), np.float32))
+            g.create_dataset("unconvolved", data=np.ones((2, 24, 40), np.float32))
+    argv[argv.index(str(other))] = str(small)
+    assert main(argv) == 1
+    assert "--align spectra do not match" in capsys.readouterr().err
