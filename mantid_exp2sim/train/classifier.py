@@ -23,6 +23,16 @@ exact symmetry of the simulated spectra; single mirror flips are not, so they ar
 after which the sample is renormalised. They make the classifier
 robust to the noise, residual resolution and coverage differences of measured data.
 
+Domain alignment (``--align FILE.h5``, off by default): the classifier will read deconvolved
+measured spectra, which keep some of the instrument's broadening. Their labels are unknown,
+but the spectra themselves are at hand; with ``--align`` every training step also draws a
+batch of unlabelled convolved spectra from FILE.h5, deconvolved by ``--align-generator``
+(prepared once, before training), sends it through the network together with the labelled
+batch (so batch normalisation sees both), and adds ``--align-weight`` times the maximum mean
+discrepancy between the two batches' feature vectors (:func:`mantid_exp2sim.models.duq.feature_mmd`):
+unsupervised domain alignment. Labels, BCE, gradient penalty and centroids use the labelled
+unconvolved spectra only.
+
 Export: thresholds calibrated on the held-out data
 (:func:`mantid_exp2sim.classify.calibrate_thresholds`), the ONNX graph (checked against
 PyTorch), the weights, class names, the mosaic layout and the exact command, via
