@@ -329,6 +329,7 @@ def alignment_spectra(
     *,
     max_samples: int | None = None,
     seed: int = 0,
+    shape: Sequence[int] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Unlabelled spectra of the domain the classifier will read, for domain alignment.
@@ -348,6 +349,8 @@ def alignment_spectra(
         Use at most this many spectra (a seeded random choice).
     seed
         Seed of that choice.
+    shape
+        The training spectra's shape; the data sets must match it (checked before any work).
 
     Returns
     -------
@@ -358,6 +361,21 @@ def alignment_spectra(
     from ..inference import translate
 
     data = LabelledSpectra(paths, "convolved")
+    if shape is not None and tuple(data.shape or ()) != tuple(shape):
+        data.close()
+        raise InputDataError(
+            format_error(
+                "--align spectra do not match the training spectra",
+                reason=f"shape {tuple(data.shape or ())} against {tuple(shape)}",
+                fix="align to data sets with the same mosaic layout as --train",
+            )
+        )
+    if max_samples is not None and max_samples < 1:
+        data.close()
+        raise InputDataError(
+            format_error("--align-samples must be at least 1", reason=f"got {max_samples}",
+                         fix="give a positive number of spectra")
+        )
     idx = np.arange(len(data))
     if max_samples is not None and max_samples < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(idx, int(max_samples), replace=False))
@@ -571,16 +589,13 @@ def train_classifier(
         cycled = cycled_spectra(data, tr, cfg.cycle_models, log=say)
     target: np.ndarray | None = None
     if cfg.align:
-        target = alignment_spectra(cfg.align, cfg.align_generator, max_samples=cfg.align_samples,
-                                   seed=cfg.seed, log=say)
-        if target.shape[1:] != tuple(data.shape):
+        if not cfg.align_weight >= 0:
             raise InputDataError(
-                format_error(
-                    "--align spectra do not match the training spectra",
-                    reason=f"shape {target.shape[1:]} against {tuple(data.shape)}",
-                    fix="align to data sets with the same mosaic layout as --train",
-                )
+                format_error("--align-weight must not be negative", reason=f"got {cfg.align_weight}",
+                             fix="give a weight >= 0 (0 still lets batch normalisation see both domains)")
             )
+        target = alignment_spectra(cfg.align, cfg.align_generator, max_samples=cfg.align_samples,
+                                   seed=cfg.seed, shape=data.shape, log=say)
         say(f"classifier: aligning features to {len(target)} unlabelled spectra "
             f"(weight {cfg.align_weight:g})")
     model = DUQClassifier(

@@ -256,3 +256,13 @@ def test_alignment_trains_on_both_batches_and_is_recorded(tmp_path, capsys):
     argv[argv.index(str(other))] = str(small)
     assert main(argv) == 1
     assert "--align spectra do not match" in capsys.readouterr().err
+    argv[argv.index(str(small))] = str(other)
+    for option, value, message in (("--align-weight", "-1", "--align-weight must not be negative"),
+                                   ("--align-samples", "0", "--align-samples must be at least 1")):
+        bad = list(argv)
+        if option in bad:
+            bad[bad.index(option) + 1] = value
+        else:
+            bad += [option, value]
+        assert main(bad) == 1
+        assert message in capsys.readouterr().err
