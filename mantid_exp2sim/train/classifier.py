@@ -615,6 +615,10 @@ def train_classifier(
         f"classifier: {len(tr)} training / {len(va)} held-out {cfg.kind} samples, classes "
         f"{data.classes}, {sum(p.numel() for p in model.parameters())} parameters"
     )
+    def augment(x: Any) -> Any:
+        return augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, energy_blur=cfg.energy_blur,
+                             mask_prob=cfg.mask_prob, flip=cfg.flip)
+
     history: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
     best_state = None
@@ -633,15 +637,12 @@ def train_classifier(
                 for j in np.flatnonzero(swap):
                     batch[j] = cycled[int(idx[j])]
             x = torch.from_numpy(_normalise(batch))
-            x = augment_batch(x, gen, noise=cfg.noise, blur=cfg.blur, energy_blur=cfg.energy_blur,
-                              mask_prob=cfg.mask_prob, flip=cfg.flip)
+            x = augment(x)
             y = torch.nn.functional.one_hot(torch.from_numpy(labels[idx]), len(data.classes)).float()
             xt = None
             if target is not None:
                 pick = rng.choice(len(target), len(idx), replace=len(target) < len(idx))
-                xt = augment_batch(torch.from_numpy(_normalise(target[pick])), gen, noise=cfg.noise,
-                                   blur=cfg.blur, energy_blur=cfg.energy_blur,
-                                   mask_prob=cfg.mask_prob, flip=cfg.flip)
+                xt = augment(torch.from_numpy(_normalise(target[pick])))
             loss, parts = duq_loss(model, x, y, gp_weight=cfg.gp_weight, x_target=xt,
                                    align_weight=cfg.align_weight)
             opt.zero_grad()
