@@ -30,6 +30,20 @@ if not REAL_MANTID and str(_DOUBLE) not in sys.path:
     sys.path.insert(0, str(_DOUBLE))
 
 
+def pytest_report_header(config) -> list[str]:
+    """Name the numerical stack, so that a failure can be matched to a release or BLAS build."""
+    from importlib import metadata
+
+    names = ("numpy", "scipy", "h5py", "onnxruntime", "onnxruntime-gpu", "torch", "POT", "resins")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ["numerical stack: " + ", ".join(found), f"mantid: {'real' if REAL_MANTID else 'test double'}"]
+
+
 @pytest.fixture(scope="session")
 def real_mantid() -> bool:
     """True when the tests run against real Mantid, False with the test double."""

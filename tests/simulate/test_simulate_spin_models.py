@@ -3,6 +3,7 @@ published-parameter spectra, the square-lattice family."""
 
 import numpy as np
 import pytest
+from numerics import EIGEN_CROSS_PATH_RTOL
 
 from mantid_exp2sim.errors import InputDataError
 from mantid_exp2sim.simulate import _pcsmo
@@ -212,7 +213,7 @@ def test_twin_weights_and_l_dependence_of_bilayer():
     assert np.max(np.abs(I0 - I1)) > 1e-3 * I0.max()
     # volume weighting: a single-twin model would give twice the per-twin intensity
     single = m.modes(m.defaults, [0.3, 0.55], [0.1, -0.2]).per_twin[0].intensities()
-    np.testing.assert_allclose(I0[:, :16], 0.5 * single, rtol=1e-12)
+    np.testing.assert_allclose(I0[:, :16], 0.5 * single, rtol=EIGEN_CROSS_PATH_RTOL)
 
 
 def test_kinematic_l_and_accessibility():
@@ -235,7 +236,8 @@ def test_kinematic_l_and_accessibility():
     for n in np.flatnonzero(ok.any(axis=1))[:4]:
         for mode in np.flatnonzero(ok[n])[:6]:
             _, Il = m.spectrum(m.defaults, qh[n], qk[n], lk[n, mode])
-            np.testing.assert_allclose(I[n, mode], Il[0, mode], rtol=1e-9, atol=1e-12)
+            # two solver calls: see numerics.py for why 1e-9 is more than LAPACK promises
+            np.testing.assert_allclose(I[n, mode], Il[0, mode], rtol=EIGEN_CROSS_PATH_RTOL, atol=1e-12)
     # energies are those of the l = 0 spectrum
     np.testing.assert_allclose(E, m.spectrum(m.defaults, qh, qk, 0.0)[0])
 
