@@ -30,8 +30,8 @@ if not REAL_MANTID and str(_DOUBLE) not in sys.path:
     sys.path.insert(0, str(_DOUBLE))
 
 
-def pytest_report_header(config) -> list[str]:
-    """Name the numerical stack, so that a failure can be matched to a release or BLAS build."""
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the numerical stack (also under ``-q``), so that a failure can be matched to a release."""
     from importlib import metadata
 
     names = ("numpy", "scipy", "h5py", "onnxruntime", "onnxruntime-gpu", "torch", "POT", "resins")
@@ -41,7 +41,8 @@ def pytest_report_header(config) -> list[str]:
             found.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             pass
-    return ["numerical stack: " + ", ".join(found), f"mantid: {'real' if REAL_MANTID else 'test double'}"]
+    terminalreporter.write_line("numerical stack: " + ", ".join(found)
+                                + f"; mantid: {'real' if REAL_MANTID else 'test double'}")
 
 
 @pytest.fixture(scope="session")
