@@ -33,6 +33,7 @@ from .manifest import (
     check_expected,
     validate_manifest,
 )
+from .onnx_check import check_onnx_part
 from .registry import get_builder
 
 __all__ = ["Bundle", "write_bundle", "load_bundle", "array_sha256"]
@@ -103,7 +104,8 @@ def write_bundle(
         From :func:`make_manifest`; ``schema_version`` and ``parts`` are (re)computed here,
         absent optional keys are stored as null. Not modified.
     onnx, onnx_encoder
-        Serialised ONNX models (e.g. from ``mantid_exp2sim.onnx.export_onnx``).
+        Serialised ONNX models (e.g. from ``mantid_exp2sim.onnx.export_onnx``), every tensor
+        stored inside (a graph with external data is refused, as the loader would).
     weights
         ``state_dict``: name -> array or tensor (floats stored as float32).
     reference
@@ -133,6 +135,7 @@ def write_bundle(
                     fix="pass the bytes returned by mantid_exp2sim.onnx.export_onnx",
                 )
             )
+        check_onnx_part(bytes(blob), part=name, where=str(path))
         byte_parts[name] = np.frombuffer(bytes(blob), dtype=np.uint8)
     arrays: dict[str, dict[str, np.ndarray]] = {"weights": {}, "reference": {}}
     for group, src, f32 in (("weights", weights, True), ("reference", reference or {}, False)):
@@ -301,8 +304,11 @@ def load_bundle(
 ) -> Bundle:
     """Open, validate and read a bundle.
 
-    Checks the schema name and version, the manifest's keys, ``kind``/``task``/``ndim`` when
-    given, that the file holds exactly the parts the manifest lists, and every checksum.
+    Checks the schema name and version, the manifest (every field that changes behaviour,
+    see :func:`~mantid_exp2sim.bundle.manifest.validate_manifest`), ``kind``/``task``/``ndim``
+    when given, that the file holds exactly the parts the manifest lists, every checksum, and
+    that each ONNX part is a serialised ONNX model that keeps all its tensors inside (no
+    external data: loading a bundle never reads another file).
 
     Raises
     ------
@@ -443,4 +449,6 @@ def _read_parts(f: Any, manifest: dict[str, Any], path: Path) -> tuple[dict[str,
     if not arrays["weights"]:
         raise BundleError(format_error(f"Model bundle {path} holds no weights", reason="parts/weights is empty",
                                        fix=_REPAIR))
+    for name, blob in byte_parts.items():
+        check_onnx_part(blob, part=name, where=str(path))
     return byte_parts, arrays

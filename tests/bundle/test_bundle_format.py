@@ -21,9 +21,10 @@ from mantid_exp2sim.bundle import (
     write_bundle,
 )
 from mantid_exp2sim.errors import BundleError
+from minimal_onnx import minimal_onnx
 
-ONNX = b"\x08\x07fake-onnx-graph" * 10
-ENCODER = b"\x08\x07fake-encoder"
+ONNX = minimal_onnx("network")
+ENCODER = minimal_onnx("encoder", value=2.0)
 
 
 class _FakeNet:
