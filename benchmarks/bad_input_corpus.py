@@ -54,6 +54,7 @@ Building needs torch and onnx (the ``train`` extra) for the tiny bundles and che
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -375,8 +376,10 @@ def damaged_bundle(r: "Resources", d: Path, how: str, *, source: str = "deconvol
     ``how``: ``checksum`` (a weight changed after writing), ``truncated`` (first half),
     ``text`` (a text file), ``external`` / ``external_encoder`` (the ONNX graph keeps its
     largest initializer in ``w.bin``, written next to the bundle and in ``d``), ``not_onnx`` /
-    ``not_onnx_encoder`` (the part is text, valid checksums), ``newer_schema``, or
-    ``field:<dotted.path>=<JSON value>`` (one manifest field changed).
+    ``not_onnx_encoder`` (the part is text, valid checksums), ``hdf5_external_storage`` (a
+    weight's bytes kept in the raw file ``w.raw`` by HDF5, valid checksum),
+    ``hdf5_external_link`` (``/parts`` is a link to the parts of ``other.h5``), ``newer_schema``,
+    or ``field:<dotted.path>=<JSON value>`` (one manifest field changed).
     """
     src = r.bundle_dir / f"{source}.exp2sim.h5"
     dst = d / (name or f"{how.split(':')[0].split('=')[0].replace('.', '_')}.exp2sim.h5")
@@ -404,6 +407,25 @@ def damaged_bundle(r: "Resources", d: Path, how: str, *, source: str = "deconvol
             blob = b"this is not an ONNX graph, but its checksum is right\n" * 40
         parts[part] = np.frombuffer(blob, dtype=np.uint8)
         raw_bundle(dst, manifest, parts)
+    elif how == "hdf5_external_storage":
+        import h5py
+
+        shutil.copyfile(src, dst)
+        with h5py.File(dst, "r+") as f:
+            key = sorted(f["parts/weights"])[0]
+            value = np.ascontiguousarray(f["parts/weights"][key][()])
+            value.tofile(d / "w.raw")
+            del f["parts/weights"][key]
+            f["parts/weights"].create_dataset(key, shape=value.shape, dtype=value.dtype,
+                                              external=[("w.raw", 0, value.nbytes)])
+    elif how == "hdf5_external_link":
+        import h5py
+
+        shutil.copyfile(src, d / "other.h5")
+        shutil.copyfile(src, dst)
+        with h5py.File(dst, "r+") as f:
+            del f["parts"]
+            f["parts"] = h5py.ExternalLink("other.h5", "/parts")
     elif how == "newer_schema":
         import h5py
 
@@ -572,6 +594,19 @@ class Resources:
 
 
 # ======================================================================== unwritable folders
+_IMMUTABLE: set[Path] = set()
+
+
+@atexit.register
+def _release_immutable() -> None:
+    """Never leave an immutable folder behind (nothing could delete it), even after an error."""
+    chattr = shutil.which("chattr")
+    for folder in list(_IMMUTABLE):
+        if chattr:
+            subprocess.run([chattr, "-i", str(folder)], capture_output=True)
+    _IMMUTABLE.clear()
+
+
 def make_unwritable(folder: Path, case_: Case) -> str:
     """Make ``folder`` unwritable for this process; returns how. Registers the undo on ``case_``.
 
@@ -593,7 +628,13 @@ def make_unwritable(folder: Path, case_: Case) -> str:
                 "tests run as root, which writes into a chmod 555 folder, and 'chattr +i' (the immutable "
                 "attribute) is not available on this file system: no folder here is unwritable for root"
             )
-        case_._release.append(lambda: subprocess.run([chattr, "-i", str(folder)], capture_output=True))
+        _IMMUTABLE.add(folder)
+
+        def undo() -> None:
+            subprocess.run([chattr, "-i", str(folder)], capture_output=True)
+            _IMMUTABLE.discard(folder)
+
+        case_._release.append(undo)
         how = "chattr +i"
     probe = folder / ".probe"
     try:
@@ -1119,6 +1160,18 @@ def _(r, d):
               mentions=[bundle.name, "'onnx_encoder'", "external"])
     c.algorithm = _alg_score(ModelFile=bundle)
     return c
+
+
+@case("bundle_hdf5_external_storage_deconvolve", "damaged-bundle", "4")
+def _(r, d):
+    c = _bundle_case(r, d, "hdf5_external_storage", mentions=["w.raw"])
+    c.note = "a weight's bytes are in the raw file w.raw (HDF5 external storage), checksum valid"
+    return c
+
+
+@case("bundle_hdf5_external_link_convolve", "damaged-bundle", "4")
+def _(r, d):
+    return _bundle_case(r, d, "hdf5_external_link", "convolve", mentions=["other.h5"])
 
 
 @case("bundle_not_onnx_deconvolve", "damaged-bundle", "3")

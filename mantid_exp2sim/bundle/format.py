@@ -307,8 +307,9 @@ def load_bundle(
     Checks the schema name and version, the manifest (every field that changes behaviour,
     see :func:`~mantid_exp2sim.bundle.manifest.validate_manifest`), ``kind``/``task``/``ndim``
     when given, that the file holds exactly the parts the manifest lists, every checksum, and
-    that each ONNX part is a serialised ONNX model that keeps all its tensors inside (no
-    external data: loading a bundle never reads another file).
+    that nothing is read from another file: no HDF5 external link, external storage or
+    virtual dataset under ``/parts`` (checked before any part is read), and each ONNX part a
+    serialised ONNX model that keeps all its tensors inside (no external data).
 
     Raises
     ------
@@ -399,15 +400,62 @@ def load_bundle(
     return Bundle(path, manifest, _file_sha256(path), byte_parts, arrays)
 
 
-def _read_parts(f: Any, manifest: dict[str, Any], path: Path) -> tuple[dict[str, bytes], dict[str, dict[str, np.ndarray]]]:
+def _outside(path: Path, what: str, reason: str) -> BundleError:
+    return BundleError(
+        format_error(
+            f"Model bundle {path} is refused: {what} is stored outside the bundle file",
+            reason=f"{reason}; a bundle must carry all its data inside, so that loading it never reads other files",
+            fix=_REPAIR,
+        )
+    )
+
+
+def _contained_datasets(f: Any, path: Path) -> dict[str, Any]:
+    """The datasets under ``/parts`` (name relative to it -> dataset), read nothing yet.
+
+    Raises
+    ------
+    BundleError
+        When ``/parts`` or anything under it is a link (external or soft) rather than a group
+        or dataset of this file, or a dataset keeps its data in other files (HDF5 external
+        storage or a virtual dataset): reading it would read another file.
+    """
     h5py = _h5py()
     present: dict[str, Any] = {}
-    if "parts" in f:
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                present[name] = obj
+    if "parts" not in f:
+        return present
 
-        f["parts"].visititems(visit)
+    def walk(group: Any, prefix: str) -> None:
+        for name in group:
+            where = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                target = getattr(link, "filename", None)
+                kind = f"an external link to '{target}'" if target else f"a {type(link).__name__}"
+                raise _outside(path, f"'{where}'", f"it is {kind}")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj, f"{where}/")
+                continue
+            plist = obj.id.get_create_plist()
+            if plist.get_layout() == h5py.h5d.VIRTUAL:
+                raise _outside(path, f"part '{where[len('parts/'):]}'", "it is an HDF5 virtual dataset mapping other files")
+            if plist.get_external_count() > 0:
+                files = ", ".join(repr(plist.get_external(i)[0].decode(errors="replace"))
+                                  for i in range(plist.get_external_count()))
+                raise _outside(path, f"part '{where[len('parts/'):]}'", f"its data are in the external file(s) {files}")
+            present[where[len("parts/"):]] = obj
+
+    link = f.get("parts", getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        target = getattr(link, "filename", None)
+        raise _outside(path, "'/parts'", f"it is an external link to '{target}'" if target else "it is a link")
+    walk(f["parts"], "parts/")
+    return present
+
+
+def _read_parts(f: Any, manifest: dict[str, Any], path: Path) -> tuple[dict[str, bytes], dict[str, dict[str, np.ndarray]]]:
+    present = _contained_datasets(f, path)
     listed = manifest["parts"]
     missing = sorted(set(listed) - set(present))
     extra = sorted(set(present) - set(listed))

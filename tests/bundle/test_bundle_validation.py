@@ -123,6 +123,45 @@ def test_a_part_that_is_not_onnx_is_named(tmp_path, blob, reason):
         write_bundle(tmp_path / "c.exp2sim.h5", _generator_manifest(), onnx=blob, weights=WEIGHTS)
 
 
+@pytest.mark.parametrize("how", ["external_storage", "virtual", "external_link_part", "external_link_parts",
+                                 "soft_link_part"])
+def test_hdf5_parts_stored_in_other_files_are_refused_before_reading(tmp_path, how, monkeypatch):
+    """HDF5 can keep a dataset's bytes in a raw file (external storage), map it to datasets of
+    other files (virtual datasets) or link to another file: a bundle must do none of these."""
+    monkeypatch.chdir(tmp_path)
+    w = WEIGHTS["w"]
+    w.tofile(tmp_path / "w.raw")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["parts/weights/w"] = w
+        f["parts/onnx"] = np.frombuffer(minimal_onnx(), dtype=np.uint8)
+    path = _raw_bundle(tmp_path / "b.exp2sim.h5", _generator_manifest(), {"onnx": minimal_onnx(), "weights/w": w})
+    with h5py.File(path, "r+") as f:
+        if how == "external_link_parts":
+            del f["parts"]
+            f["parts"] = h5py.ExternalLink("other.h5", "/parts")
+        else:
+            del f["parts/weights/w"]
+            g = f["parts/weights"]
+            if how == "external_storage":
+                g.create_dataset("w", shape=w.shape, dtype=w.dtype, external=[("w.raw", 0, w.nbytes)])
+            elif how == "virtual":
+                layout = h5py.VirtualLayout(shape=w.shape, dtype=w.dtype)
+                layout[:] = h5py.VirtualSource("other.h5", "parts/weights/w", shape=w.shape)
+                g.create_virtual_dataset("w", layout)
+            elif how == "external_link_part":
+                g["w"] = h5py.ExternalLink("other.h5", "/parts/weights/w")
+            else:
+                f["elsewhere"] = w
+                g["w"] = h5py.SoftLink("/elsewhere")
+    with pytest.raises(BundleError) as err:
+        load_bundle(path)
+    msg = str(err.value)
+    assert "is stored outside the bundle file" in msg and "never reads other files" in msg and "\n" not in msg
+    assert ("'/parts'" if how == "external_link_parts" else "weights/w") in msg
+    if how in ("external_storage", "external_link_part", "external_link_parts"):
+        assert ("w.raw" if how == "external_storage" else "other.h5") in msg
+
+
 def test_valid_bundles_still_load(tmp_path):
     path = write_bundle(tmp_path / "g.exp2sim.h5", _generator_manifest(), onnx=minimal_onnx(),
                         onnx_encoder=minimal_onnx("e"), weights=WEIGHTS)
