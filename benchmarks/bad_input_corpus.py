@@ -1967,8 +1967,6 @@ def _expected_error(exc: BaseException, *, top: bool) -> bool:
 
 def check_algorithm(case_: Case, before: dict[str, tuple], after: dict[str, tuple], res: AlgorithmResult) -> dict[str, str]:
     """The properties the algorithm call broke (``{}`` when it passed)."""
-    from mantid_exp2sim.errors import Exp2SimError
-
     call = case_.algorithm
     assert call is not None
     broken: dict[str, str] = {}

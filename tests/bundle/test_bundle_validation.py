@@ -83,7 +83,7 @@ def test_external_data_is_refused_at_write_and_at_load(tmp_path, place):
 
 
 def test_external_data_is_refused_in_a_real_exported_graph(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
     from onnx.external_data_helper import set_external_data
 
