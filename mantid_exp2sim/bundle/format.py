@@ -85,6 +85,40 @@ def _check_name(group: str, name: str) -> None:
         )
 
 
+def _is_bundle_file(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file with the bundle ``schema`` attribute."""
+    h5py = _h5py()
+    try:
+        if not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            schema = f.attrs.get("schema")
+    except OSError:
+        return False
+    return (schema.decode() if isinstance(schema, bytes) else schema) == SCHEMA_NAME
+
+
+def _check_target(path: Path) -> None:
+    """Refuse, before writing anything, a target that is a folder or an existing file that is
+    not a model bundle (a checkpoint, a data set...): a bundle only ever replaces a bundle."""
+    if path.is_dir():
+        raise BundleError(
+            format_error(
+                f"Cannot write the model bundle {path}",
+                reason="a folder with that name exists",
+                fix="give a file name such as model.exp2sim.h5",
+            )
+        )
+    if path.exists() and not _is_bundle_file(path):
+        raise BundleError(
+            format_error(
+                f"Refusing to replace {path} with a model bundle",
+                reason="the file exists and is not a model bundle (a bundle only replaces a bundle)",
+                fix="choose another output path, or move the file away first",
+            )
+        )
+
+
 def write_bundle(
     path: str | os.PathLike,
     manifest: Mapping[str, Any],
@@ -99,7 +133,8 @@ def write_bundle(
     Parameters
     ----------
     path
-        Target file, conventionally ``*.exp2sim.h5``; parent folders are created.
+        Target file, conventionally ``*.exp2sim.h5``; parent folders are created. An existing
+        bundle there is replaced; a folder or any other existing file is refused.
     manifest
         From :func:`make_manifest`; ``schema_version`` and ``parts`` are (re)computed here,
         absent optional keys are stored as null. Not modified.
@@ -115,6 +150,12 @@ def write_bundle(
     -------
     pathlib.Path
         The written path.
+
+    Raises
+    ------
+    BundleError
+        Invalid manifest or parts, a target that is a folder or a file other than a bundle,
+        or a target that cannot be written (the OS error in one line); nothing is left behind.
     """
     h5py = _h5py()
     path = Path(path)
@@ -155,25 +196,35 @@ def write_bundle(
     m["parts"] = parts
     validate_manifest(m, where=str(path))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with h5py.File(tmp, "w", libver=("v110", "v110")) as f:
-            f.attrs["schema"] = SCHEMA_NAME
-            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
-            f.attrs["manifest"] = json.dumps(m, sort_keys=True)
-            g = f.create_group("parts")
-            for name, a in byte_parts.items():
-                g.create_dataset(name, data=a)
-            for group, items in arrays.items():
-                if items or group == "weights":
-                    sub = g.create_group(group)
-                    for name, a in items.items():
-                        sub.create_dataset(name, data=a)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with h5py.File(tmp, "w", libver=("v110", "v110")) as f:
+                f.attrs["schema"] = SCHEMA_NAME
+                f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+                f.attrs["manifest"] = json.dumps(m, sort_keys=True)
+                g = f.create_group("parts")
+                for name, a in byte_parts.items():
+                    g.create_dataset(name, data=a)
+                for group, items in arrays.items():
+                    if items or group == "weights":
+                        sub = g.create_group(group)
+                        for name, a in items.items():
+                            sub.create_dataset(name, data=a)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as exc:
+        raise BundleError(
+            format_error(
+                f"Cannot write the model bundle {path}",
+                reason=f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                fix="choose an output path in a folder you can write to",
+            )
+        ) from exc
     return path
 
 

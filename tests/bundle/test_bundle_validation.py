@@ -313,3 +313,35 @@ def test_unknown_top_level_keys_and_null_direction_are_accepted():
 def test_pad_modes_match_the_inference_engine():
     engine = pytest.importorskip("mantid_exp2sim.inference.engine")
     assert set(PAD_MODES) == set(engine._PAD_MODE_TO_NUMPY)
+
+
+def test_write_refuses_folders_and_files_that_are_not_bundles(tmp_path):
+    (tmp_path / "folder.exp2sim.h5").mkdir()
+    with pytest.raises(BundleError, match="a folder with that name exists"):
+        write_bundle(tmp_path / "folder.exp2sim.h5", _generator_manifest(), onnx=minimal_onnx(), weights=WEIGHTS)
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 a training checkpoint")
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["x"] = np.ones(3)
+    for target in (checkpoint, data):
+        before = target.read_bytes()
+        with pytest.raises(BundleError, match="is not a model bundle"):
+            write_bundle(target, _generator_manifest(), onnx=minimal_onnx(), weights=WEIGHTS)
+        assert target.read_bytes() == before
+    ok = write_bundle(tmp_path / "m.exp2sim.h5", _generator_manifest(), onnx=minimal_onnx(), weights=WEIGHTS)
+    write_bundle(ok, _generator_manifest(bundle_id="second"), onnx=minimal_onnx(), weights=WEIGHTS)  # bundle -> bundle
+    assert load_bundle(ok).bundle_id == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "data.h5", "folder.exp2sim.h5",
+                                                          "m.exp2sim.h5"]
+
+
+def test_write_errors_of_the_file_system_are_one_line_bundle_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    with pytest.raises(BundleError) as err:
+        write_bundle(tmp_path / "notes.txt" / "m.exp2sim.h5", _generator_manifest(), onnx=minimal_onnx(),
+                     weights=WEIGHTS)
+    msg = str(err.value)
+    assert msg.startswith("Cannot write the model bundle") and "notes.txt" in msg and "\n" not in msg
+    assert isinstance(err.value.__cause__, OSError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
