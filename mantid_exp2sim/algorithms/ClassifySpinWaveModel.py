@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from mantid.api import PythonAlgorithm
 
+from ..histogram import network_ndim
+from ..tasks.translate import LOG_PREFIX
 from . import _translate_base as _base
 
 __all__ = ["ClassifySpinWaveModel"]
@@ -153,8 +155,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         )
 
     def validateInputs(self):
-        from ..classify import load_classifier
-        from ..domain.applicability import resolve_score_bundle
+        from ..bundle.resolve import classifier_bundle, generator_bundle, score_bundle
         from ..errors import BundleError, format_error
 
         issues: dict[str, str] = {}
@@ -178,7 +179,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             not_md = [n for n, w in zip(names, workspaces) if not hasattr(w, "getSignalArray")]
             if not_md:
                 return {"InputWorkspaces": f"Not MDHistoWorkspaces: {not_md}."}
-        dims = [sum(1 for n in _shape(w) if n > 1) for w in workspaces]
+        dims = [network_ndim(_shape(w)) for w in workspaces]
         n_mosaics = 1
         key = "InputWorkspace" if single is not None else "InputWorkspaces"
         if all(d == 2 for d in dims):
@@ -218,18 +219,18 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             )
         model = self.getProperty("ModelFile").value or None
         try:
-            load_classifier(model)
+            classifier_bundle(model)
         except (BundleError, OSError) as exc:
             issues["ModelFile"] = str(exc)
         if self.getProperty("Deconvolve").value:
             try:
-                _base.resolve_model("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
+                generator_bundle("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
             except (BundleError, OSError) as exc:
                 issues["DeconvolutionModelFile"] = str(exc)
         domain_model = self.getProperty("DomainModelFile").value
         if domain_model and self.getProperty("CheckDomain").value:
             try:
-                resolve_score_bundle(2, domain_model)
+                score_bundle(2, domain_model)
             except (BundleError, OSError) as exc:
                 issues["DomainModelFile"] = str(exc)
         if self.getPropertyValue("OutputActivationMap"):
@@ -251,13 +252,13 @@ class ClassifySpinWaveModel(PythonAlgorithm):
     def PyExec(self):
         from mantid.api import Progress, WorkspaceFactory
 
-        from ..classify import classify, load_classifier
-        from ..domain.applicability import resolve_score_bundle
+        from ..bundle.resolve import classifier_bundle, generator_bundle, score_bundle
+        from ..tasks.classify import classify
         from ._adapter import add_provenance, histo_from_workspace, workspace_from_histo
 
         workspaces, names = _collect(self)
         histos = [histo_from_workspace(w) for w in workspaces]
-        three_d = all(len(h.non_integrated_dims()) == 3 for h in histos)
+        three_d = all(network_ndim(h.shape) == 3 for h in histos)
         if three_d:
             ei = list(np.asarray(self.getProperty("Ei").value, dtype=float).ravel())
             if not ei:
@@ -265,15 +266,15 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             groups = [(",".join(names), histos, ei)]
         else:
             groups = [(n, [h], None) for n, h in zip(names, histos)]
-        bundle = load_classifier(self.getProperty("ModelFile").value or None)
+        bundle = classifier_bundle(self.getProperty("ModelFile").value or None)
         deconvolve = bool(self.getProperty("Deconvolve").value)
         deconv = None
         if deconvolve:
-            deconv, _ = _base.resolve_model("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
+            deconv = generator_bundle("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
         check_domain = bool(self.getProperty("CheckDomain").value)
         domain_model = None
         if check_domain and self.getProperty("DomainModelFile").value:
-            domain_model, _ = resolve_score_bundle(2, self.getProperty("DomainModelFile").value)
+            domain_model = score_bundle(2, self.getProperty("DomainModelFile").value)
         want_map = bool(self.getPropertyValue("OutputActivationMap"))
         backend = _base.BACKENDS[self.getProperty("Backend").value]
         device = _base.DEVICES[self.getProperty("Device").value]
@@ -321,8 +322,8 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         self.setProperty("OutputWorkspace", table)
         if want_map and last is not None and last.activation_map is not None:
             out = workspace_from_histo(last.activation_map, self)
-            logs = {f"{_base.LOG_PREFIX}{k}": v for k, v in last.provenance.items() if not isinstance(v, bool)}
-            logs[f"{_base.LOG_PREFIX}grad_cam_class"] = last.prediction
-            logs[f"{_base.LOG_PREFIX}verdict"] = last.verdict
+            logs = {f"{LOG_PREFIX}{k}": v for k, v in last.provenance.items() if not isinstance(v, bool)}
+            logs[f"{LOG_PREFIX}grad_cam_class"] = last.prediction
+            logs[f"{LOG_PREFIX}verdict"] = last.verdict
             add_provenance(out, logs, self)
             self.setProperty("OutputActivationMap", out)

@@ -7,13 +7,15 @@ from typing import Any
 
 from mantid.api import PythonAlgorithm
 
+from ..histogram import network_ndim
+from ..tasks.translate import check_signal
 from . import _translate_base as _base
 
 __all__ = ["ScoreDomainApplicability"]
 
 
 def _network_ndim(ws: Any) -> int:
-    return sum(1 for i in range(ws.getNumDims()) if ws.getDimension(i).getNBins() > 1)
+    return network_ndim([ws.getDimension(i).getNBins() for i in range(ws.getNumDims())])
 
 
 class ScoreDomainApplicability(PythonAlgorithm):
@@ -94,7 +96,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
     def validateInputs(self):
         from mantid.api import AnalysisDataService
 
-        from ..domain.applicability import resolve_score_bundle
+        from ..bundle.resolve import score_bundle
         from ..errors import BundleError, format_error
 
         names = [str(n) for n in self.getProperty("InputWorkspaces").value if str(n).strip()]
@@ -127,12 +129,12 @@ class ScoreDomainApplicability(PythonAlgorithm):
                 )
             }
         for n, w in zip(names, workspaces):
-            problem = _base.check_signal(w.getSignalArray())
+            problem = check_signal(w.getSignalArray())
             if problem:
                 issues["InputWorkspaces"] = format_error(f"'{n}' cannot be scored", reason=problem)
                 break
         try:
-            resolve_score_bundle(ndim, self.getProperty("ModelFile").value or None)
+            score_bundle(ndim, self.getProperty("ModelFile").value or None)
         except (BundleError, OSError) as exc:
             issues["ModelFile"] = str(exc)
         backend = _base.BACKENDS[self.getProperty("Backend").value]
@@ -145,12 +147,13 @@ class ScoreDomainApplicability(PythonAlgorithm):
     def PyExec(self):
         from mantid.api import AnalysisDataService, Progress, WorkspaceFactory
 
-        from ..domain.applicability import network_ndim, resolve_score_bundle, score_histograms
+        from ..bundle.resolve import score_bundle
+        from ..tasks.score import score_histograms
         from ._adapter import histo_from_workspace
 
         names = [str(n) for n in self.getProperty("InputWorkspaces").value if str(n).strip()]
         histos = [histo_from_workspace(AnalysisDataService.retrieve(n)) for n in names]
-        bundle, _ = resolve_score_bundle(network_ndim(histos[0]), self.getProperty("ModelFile").value or None)
+        bundle = score_bundle(network_ndim(histos[0].shape), self.getProperty("ModelFile").value or None)
         progress = Progress(self, 0.0, 1.0, len(histos))
         state = {"done": 0}
 

@@ -1,9 +1,8 @@
-"""Shared logic of ResolutionDeconvolveGAN / ResolutionConvolveGAN and ``exp2sim deconvolve|convolve``.
+"""Shared logic of the ResolutionDeconvolveGAN / ResolutionConvolveGAN algorithms.
 
-The first half is Mantid-free (the command-line tools use it too): choosing and checking
-the model bundle, checking the input, running :func:`mantid_exp2sim.inference.translate`
-and giving the output its errors. The second half declares, validates and executes the
-two algorithms; Mantid is imported there, inside the functions.
+The work itself is Mantid-free and lives in :mod:`mantid_exp2sim.tasks.translate` (the
+command line uses it too); this module declares, validates and executes the two
+algorithms. Mantid is imported here, inside the functions.
 
 Mantid calls ``PyInit``, ``PyExec``, ``validateInputs``, ``category``, ``summary`` and
 ``seeAlso`` only when they are defined in the algorithm's own class body (it looks in
@@ -14,29 +13,20 @@ inheriting them from a shared base class would silently break the algorithms.
 from __future__ import annotations
 
 import importlib.util
-import os
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from ..bundle.resolve import generator_bundle
 from ..errors import BundleError, InputDataError, format_error
-from ..histogram import MDHisto
+from ..histogram import network_ndim
+from ..tasks.translate import check_signal, provenance_logs, translate_histo
 
 __all__ = [
     "ALGORITHM_NAMES",
     "BACKENDS",
     "CATEGORY",
     "DEVICES",
-    "DIRECTIONS",
-    "ERRORS_DESCRIPTION",
-    "LOG_PREFIX",
-    "check_signal",
-    "network_ndim",
-    "propagate_errors",
-    "provenance_logs",
-    "resolve_model",
-    "translate_histo",
     "declare_properties",
     "validate_inputs",
     "execute",
@@ -44,186 +34,13 @@ __all__ = [
 
 #: Mantid algorithm of each task.
 ALGORITHM_NAMES = {"deconvolve": "ResolutionDeconvolveGAN", "convolve": "ResolutionConvolveGAN"}
-#: Exp2SimGAN direction of each task.
-DIRECTIONS = {"deconvolve": "exp2sim", "convolve": "sim2exp"}
 #: Algorithm property value -> translate() argument.
 BACKENDS = {"Auto": "auto", "ONNX": "onnx", "PyTorch": "torch"}
 DEVICES = {"Auto": "auto", "CPU": "cpu", "GPU": "gpu"}
 #: Mantid category of both algorithms (``\\`` separates sub-categories).
 CATEGORY = "Inelastic\\MachineLearning"
-#: Prefix of the provenance sample logs.
-LOG_PREFIX = "exp2sim_"
-#: What the output errors are (recorded in the output and in the docs).
-ERRORS_DESCRIPTION = (
-    "input errors scaled by the ratio of output to input RMS intensity; "
-    "not propagated through the network, no model uncertainty"
-)
 
 
-# ===================================================================== Mantid-free
-def network_ndim(shape: Sequence[int]) -> int:
-    """Number of dimensions the network runs over: those with more than one bin."""
-    return sum(1 for n in shape if int(n) > 1)
-
-
-def resolve_model(task: str, ndim: int, model_file: str | os.PathLike | None = None) -> tuple[Any, Path]:
-    """Load the generator bundle for ``task``: ``model_file`` or the shipped default.
-
-    Parameters
-    ----------
-    task
-        ``"deconvolve"`` or ``"convolve"``.
-    ndim
-        Dimensions of the data the model must translate (2 or 3).
-    model_file
-        A ``.exp2sim.h5`` bundle, or None/"" for ``default_bundle_path(task, ndim)``.
-
-    Returns
-    -------
-    bundle, path
-
-    Raises
-    ------
-    BundleError
-        Unreadable or corrupted file, wrong kind or task, wrong dimensionality, or no
-        shipped default; the message names the file.
-    """
-    from ..bundle.resolve import resolve_generator_bundle
-
-    return resolve_generator_bundle(
-        ndim,
-        model_file,
-        default_task=task,
-        task=task,
-        purpose="translate",
-        describe_ndim="it translates {bundle_ndim}D data",
-        fix=f"use a {ndim}D {task} bundle (or leave the model unset for the shipped one)",
-    )
-
-
-def check_signal(signal: np.ndarray) -> str:
-    """Empty string if the signal can be translated, else the problem.
-
-    Refuses +-inf, inputs with no unmasked bin and inputs whose unmasked bins are all zero.
-    """
-    arr = np.asarray(signal)
-    n_inf = int(np.count_nonzero(np.isinf(arr)))
-    if n_inf:
-        return (
-            f"{n_inf} bin(s) are infinite; only numbers and NaN (masked bins) are allowed. "
-            "Mask them (set them to NaN) first"
-        )
-    finite = np.isfinite(arr)
-    if not finite.any():
-        return f"all {arr.size} bins are masked (NaN): there is nothing to translate"
-    if not np.any(arr[finite]):
-        return "every unmasked bin is zero: there is nothing to translate"
-    return ""
-
-
-def _rms(values: np.ndarray) -> float:
-    v = values[np.isfinite(values)]
-    return float(np.sqrt(np.mean(v * v))) if v.size else 0.0
-
-
-def propagate_errors(source: MDHisto, result: MDHisto) -> np.ndarray | None:
-    """Output errors: the input's sigma times ``rms(output) / rms(input)`` (unmasked bins).
-
-    The generator gives no uncertainty and its output at one bin depends on many input
-    bins, so no exact propagation exists; this keeps the measurement's relative noise level
-    on the output's intensity scale (see :data:`ERRORS_DESCRIPTION`). NaN where masked;
-    None when the input has no errors.
-    """
-    if source.errors is None:
-        return None
-    rms_in = _rms(source.signal)
-    ratio = _rms(result.signal) / rms_in if rms_in > 0 else 0.0
-    errors = source.errors * ratio
-    return np.where(np.isnan(result.signal), np.nan, errors)
-
-
-def translate_histo(
-    histo: MDHisto,
-    task: str,
-    *,
-    model_file: str | os.PathLike | None = None,
-    bundle: Any = None,
-    backend: str = "auto",
-    device: str = "auto",
-    batch_size: int | None = None,
-    patch_size: Sequence[int] | int | None = None,
-    progress: Callable[[int, int], Any] | None = None,
-    conserve_intensity: bool = True,
-) -> MDHisto:
-    """Add (``"convolve"``) or remove (``"deconvolve"``) the instrument resolution.
-
-    Parameters
-    ----------
-    histo
-        Input, 2 or 3 dimensions with more than one bin (size-1 dimensions are carried
-        through).
-    task
-        ``"deconvolve"`` (Exp2Sim) or ``"convolve"`` (Sim2Exp).
-    model_file, bundle
-        A bundle path, or an already loaded bundle; neither: the shipped default.
-    backend, device, batch_size, patch_size, progress, conserve_intensity
-        As in :func:`mantid_exp2sim.inference.translate`.
-
-    Returns
-    -------
-    MDHisto
-        Same axes and masked bins; errors from :func:`propagate_errors`; metadata of
-        ``translate`` plus ``model_file`` and ``errors``.
-    """
-    from ..inference import translate
-
-    if task not in ALGORITHM_NAMES:
-        raise ValueError(f"task must be one of {sorted(ALGORITHM_NAMES)}, got {task!r}")
-    problem = check_signal(histo.signal)
-    if problem:
-        raise InputDataError(format_error("The input cannot be translated", reason=problem))
-    path: Path | None = None
-    if bundle is None:
-        bundle, path = resolve_model(task, network_ndim(histo.shape), model_file)
-    result = translate(
-        histo,
-        bundle,
-        backend=backend,
-        device=device,
-        batch_size=batch_size,
-        patch_size=patch_size,
-        progress=progress,
-        conserve_intensity=conserve_intensity,
-    )
-    extra = {"errors": ERRORS_DESCRIPTION}
-    if path is not None:
-        extra["model_file"] = str(path)
-    return result.with_signal(result.signal, propagate_errors(histo, result), metadata=extra)
-
-
-_PROVENANCE_KEYS = (
-    "bundle_id",
-    "bundle_sha256",
-    "task",
-    "direction",
-    "backend",
-    "device",
-    "precision",
-    "package_version",
-    "model_file",
-    "errors",
-    "model_warning",
-    "intensity_factor",
-    "intensity_conservation",
-)
-
-
-def provenance_logs(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The sample logs recorded on an output workspace: ``exp2sim_<key>`` for the provenance keys."""
-    return {LOG_PREFIX + k: metadata[k] for k in _PROVENANCE_KEYS if metadata.get(k) is not None}
-
-
-# ========================================================== the Mantid algorithms
 def declare_properties(alg: Any, task: str) -> None:
     """Declare the properties shared by both algorithms."""
     from mantid.api import FileAction, FileProperty, IMDHistoWorkspaceProperty
@@ -353,7 +170,7 @@ def validate_inputs(alg: Any, task: str) -> dict[str, str]:
 
     if ndim in (2, 3):
         try:
-            bundle, _ = resolve_model(task, ndim, opts["model_file"])
+            bundle = generator_bundle(task, ndim, opts["model_file"])
         except (BundleError, OSError, ImportError) as exc:
             issues["ModelFile"] = str(exc)
         else:

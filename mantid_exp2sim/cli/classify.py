@@ -77,25 +77,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     prefix = "exp2sim classify"
     from ..bundle import load_bundle
-    from ..classify import classify, load_classifier
+    from ..bundle.resolve import classifier_bundle, generator_bundle, score_bundle
+    from ..tasks.classify import classify
 
     try:
         groups = _groups([Path(p).expanduser() for p in args.inputs], args.ei)
         if args.activation_map and len(groups) != 1:
             raise ValueError("--activation-map needs exactly one mosaic")
-        bundle = load_classifier(args.model)
+        bundle = classifier_bundle(args.model)
         deconv = None
         if args.deconvolve:
-            from ..algorithms._translate_base import resolve_model
-
-            deconv, _ = resolve_model("deconvolve", 2, args.deconvolution_model)
+            deconv = generator_bundle("deconvolve", 2, args.deconvolution_model)
         elif args.deconvolution_model:
             deconv = load_bundle(args.deconvolution_model)
         domain_model = None
         if args.domain_check and args.domain_model:
-            from ..domain.applicability import resolve_score_bundle
-
-            domain_model, _ = resolve_score_bundle(2, args.domain_model)
+            domain_model = score_bundle(2, args.domain_model)
     except (Exp2SimError, ValueError, OSError) as exc:
         print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, Exp2SimError) else 1

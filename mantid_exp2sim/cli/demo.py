@@ -102,8 +102,8 @@ def run_demo(
     plot
         Write ``demo.png``.
     """
-    from ..classify import classify
-    from ..domain.applicability import score_histograms
+    from ..tasks.classify import classify
+    from ..tasks.score import score_histograms
     from ..io import load_histogram, save_histogram
     from ..train.metrics import masked_psnr
 

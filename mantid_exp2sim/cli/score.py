@@ -46,11 +46,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _bundle(cache: dict, ndim: int, model: str | None) -> Any:
-    from ..domain.applicability import resolve_score_bundle
+    from ..bundle.resolve import score_bundle
 
     if ndim not in cache:
         try:
-            cache[ndim] = resolve_score_bundle(ndim, model)[0]
+            cache[ndim] = score_bundle(ndim, model)
         except Exception as exc:  # noqa: BLE001 - re-raised for every file of this ndim
             cache[ndim] = exc
     if isinstance(cache[ndim], Exception):
@@ -65,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference_samples < 1 or args.repeats < 1 or args.seed < 0:
         print(f"{prefix}: error: --reference-samples and --repeats must be >= 1, --seed >= 0", file=sys.stderr)
         return 2
-    from ..domain.applicability import network_ndim, score_histograms
+    from ..histogram import network_ndim
     from ..io import load_histogram
+    from ..tasks.score import score_histograms
 
     cache: dict = {}
     failed = 0
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = Path(text).expanduser()
         try:
             histo = load_histogram(path)
-            bundle = _bundle(cache, network_ndim(histo), args.model)
+            bundle = _bundle(cache, network_ndim(histo.shape), args.model)
             (res,) = score_histograms(
                 [histo], bundle, n_reference=args.reference_samples, repeats=args.repeats, seed=args.seed,
                 backend=args.backend, device=args.device,

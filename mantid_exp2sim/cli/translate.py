@@ -160,8 +160,9 @@ class _Bar:
 
 
 def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, models: dict, bar: _Bar) -> None:
-    from ..algorithms._translate_base import network_ndim, translate_histo
+    from ..histogram import network_ndim
     from ..io import check_output_path, load_histogram, open_md_signal, save_histogram
+    from ..tasks.translate import translate_histo
 
     if dst.exists() and not args.overwrite:
         raise FileExistsError(f"the output '{dst}' exists (use --overwrite to replace it)")
@@ -195,11 +196,11 @@ def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, mo
 
 def _model(cache: dict, task: str, ndim: int, model: str | None) -> Any:
     """Load each bundle once per run (errors are cached too, so every file reports them)."""
-    from ..algorithms._translate_base import resolve_model
+    from ..bundle.resolve import generator_bundle
 
     if ndim not in cache:
         try:
-            cache[ndim] = resolve_model(task, ndim, model)[0]
+            cache[ndim] = generator_bundle(task, ndim, model)
         except Exception as exc:  # noqa: BLE001 - re-raised below for every file of this ndim
             cache[ndim] = exc
     value = cache[ndim]

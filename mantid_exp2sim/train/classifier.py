@@ -34,7 +34,7 @@ unsupervised domain alignment. Labels, BCE, gradient penalty and centroids use t
 unconvolved spectra only.
 
 Export: thresholds calibrated on the held-out data
-(:func:`mantid_exp2sim.classify.calibrate_thresholds`), the ONNX graph (checked against
+(:func:`mantid_exp2sim.tasks.classify.calibrate_thresholds`), the ONNX graph (checked against
 PyTorch), the weights, class names, the mosaic layout and the exact command, via
 :func:`mantid_exp2sim.bundle.make_manifest` and :func:`mantid_exp2sim.bundle.write_bundle`.
 """
@@ -558,7 +558,7 @@ def train_classifier(
     """
     import torch
 
-    from ..classify import calibrate_thresholds
+    from ..tasks.classify import calibrate_thresholds
     from ..models.duq import DUQClassifier, duq_loss
 
     say = log or (lambda _msg: None)
@@ -734,7 +734,7 @@ def export_classifier(
     classes
         Class names in output order.
     thresholds
-        From :func:`mantid_exp2sim.classify.calibrate_thresholds`.
+        From :func:`mantid_exp2sim.tasks.classify.calibrate_thresholds`.
     training, validation
         Free-form descriptions stored in the manifest.
     seed, command

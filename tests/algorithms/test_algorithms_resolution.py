@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mantid_exp2sim  # noqa: F401  (registers the algorithms)
-from mantid_exp2sim.algorithms._translate_base import ERRORS_DESCRIPTION, propagate_errors
+from mantid_exp2sim.tasks.translate import ERRORS_DESCRIPTION, propagate_errors
 from mantid_exp2sim.bundle import load_bundle
 from mantid_exp2sim.histogram import Axis, MDHisto
 from workspace_helpers import make_ws as _make_ws
@@ -214,7 +214,7 @@ def test_model_file_problems(mantid, tiny_bundle, tmp_path, monkeypatch):
     issues = _alg(api, "ResolutionDeconvolveGAN", ws, ModelFile=str(corrupted)).validateInputs()
     assert "broken.exp2sim.h5" in issues["ModelFile"]
     wrong_ndim = _alg(api, "ResolutionDeconvolveGAN", ws, ModelFile=str(tiny_bundle("deconvolve", 3))).validateInputs()
-    assert "translates 3D data" in wrong_ndim["ModelFile"]
+    assert "made for 3D data" in wrong_ndim["ModelFile"]
     wrong_task = _alg(api, "ResolutionConvolveGAN", ws, ModelFile=str(tiny_bundle("deconvolve", 2))).validateInputs()
     assert "ModelFile" in wrong_task
     monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(tmp_path / "empty"))

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mantid_exp2sim.classify import classify
+from mantid_exp2sim import classify, score_histograms
 from mantid_exp2sim.cli.main import COMMANDS, main
-from mantid_exp2sim.domain.applicability import score_histograms
 from mantid_exp2sim.histogram import Axis, MDHisto
 from mantid_exp2sim.io import save_histogram
 from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes

@@ -114,7 +114,7 @@ def test_energy_blur_mixes_energy_windows_only_and_respects_the_mask():
 @pytest.mark.slow
 def test_train_and_export_end_to_end(tmp_path, capsys):
     from mantid_exp2sim.bundle import load_bundle
-    from mantid_exp2sim.classify import classify
+    from mantid_exp2sim import classify
     from mantid_exp2sim.histogram import MDHisto
     from mantid_exp2sim.mosaic import mosaic_axes
 
