@@ -18,6 +18,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from .._console import add_version_option, console_script
 from ..errors import Exp2SimError
 from .dataset import REPRESENTATIONS, DatasetSpec, write_dataset
 
@@ -57,9 +58,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="finish an interrupted run instead of appending")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list-models", action="store_true", help="print the registered model names and exit")
+    add_version_option(p)
     return p
 
 
+@console_script("exp2sim-simulate")  # usage errors return 2 (mantid_exp2sim._console)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 success, 1 bad input, 130 interrupted)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
