@@ -10,7 +10,7 @@ from mantid.api import PythonAlgorithm
 
 from ..histogram import network_ndim
 from ..tasks.translate import LOG_PREFIX
-from . import _translate_base as _base
+from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = ["ClassifySpinWaveModel"]
 
@@ -50,28 +50,18 @@ def _collect(alg: Any) -> tuple[list[Any], list[str]]:
     return [_ws_from_ads(n) for n in names], names
 
 
+@mantid_algorithm(
+    summary="Classifies a PCSMO spectrum (the 240x400 mosaic, or per-Ei (Qh, Qk, E) volumes) as "
+    "Goodenough or Dimer spin-wave model with a DUQ classifier, with a calibrated "
+    "confident / uncertain / out-of-distribution verdict and an optional class activation map.",
+    see_also=["ScoreDomainApplicability", "ResolutionDeconvolveGAN"],
+)
 class ClassifySpinWaveModel(PythonAlgorithm):
     """DUQ classifier on the 240x400 PCSMO mosaic, with calibrated uncertainty and Grad-CAM.
 
-    Every framework method is defined here, not inherited: Mantid only calls the ones in
-    the class's own body.
+    Every framework method is in the class's own body (the descriptive ones written there by
+    ``mantid_algorithm``): Mantid only calls those.
     """
-
-    def category(self):
-        return _base.CATEGORY
-
-    def summary(self):
-        return (
-            "Classifies a PCSMO spectrum (the 240x400 mosaic, or per-Ei (Qh, Qk, E) volumes) as "
-            "Goodenough or Dimer spin-wave model with a DUQ classifier, with a calibrated "
-            "confident / uncertain / out-of-distribution verdict and an optional class activation map."
-        )
-
-    def seeAlso(self):
-        return ["ScoreDomainApplicability", "ResolutionDeconvolveGAN"]
-
-    def version(self):
-        return 1
 
     def PyInit(self):
         from mantid.api import (
@@ -81,7 +71,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             ITableWorkspaceProperty,
             PropertyMode,
         )
-        from mantid.kernel import Direction, FloatArrayProperty, StringArrayProperty, StringListValidator
+        from mantid.kernel import Direction, FloatArrayProperty, StringArrayProperty
 
         self.declareProperty(
             IMDHistoWorkspaceProperty("InputWorkspace", "", Direction.Input, PropertyMode.Optional),
@@ -129,18 +119,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             "resolution-free spectra like the classifier), or with Deconvolve the shipped "
             "deconvolution generator (trained on measured-like spectra).",
         )
-        self.declareProperty(
-            "Backend",
-            "Auto",
-            StringListValidator(list(_base.BACKENDS)),
-            doc="Inference engine: Auto (ONNX Runtime if installed, else PyTorch), ONNX or PyTorch.",
-        )
-        self.declareProperty(
-            "Device",
-            "Auto",
-            StringListValidator(list(_base.DEVICES)),
-            doc="Auto (a working GPU if there is one, else the CPU), CPU or GPU.",
-        )
+        declare_engine_properties(self)
         self.declareProperty(
             ITableWorkspaceProperty("OutputWorkspace", "", Direction.Output),
             doc="One row per classified mosaic: Input, K_<class> for every class (the DUQ kernel "
@@ -242,11 +221,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
                 )
             elif n_mosaics != 1:
                 issues["OutputActivationMap"] = "An activation map can be made for one mosaic at a time."
-        backend = _base.BACKENDS[self.getProperty("Backend").value]
-        if backend == "torch" and importlib.util.find_spec("torch") is None:
-            issues["Backend"] = "Backend PyTorch needs the Python package 'torch' (pip install 'mantid-exp2sim[torch]')."
-        if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-            issues["Backend"] = "Backend ONNX needs the Python package 'onnxruntime' (pip install onnxruntime)."
+        issues.update(engine_issues(self))
         return issues
 
     def PyExec(self):
@@ -276,8 +251,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         if check_domain and self.getProperty("DomainModelFile").value:
             domain_model = score_bundle(2, self.getProperty("DomainModelFile").value)
         want_map = bool(self.getPropertyValue("OutputActivationMap"))
-        backend = _base.BACKENDS[self.getProperty("Backend").value]
-        device = _base.DEVICES[self.getProperty("Device").value]
+        engine = engine_options(self)
         progress = Progress(self, 0.0, 1.0, len(groups) + 1)
         classes = [str(c) for c in bundle.manifest["classes"]]
         table = WorkspaceFactory.createTable()
@@ -292,18 +266,8 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         last = None
         for label, items, ei in groups:
             progress.report(f"Classifying {label}")
-            res = classify(
-                items,
-                bundle,
-                ei=ei,
-                deconvolve=deconvolve,
-                deconvolution_bundle=deconv,
-                backend=backend,
-                device=device,
-                activation_map=want_map,
-                domain_check=check_domain,
-                domain_bundle=domain_model,
-            )
+            res = classify(items, bundle, ei=ei, deconvolve=deconvolve, deconvolution_bundle=deconv,
+                           activation_map=want_map, domain_check=check_domain, domain_bundle=domain_model, **engine)
             dom = res.domain or {}
             if check_domain and not dom:
                 self.log().warning(f"{label}: domain check skipped: no shipped 2D generator bundle found "

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from mantid.api import PythonAlgorithm
 
 from ..histogram import network_ndim
 from ..tasks.translate import check_signal
-from . import _translate_base as _base
+from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = ["ScoreDomainApplicability"]
 
@@ -18,38 +17,22 @@ def _network_ndim(ws: Any) -> int:
     return network_ndim([ws.getDimension(i).getNBins() for i in range(ws.getNumDims())])
 
 
+@mantid_algorithm(
+    summary="Scores how close each spectrum is to the training data of an Exp2SimGAN generator "
+    "(exact optimal-transport distances between encoder features and a reference bank), "
+    "with a trustworthy / expert opinion / untrustworthy zone.",
+    see_also=["ResolutionDeconvolveGAN", "ResolutionConvolveGAN", "ClassifySpinWaveModel"],
+)
 class ScoreDomainApplicability(PythonAlgorithm):
     """Optimal-transport distance of each input's encoder features to a reference bank.
 
-    Every framework method is defined here, not inherited: Mantid only calls the ones in
-    the class's own body.
+    Every framework method is in the class's own body (the descriptive ones written there by
+    ``mantid_algorithm``): Mantid only calls those.
     """
-
-    def category(self):
-        return _base.CATEGORY
-
-    def summary(self):
-        return (
-            "Scores how close each spectrum is to the training data of an Exp2SimGAN generator "
-            "(exact optimal-transport distances between encoder features and a reference bank), "
-            "with a trustworthy / expert opinion / untrustworthy zone."
-        )
-
-    def seeAlso(self):
-        return ["ResolutionDeconvolveGAN", "ResolutionConvolveGAN", "ClassifySpinWaveModel"]
-
-    def version(self):
-        return 1
 
     def PyInit(self):
         from mantid.api import FileAction, FileProperty, ITableWorkspaceProperty, PropertyMode
-        from mantid.kernel import (
-            Direction,
-            IntBoundedValidator,
-            StringArrayMandatoryValidator,
-            StringArrayProperty,
-            StringListValidator,
-        )
+        from mantid.kernel import Direction, IntBoundedValidator, StringArrayMandatoryValidator, StringArrayProperty
 
         self.declareProperty(
             StringArrayProperty("InputWorkspaces", [], StringArrayMandatoryValidator(), Direction.Input),
@@ -71,18 +54,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
             "Repeats", 1000, IntBoundedValidator(lower=1), doc="Number of random draws of the reference samples."
         )
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="Seed of the random draws.")
-        self.declareProperty(
-            "Backend",
-            "Auto",
-            StringListValidator(list(_base.BACKENDS)),
-            doc="Inference engine of the encoder: Auto, ONNX or PyTorch.",
-        )
-        self.declareProperty(
-            "Device",
-            "Auto",
-            StringListValidator(list(_base.DEVICES)),
-            doc="Auto (a working GPU if there is one, else the CPU), CPU or GPU.",
-        )
+        declare_engine_properties(self, backend_doc="Inference engine of the encoder: Auto, ONNX or PyTorch.")
         self.declareProperty(
             ITableWorkspaceProperty("OutputWorkspace", "", Direction.Output),
             doc="One row per input: Input, Mean, Std, P5, P50, P95 of the distance distribution and "
@@ -137,11 +109,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
             score_bundle(ndim, self.getProperty("ModelFile").value or None)
         except (BundleError, OSError) as exc:
             issues["ModelFile"] = str(exc)
-        backend = _base.BACKENDS[self.getProperty("Backend").value]
-        if backend == "torch" and importlib.util.find_spec("torch") is None:
-            issues["Backend"] = "Backend PyTorch needs the Python package 'torch' (pip install 'mantid-exp2sim[torch]')."
-        if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-            issues["Backend"] = "Backend ONNX needs the Python package 'onnxruntime' (pip install onnxruntime)."
+        issues.update(engine_issues(self))
         return issues
 
     def PyExec(self):
@@ -167,8 +135,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
             n_reference=int(self.getProperty("NumberOfReferenceSamples").value),
             repeats=int(self.getProperty("Repeats").value),
             seed=int(self.getProperty("Seed").value),
-            backend=_base.BACKENDS[self.getProperty("Backend").value],
-            device=_base.DEVICES[self.getProperty("Device").value],
+            **engine_options(self),
             progress=report,
         )
         table = WorkspaceFactory.createTable()

@@ -1,18 +1,13 @@
-"""Shared logic of the ResolutionDeconvolveGAN / ResolutionConvolveGAN algorithms.
+"""The ResolutionDeconvolveGAN / ResolutionConvolveGAN algorithms: one class factory for both.
 
 The work itself is Mantid-free and lives in :mod:`mantid_exp2sim.tasks.translate` (the
 command line uses it too); this module declares, validates and executes the two
-algorithms. Mantid is imported here, inside the functions.
-
-Mantid calls ``PyInit``, ``PyExec``, ``validateInputs``, ``category``, ``summary`` and
-``seeAlso`` only when they are defined in the algorithm's own class body (it looks in
-``type(self).__dict__``), so each algorithm class defines them and delegates here;
-inheriting them from a shared base class would silently break the algorithms.
+algorithms, which differ only in their task. Mantid is imported here, inside the functions.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import types
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,12 +16,11 @@ from ..bundle.resolve import generator_bundle
 from ..errors import BundleError, InputDataError, format_error
 from ..histogram import network_ndim
 from ..tasks.translate import check_signal, provenance_logs, translate_histo
+from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = [
     "ALGORITHM_NAMES",
-    "BACKENDS",
-    "CATEGORY",
-    "DEVICES",
+    "translation_algorithm",
     "declare_properties",
     "validate_inputs",
     "execute",
@@ -34,17 +28,56 @@ __all__ = [
 
 #: Mantid algorithm of each task.
 ALGORITHM_NAMES = {"deconvolve": "ResolutionDeconvolveGAN", "convolve": "ResolutionConvolveGAN"}
-#: Algorithm property value -> translate() argument.
-BACKENDS = {"Auto": "auto", "ONNX": "onnx", "PyTorch": "torch"}
-DEVICES = {"Auto": "auto", "CPU": "cpu", "GPU": "gpu"}
-#: Mantid category of both algorithms (``\\`` separates sub-categories).
-CATEGORY = "Inelastic\\MachineLearning"
+#: What each algorithm does: its class docstring and its summary.
+_DESCRIPTIONS = {
+    "deconvolve": (
+        "Exp2SimGAN generator, measured -> simulation-like (resolution removed).",
+        "Removes the instrument resolution from an inelastic neutron scattering spectrum "
+        "(2D or 3D MDHistoWorkspace) with an Exp2SimGAN generator.",
+    ),
+    "convolve": (
+        "Exp2SimGAN generator, simulated -> measurement-like (resolution added).",
+        "Adds the instrument resolution to a simulated inelastic neutron scattering spectrum "
+        "(2D or 3D MDHistoWorkspace) with an Exp2SimGAN generator.",
+    ),
+}
+
+
+def translation_algorithm(task: str) -> type:
+    """The algorithm class of ``task``: ResolutionDeconvolveGAN or ResolutionConvolveGAN.
+
+    ``PyInit``, ``validateInputs`` and ``PyExec`` (:func:`declare_properties`,
+    :func:`validate_inputs`, :func:`execute` for ``task``) and the descriptive methods
+    (:func:`~mantid_exp2sim.algorithms._framework.mantid_algorithm`) are written into the new
+    class's own body, where Mantid looks for them.
+    """
+    from mantid.api import PythonAlgorithm
+
+    name = ALGORITHM_NAMES[task]
+    doc, summary = _DESCRIPTIONS[task]
+
+    def PyInit(self) -> None:  # noqa: N802 - Mantid's names
+        declare_properties(self, task)
+
+    def validateInputs(self) -> dict[str, str]:  # noqa: N802
+        return validate_inputs(self, task)
+
+    def PyExec(self) -> None:  # noqa: N802
+        execute(self, task)
+
+    def body(namespace: dict[str, Any]) -> None:
+        namespace.update(__module__=f"{__package__}.{name}", __qualname__=name, __doc__=doc,
+                         PyInit=PyInit, validateInputs=validateInputs, PyExec=PyExec)
+
+    cls = types.new_class(name, (PythonAlgorithm,), exec_body=body)
+    others = [n for t, n in ALGORITHM_NAMES.items() if t != task]
+    return mantid_algorithm(summary=summary, see_also=others)(cls)
 
 
 def declare_properties(alg: Any, task: str) -> None:
     """Declare the properties shared by both algorithms."""
     from mantid.api import FileAction, FileProperty, IMDHistoWorkspaceProperty
-    from mantid.kernel import Direction, IntArrayProperty, IntBoundedValidator, Property, StringListValidator
+    from mantid.kernel import Direction, IntArrayProperty, IntBoundedValidator, Property
 
     what = "measured (resolution-broadened)" if task == "deconvolve" else "simulated (resolution-free)"
     alg.declareProperty(
@@ -61,18 +94,7 @@ def declare_properties(alg: Any, task: str) -> None:
         doc=f"A {task} model bundle (*.exp2sim.h5). Empty: the model shipped with mantid-exp2sim "
         "for the input's dimensionality.",
     )
-    alg.declareProperty(
-        "Backend",
-        "Auto",
-        StringListValidator(list(BACKENDS)),
-        doc="Inference engine: Auto (ONNX Runtime if installed, else PyTorch), ONNX or PyTorch.",
-    )
-    alg.declareProperty(
-        "Device",
-        "Auto",
-        StringListValidator(list(DEVICES)),
-        doc="Auto (a working GPU if there is one, else the CPU), CPU or GPU.",
-    )
+    declare_engine_properties(alg)
     alg.declareProperty(
         "BatchSize",
         Property.EMPTY_INT,
@@ -101,8 +123,7 @@ def _options(alg: Any) -> dict[str, Any]:
     patch = [int(v) for v in np.asarray(alg.getProperty("PatchSize").value).reshape(-1)]
     return {
         "model_file": alg.getProperty("ModelFile").value or None,
-        "backend": BACKENDS[alg.getProperty("Backend").value],
-        "device": DEVICES[alg.getProperty("Device").value],
+        **engine_options(alg),
         "batch_size": None if batch == Property.EMPTY_INT else batch,
         "patch_size": patch or None,
         "conserve_intensity": bool(alg.getProperty("ConserveIntensity").value),
@@ -154,19 +175,7 @@ def validate_inputs(alg: Any, task: str) -> dict[str, str]:
                 fix=f"give one value (used for every dimension) or {ndim} values, dimension 0 first",
             )
 
-    backend = opts["backend"]
-    if backend == "torch" and importlib.util.find_spec("torch") is None:
-        issues["Backend"] = format_error(
-            "Backend PyTorch needs the Python package 'torch'",
-            reason="it is not installed in Mantid's Python",
-            fix="install it with: pip install 'mantid-exp2sim[torch]', or choose ONNX",
-        )
-    if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        issues["Backend"] = format_error(
-            "Backend ONNX needs the Python package 'onnxruntime'",
-            reason="it is not installed in Mantid's Python",
-            fix="install it with: pip install onnxruntime (or onnxruntime-gpu), or choose PyTorch",
-        )
+    issues.update(engine_issues(alg))
 
     if ndim in (2, 3):
         try:
