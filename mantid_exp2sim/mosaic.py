@@ -130,7 +130,7 @@ def find_volume_axes(histo: MDHisto, *, argument: str = "histo") -> tuple[int, i
     tuple of int
         Dimension indices ``(qh, qk, energy)``.
     """
-    dims = [i for i, ax in enumerate(histo.axes) if ax.bins > 1]
+    dims = histo.non_integrated_dims()
     names = [ax.name for ax in histo.axes]
     if histo.ndim != 3 or len(dims) != 3:
         raise InputDataError(

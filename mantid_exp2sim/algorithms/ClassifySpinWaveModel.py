@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 from mantid.api import PythonAlgorithm
 
-from ..histogram import network_ndim
+from ..histogram import network_dims, network_ndim
+from ..mosaic import MOSAIC_SHAPE
 from ..tasks.translate import LOG_PREFIX
 from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = ["ClassifySpinWaveModel"]
-
-_MOSAIC = (240, 400)
 
 
 def _ws_from_ads(name: str) -> Any:
@@ -164,8 +163,8 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         if all(d == 2 for d in dims):
             n_mosaics = len(workspaces)
             for w in workspaces:
-                shape = [n for n in _shape(w) if n > 1]
-                if tuple(shape) != _MOSAIC:
+                shape = [_shape(w)[i] for i in network_dims(_shape(w))]
+                if tuple(shape) != MOSAIC_SHAPE:
                     issues[key] = format_error(
                         "The mosaic has the wrong shape",
                         reason=f"{w.name() or 'input'} has {shape} bins; the classifier needs the "
