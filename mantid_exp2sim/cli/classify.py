@@ -76,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``exp2sim classify``; returns the exit status."""
     args = get_parser().parse_args(argv)
     prefix = "exp2sim classify"
-    from ..bundle import load_bundle
-    from ..bundle.resolve import classifier_bundle, generator_bundle, score_bundle
+    from ..bundle.resolve import classifier_bundle, generator_bundle, resolve_bundle, score_bundle
     from ..tasks.classify import classify
 
     try:
@@ -89,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.deconvolve:
             deconv = generator_bundle("deconvolve", 2, args.deconvolution_model)
         elif args.deconvolution_model:
-            deconv = load_bundle(args.deconvolution_model)
+            deconv = resolve_bundle(args.deconvolution_model)
         domain_model = None
         if args.domain_check and args.domain_model:
             domain_model = score_bundle(2, args.domain_model)
