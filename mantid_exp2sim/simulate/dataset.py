@@ -35,7 +35,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputDataError, format_error
 from ..histogram import Axis
+from ..io._atomic import atomic_path
 from .modelref import model_name, param_vector, resolve_model
 from .noise import PoissonNoise, SmoothBackground
 from .resolution import get_resolution
@@ -279,25 +279,6 @@ def _worker(task: tuple[dict[str, Any], str, str, int, int]) -> tuple[str, int, 
 
 
 # ============================================================================ writing
-def _atomic_skeleton(path: Path, build: Callable[[Any], None]) -> None:
-    import h5py
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            build(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _no_evictions(f: Any) -> None:
     """Keep HDF5 from writing metadata except at flushes (see the module notes)."""
     cfg = f.id.get_mdc_config()
@@ -446,8 +427,7 @@ def write_dataset(
         )
     else:
         meta = dict(plan.metadata)
-
-        def build(f: Any) -> None:
+        with atomic_path(path, parents=True) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["representation"] = spec.representation
@@ -478,8 +458,6 @@ def write_dataset(
                 g.create_dataset("parameters", shape=(0, p), maxshape=(None, p), dtype=np.float64,
                                  chunks=(64, max(p, 1)))
                 g.create_dataset("sample_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
-
-        _atomic_skeleton(path, build)
 
     with h5py.File(path, "r+") as f:
         _no_evictions(f)

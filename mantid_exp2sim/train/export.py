@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BundleError, InputDataError, format_error
 from ..histogram import Axis, MDHisto
+from ..io._atomic import discard_temp, reserve_temp
 
 __all__ = ["export_bundle", "TASK_GENERATOR", "DEFAULT_TILE"]
 
@@ -266,7 +267,8 @@ def export_bundle(
     manifest["patch"].setdefault("min_size", int(g.min_spatial_size()))
 
     # ---- reference bank: features through the bundle's own encoder graph
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.prelim.tmp")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = reserve_temp(output, suffix=".prelim.h5")  # removed like any stale temp if killed
     try:
         write_bundle(tmp, manifest, onnx=onnx_bytes, onnx_encoder=enc_bytes, weights=weights)
         prelim = load_bundle(tmp)
@@ -294,8 +296,7 @@ def export_bundle(
 
         f_train, f_hold = feats(train_idx), feats(hold_idx)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        discard_temp(tmp)
     arrays, calibration = build_reference_bank(f_train, f_hold, seed=seed)
     calibration = {**calibration, "features": "inference.encode_features: pooled (mean, std) bottleneck features",
                    "train_samples_encoded": int(train_idx.size), "holdout_samples_encoded": int(hold_idx.size)}
