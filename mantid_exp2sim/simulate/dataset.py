@@ -31,6 +31,7 @@ samples per model after the ``complete`` ones (refusing different settings).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -46,6 +47,7 @@ from .._version import __version__
 from ..errors import InputDataError, format_error
 from ..histogram import Axis
 from ..io._atomic import atomic_path
+from ..mosaic import LAYOUT
 from .modelref import model_name, param_vector, resolve_model
 from .noise import PoissonNoise, SmoothBackground
 from .resolution import get_resolution
@@ -60,6 +62,7 @@ __all__ = [
     "simulate_sample",
     "write_dataset",
     "SpectraDataset",
+    "is_dataset_file",
 ]
 
 FORMAT = "exp2sim-dataset"
@@ -289,62 +292,42 @@ def _no_evictions(f: Any) -> None:
     f.id.set_mdc_config(cfg)
 
 
-def _read_json_attr(attrs: Any, key: str, default: Any = None) -> Any:
-    if key not in attrs:
-        return default
-    v = attrs[key]
-    if isinstance(v, bytes):
-        v = v.decode("utf-8")
-    return json.loads(v)
-
-
 def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, mask: np.ndarray) -> None:
-    import h5py
-
+    """Refuse to extend ``path`` unless it was written with the same settings (read by :class:`SpectraDataset`)."""
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
+        old = SpectraDataset(path)
+    except InputDataError as exc:
         raise InputDataError(
             format_error(
-                f"Output file '{path}' exists but cannot be opened as a data set",
+                f"Output file '{path}' exists and is not a data set this run can extend",
                 reason=str(exc),
                 fix="choose a new output file (or delete the broken one)",
             )
         ) from exc
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise InputDataError(
-                format_error(
-                    f"Output file '{path}' exists and is not an exp2sim data set",
-                    reason=f"format attribute {f.attrs.get('format')!r}",
-                    fix="choose a new output file",
-                )
+    diffs = []
+    if old.format_version != FORMAT_VERSION:
+        diffs.append(f"format_version {old.format_version} != {FORMAT_VERSION}")
+    new = spec.settings()
+    for k in sorted(set(old.settings) | set(new)):
+        if k != "mask" and old.settings.get(k) != new.get(k):
+            diffs.append(f"{k}: file {old.settings.get(k)!r}, requested {new.get(k)!r}")
+    old_mask = old.settings.get("mask")
+    if (old_mask in ("kinematic", "none") or new["mask"] in ("kinematic", "none")) and old_mask != new["mask"]:
+        diffs.append(f"mask: file {old_mask!r}, requested {new['mask']!r}")
+    elif old.mask is None or not np.array_equal(old.mask, mask):
+        diffs.append("mask: the mask arrays differ")
+    if old.class_names != names:
+        diffs.append(f"models: file {old.class_names}, requested {names}")
+    if old.seed != seed:
+        diffs.append(f"seed: file {old.seed}, requested {seed}")
+    if diffs:
+        raise InputDataError(
+            format_error(
+                f"Output file '{path}' was written with different settings",
+                reason="; ".join(diffs),
+                fix="use the same settings to append or resume, or write a new file",
             )
-        diffs = []
-        if int(f.attrs["format_version"]) != FORMAT_VERSION:
-            diffs.append(f"format_version {int(f.attrs['format_version'])} != {FORMAT_VERSION}")
-        old = _read_json_attr(f.attrs, "settings", {})
-        new = spec.settings()
-        for k in sorted(set(old) | set(new)):
-            if k != "mask" and old.get(k) != new.get(k):
-                diffs.append(f"{k}: file {old.get(k)!r}, requested {new.get(k)!r}")
-        if (old.get("mask") in ("kinematic", "none") or new["mask"] in ("kinematic", "none")) and old.get("mask") != new["mask"]:
-            diffs.append(f"mask: file {old.get('mask')!r}, requested {new['mask']!r}")
-        elif not np.array_equal(f["mask"][()].astype(bool), mask):
-            diffs.append("mask: the mask arrays differ")
-        old_models = _read_json_attr(f.attrs, "models", [])
-        if old_models != names:
-            diffs.append(f"models: file {old_models}, requested {names}")
-        if int(f.attrs["seed"]) != seed:
-            diffs.append(f"seed: file {int(f.attrs['seed'])}, requested {seed}")
-        if diffs:
-            raise InputDataError(
-                format_error(
-                    f"Output file '{path}' was written with different settings",
-                    reason="; ".join(diffs),
-                    fix="use the same settings to append or resume, or write a new file",
-                )
-            )
+        )
 
 
 def write_dataset(
@@ -548,8 +531,39 @@ def _consume(f: Any, results: Iterable[Any], bar: Any, on_sample: Callable[[str,
 
 
 # ============================================================================ reading
+def _text(value: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _json_attr(attrs: Any, key: str, default: Any = None) -> Any:
+    """Root or group attribute ``key`` decoded from JSON (the raw text when it is not JSON)."""
+    if key not in attrs:
+        return default
+    raw = _text(attrs[key])
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return str(raw)
+
+
+def is_dataset_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file whose root says ``format = "exp2sim-dataset"``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return _text(f.attrs.get("format")) == FORMAT
+    except OSError:
+        return False
+
+
 class SpectraDataset:
-    """Lazy reader of a data set file (one sample read per item; picklable).
+    """The reader of ``exp2sim-dataset`` files: samples of one kind, lazily (picklable).
+
+    This class is the only code that interprets the format (its ``format`` string and
+    ``format_version``); the training data sources
+    (:class:`mantid_exp2sim.train.data.SimulatorSource`, :class:`~mantid_exp2sim.train.data.LabelledSpectra`)
+    wrap it.
 
     Parameters
     ----------
@@ -558,13 +572,31 @@ class SpectraDataset:
     kind
         ``"convolved"`` or ``"unconvolved"``.
     models
-        Names of the models to include (default all); labels stay those of the file.
+        Names of the models to include, in this order (default all, in label order);
+        a name the file lacks is an error. Labels stay those of the file.
+
+    Raises
+    ------
+    InputDataError
+        A missing or unreadable file, another kind of file, a newer ``format_version``,
+        an unknown model, or a coverage mask whose shape differs from the samples'.
 
     Notes
     -----
-    Only the first ``complete`` rows of each model are used. The file is opened on first
-    access in each process (so a ``torch.utils.data.DataLoader`` worker opens its own handle)
-    and items are ``(float32 array with NaN where masked, label)``.
+    How files are read (the same for every user of the format):
+
+    * the models are the root groups holding ``kind``, ordered by their ``label`` attribute,
+      then by name; a group without ``label`` reads as label -1;
+    * only the first ``complete`` rows of a model are used (all rows when a hand-made file
+      has no ``complete``);
+    * the file's coverage ``mask`` (1 = masked), when present, is applied on every read (NaN),
+      on top of the NaNs stored in the samples (a no-op for files of :func:`write_dataset`,
+      which store NaN there);
+    * a file without ``format_version`` reads as version 1; ``axes``, ``seed`` and the JSON
+      attributes are optional (empty when absent).
+
+    The file is opened on first access in each process (so a ``torch.utils.data.DataLoader``
+    worker opens its own handle); items are ``(float32 array, label)``.
     """
 
     def __init__(self, path: str | os.PathLike, kind: str = "convolved", models: Sequence[str] | None = None):
@@ -577,45 +609,91 @@ class SpectraDataset:
         self.path = str(path)
         self.kind = kind
         if not Path(self.path).is_file():
-            raise InputDataError(format_error(f"Data set '{self.path}' does not exist", fix="check the path"))
+            raise InputDataError(format_error(f"Data set file '{self.path}' not found", fix="check the path"))
         try:
             f = h5py.File(self.path, "r")
         except OSError as exc:
             raise InputDataError(format_error(f"Data set '{self.path}' cannot be opened", reason=str(exc))) from exc
         with f:
-            if f.attrs.get("format") != FORMAT:
-                raise InputDataError(
-                    format_error(
-                        f"'{self.path}' is not an exp2sim data set",
-                        reason=f"format attribute {f.attrs.get('format')!r}, expected {FORMAT!r}",
-                    )
+            self.format_version = self._check_format(f.attrs)
+            self.representation = str(_text(f.attrs.get("representation", "")))
+            self.axes = tuple(Axis.from_dict(d) for d in _json_attr(f.attrs, "axes", []))
+            meta = _json_attr(f.attrs, "metadata", {})
+            self.metadata: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+            self.settings: dict[str, Any] = _json_attr(f.attrs, "settings", {})
+            self.seed = int(f.attrs["seed"]) if "seed" in f.attrs else None
+            self.command = _json_attr(f.attrs, "command", [])
+            groups = [g for g, v in f.items() if isinstance(v, h5py.Group) and kind in v]
+            labels = {g: int(f[g].attrs.get("label", -1)) for g in groups}
+            self.class_names = sorted(groups, key=lambda g: (labels[g], g))
+            self._all_labels = labels
+            self._all_counts = {g: int(f[g].attrs.get("complete", f[g][kind].shape[0])) for g in groups}
+            self._param_names = {g: _json_attr(f[g].attrs, "parameter_names", []) for g in groups}
+            first = f[self.class_names[0]][kind].shape[1:] if groups else None
+            self.shape: tuple[int, ...] = (
+                tuple(int(n) for n in first) if first is not None else tuple(ax.bins for ax in self.axes)
+            )
+            self.mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
+            layout = _text(f.attrs.get("layout", self.metadata.get("layout")))
+        #: Layout tag (e.g. ``pcsmo-mosaic-v1``): the ``layout`` attribute, the metadata's, or the
+        #: mosaic's by default.
+        self.layout: str | None = str(layout) if layout else (LAYOUT if self.representation == "mosaic" else None)
+        if self.mask is not None and groups and self.mask.shape != self.shape:
+            raise InputDataError(
+                format_error(
+                    f"Data set '{self.path}' has a coverage mask of another shape",
+                    reason=f"mask {self.mask.shape}, samples {self.shape}",
                 )
-            self.representation = str(f.attrs["representation"])
-            self.axes = tuple(Axis.from_dict(d) for d in _read_json_attr(f.attrs, "axes"))
-            self.metadata = _read_json_attr(f.attrs, "metadata", {})
-            self.settings = _read_json_attr(f.attrs, "settings", {})
-            self.seed = int(f.attrs["seed"])
-            self.command = _read_json_attr(f.attrs, "command", [])
-            names = _read_json_attr(f.attrs, "models", [])
-            labels = {n: int(f[n].attrs["label"]) for n in names}
-            self.class_names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
-            chosen = list(self.class_names) if models is None else [str(m) for m in models]
-            unknown = [m for m in chosen if m not in labels]
-            if unknown:
-                raise InputDataError(
-                    format_error(
-                        f"Data set '{self.path}' has no model {unknown}",
-                        reason=f"it holds {self.class_names}",
-                    )
-                )
-            self.models = chosen
-            self._labels = [labels[m] for m in chosen]
-            self._counts = [int(f[m].attrs["complete"]) for m in chosen]
-            self._param_names = {m: _read_json_attr(f[m].attrs, "parameter_names", []) for m in chosen}
-            self.mask = f["mask"][()].astype(bool)
-        self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+            )
         self._h5: Any = None
         self._pid: int | None = None
+        self._choose(self.class_names if models is None else [str(m) for m in models])
+
+    def _check_format(self, attrs: Any) -> int:
+        if _text(attrs.get("format")) != FORMAT:
+            raise InputDataError(
+                format_error(
+                    f"'{self.path}' is not an exp2sim-simulate data set",
+                    reason=f"root attribute format={_text(attrs.get('format'))!r}, expected {FORMAT!r}",
+                    fix="make one with exp2sim-simulate",
+                )
+            )
+        try:
+            version = int(attrs.get("format_version", 1))
+        except (TypeError, ValueError):
+            version = -1
+        if not 1 <= version <= FORMAT_VERSION:
+            raise InputDataError(
+                format_error(
+                    f"Data set '{self.path}' has a format version this mantid-exp2sim cannot read",
+                    reason=f"format_version {_text(attrs.get('format_version'))!r}; this version reads 1 to "
+                    f"{FORMAT_VERSION}",
+                    fix="upgrade mantid-exp2sim (or rewrite the file with exp2sim-simulate)",
+                )
+            )
+        return version
+
+    def _choose(self, models: list[str]) -> None:
+        unknown = [m for m in models if m not in self._all_labels]
+        if unknown:
+            raise InputDataError(
+                format_error(
+                    f"Spin model(s) {unknown} not in the data set '{self.path}'",
+                    reason=f"it holds {self.class_names} with {self.kind} samples",
+                    fix="choose --models among those",
+                )
+            )
+        self.models = list(models)
+        self._labels = [self._all_labels[m] for m in self.models]
+        self._counts = [self._all_counts[m] for m in self.models]
+        self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+
+    def select(self, models: Sequence[str]) -> "SpectraDataset":
+        """The same file restricted to ``models`` (in this order; an unknown name is an error)."""
+        view = copy.copy(self)
+        view._h5, view._pid = None, None
+        view._choose([str(m) for m in models])
+        return view
 
     # -- pickling: never carry an open handle into another process
     def __getstate__(self) -> dict[str, Any]:
@@ -652,16 +730,21 @@ class SpectraDataset:
         return int(self._offsets[-1])
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of one sample."""
-        return tuple(ax.bins for ax in self.axes)
-
-    @property
     def counts(self) -> dict[str, int]:
         """Usable samples per model."""
         return dict(zip(self.models, self._counts))
 
-    def _locate(self, i: int) -> tuple[str, int, int]:
+    @property
+    def model_labels(self) -> dict[str, int]:
+        """The file's label of each model read."""
+        return dict(zip(self.models, self._labels))
+
+    def attribute(self, name: str) -> Any:
+        """Root attribute ``name`` decoded from JSON (the raw text when not JSON; None when absent)."""
+        return _json_attr(self._file().attrs, name)
+
+    def locate(self, i: int) -> tuple[str, int]:
+        """``(model name, row)`` of item ``i`` (negative ``i`` counts from the end)."""
         n = len(self)
         ii = int(i)
         if ii < 0:
@@ -669,29 +752,38 @@ class SpectraDataset:
         if not 0 <= ii < n:
             raise IndexError(f"index {i} out of range for a data set of {n} samples")
         j = int(np.searchsorted(self._offsets, ii, side="right") - 1)
-        return self.models[j], ii - int(self._offsets[j]), self._labels[j]
+        return self.models[j], ii - int(self._offsets[j])
+
+    def _masked(self, x: Any) -> np.ndarray:
+        arr = np.array(x, dtype=np.float32)
+        if self.mask is not None:
+            arr[self.mask] = np.nan
+        return arr
+
+    def read(self, i: int) -> np.ndarray:
+        """Sample ``i``: a new float32 array, NaN where masked."""
+        model, row = self.locate(i)
+        return self._masked(self._file()[model][self.kind][row])
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        model, row, label = self._locate(i)
-        arr = np.asarray(self._file()[model][self.kind][row], dtype=np.float32)
-        return arr, label
+        return self.read(i), self.label(i)
 
     def label(self, i: int) -> int:
         """Label of item ``i`` (without reading its data)."""
-        return self._locate(i)[2]
+        return self._all_labels[self.locate(i)[0]]
 
     def model_of(self, i: int) -> str:
         """Model name of item ``i``."""
-        return self._locate(i)[0]
+        return self.locate(i)[0]
 
     def parameters(self, i: int) -> dict[str, float]:
         """Parameters of item ``i`` as ``{name: value}``."""
-        model, row, _ = self._locate(i)
+        model, row = self.locate(i)
         vec = self._file()[model]["parameters"][row]
         return {n: float(v) for n, v in zip(self._param_names[model], vec)}
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(convolved, unconvolved, label)`` of item ``i``."""
-        model, row, label = self._locate(i)
+        model, row = self.locate(i)
         g = self._file()[model]
-        return np.asarray(g["convolved"][row], np.float32), np.asarray(g["unconvolved"][row], np.float32), label
+        return self._masked(g["convolved"][row]), self._masked(g["unconvolved"][row]), self._all_labels[model]

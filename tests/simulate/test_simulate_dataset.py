@@ -95,7 +95,7 @@ def test_reader_is_lazy_picklable_and_labelled(tmp_path, double_module):
         ds[4]
     with pytest.raises(ValueError, match="kind is invalid"):
         SpectraDataset(path, kind="both")
-    with pytest.raises(ValueError, match=r"has no model \['dimer'\]"):
+    with pytest.raises(ValueError, match=r"\['dimer'\] not in the data set"):
         SpectraDataset(path, models=["dimer"])
     ds.close()
 

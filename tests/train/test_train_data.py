@@ -10,12 +10,12 @@ h5py = pytest.importorskip("h5py")
 from mantid_exp2sim.errors import InputDataError  # noqa: E402
 from mantid_exp2sim.train.data import (  # noqa: E402
     ArraySource,
-    PatchSampler,
     SimulatorSource,
     data_from_config,
     open_source,
     prepare_data,
 )
+from mantid_exp2sim.train.patches import PatchSampler  # noqa: E402
 
 
 def write_sim(path, n_per_model=(30, 20), shape=(16, 16), seed=0, garbage_in_mask=False, complete=None):
