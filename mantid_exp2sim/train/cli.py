@@ -19,10 +19,10 @@ import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, Sequence
 
 from ..errors import BundleError, Exp2SimError, InputDataError, format_error
-from .config import GanConfig, config_from_checkpoint, load_config, preset_names
+from .config import GanConfig, add_config_options, config_from_checkpoint, load_config, preset_names
 
 __all__ = ["main", "get_parser", "gan_main", "export_main", "config_from_args", "RESUME_OVERRIDABLE"]
 
@@ -90,35 +90,21 @@ _HELP: dict[str, str] = {
 }
 
 
+#: argparse keywords of the GAN options that differ from the generated ones.
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "models": {"metavar": "NAME"},
+    "gan_mode": {"choices": ["hinge", "lsgan"]},
+    "kind_a": {"choices": ["convolved", "unconvolved"]},
+    "kind_b": {"choices": ["convolved", "unconvolved"]},
+    "amp": {"choices": ["auto", "on", "off"]},
+    "device": {"choices": ["auto", "cpu", "gpu"]},
+    "ndim": {"choices": [2, 3]},
+}
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """One option per :class:`GanConfig` field; absent options keep their earlier value."""
-    hints = get_type_hints(GanConfig)
-    for f in fields(GanConfig):
-        if f.name == "preset":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": _HELP.get(f.name, f.name)}
-        t = hints[f.name]
-        if get_origin(t) is not None and type(None) in get_args(t):
-            t = next(a for a in get_args(t) if a is not type(None))
-        if t is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif get_origin(t) is list:
-            inner = get_args(t)[0]
-            kw.update(nargs="+", type=inner, metavar="N" if inner is int else ("NAME" if f.name == "models" else "SPEC"))
-        else:
-            kw["type"] = t
-            if f.name in ("gan_mode",):
-                kw["choices"] = ["hinge", "lsgan"]
-            elif f.name in ("kind_a", "kind_b"):
-                kw["choices"] = ["convolved", "unconvolved"]
-            elif f.name == "amp":
-                kw["choices"] = ["auto", "on", "off"]
-            elif f.name == "device":
-                kw["choices"] = ["auto", "cpu", "gpu"]
-            elif f.name == "ndim":
-                kw["choices"] = [2, 3]
-        p.add_argument(flag, **kw)
+    add_config_options(p, GanConfig, _HELP, options=_OPTIONS, skip={"preset"})
 
 
 def get_parser() -> argparse.ArgumentParser:

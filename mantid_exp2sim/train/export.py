@@ -1,5 +1,6 @@
-"""Checkpoint -> model bundle for one generator (deconvolve = G_A, convolve = G_B).
+"""Trained networks -> model bundles: a generator of a GAN checkpoint, or a classifier.
 
+:func:`export_bundle` writes one generator of a checkpoint (deconvolve = G_A, convolve = G_B).
 The bundle holds the ONNX graph of the generator (checked against PyTorch on input sizes not
 used in training), the ONNX graph of its encoder, the float32 weights, tiling settings, the
 normalisation, the training-data description, validation metrics on held-out simulated pairs,
@@ -8,6 +9,10 @@ features of training samples of the generator's input domain plus held-out ones,
 with :func:`mantid_exp2sim.domain.build_reference_bank`. The features are computed with
 :func:`mantid_exp2sim.inference.encode_features` on the bundle itself (written first without
 the bank), so scoring at inference time uses exactly the same encoder, padding and pooling.
+
+:func:`export_classifier` writes a trained DUQ classifier: thresholds calibrated on held-out
+data (:func:`mantid_exp2sim.classify.calibrate_thresholds`), the ONNX graph (checked against
+PyTorch), the weights, class names, the mosaic layout and the exact command.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..errors import BundleError, InputDataError, format_error
 from ..histogram import Axis, MDHisto
 from ..io._atomic import discard_temp, reserve_temp
 
-__all__ = ["export_bundle", "TASK_GENERATOR", "DEFAULT_TILE"]
+__all__ = ["export_bundle", "export_classifier", "TASK_GENERATOR", "DEFAULT_TILE"]
 
 #: Which generator of a run each task exports, and its manifest direction.
 TASK_GENERATOR = {"deconvolve": ("G_A", "exp2sim", "a"), "convolve": ("G_B", "sim2exp", "b")}
@@ -305,3 +310,91 @@ def export_bundle(
     load_bundle(path, kind="generator", task=task, ndim=ndim)  # the file must read back
     say(f"wrote {path}")
     return path
+
+
+def export_classifier(
+    model: Any,
+    path: str | Path,
+    *,
+    classes: Sequence[str],
+    thresholds: dict[str, Any],
+    training: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
+    seed: int | None = None,
+    command: Sequence[str] | None = None,
+    exporter: str = "auto",
+    tolerance: float = 1e-4,
+) -> Path:
+    """Write a classifier bundle (ONNX graph, weights, classes, thresholds, provenance).
+
+    Parameters
+    ----------
+    model
+        A trained :class:`~mantid_exp2sim.models.duq.DUQClassifier`.
+    path
+        Bundle file to write (atomically).
+    classes
+        Class names in output order.
+    thresholds
+        From :func:`mantid_exp2sim.classify.calibrate_thresholds`.
+    training, validation
+        Free-form descriptions stored in the manifest.
+    seed, command
+        Provenance.
+    exporter
+        ONNX exporter (see :func:`mantid_exp2sim.onnx.export_onnx`).
+    tolerance
+        Largest allowed ONNX-vs-PyTorch difference of the kernel values.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import torch
+
+    from ..bundle import make_manifest, write_bundle
+    from ..mosaic import LAYOUT, mosaic_axes
+    from ..onnx import export_onnx, verify_onnx
+
+    if len(classes) != model.n_classes:
+        raise BundleError(
+            format_error("Class names do not match the model", reason=f"{len(classes)} names, {model.n_classes} outputs")
+        )
+    model = model.eval()
+    shape = (2, 2, *model.input_shape)
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(shape, generator=gen)
+    example[:, 1] = 1.0
+    blob = export_onnx(model, example, dynamic_spatial=False, output_names=["K"], exporter=exporter)
+    check = torch.rand((3, 2, *model.input_shape), generator=gen)
+    check[:, 1] = (check[:, 1] > 0.2).float()
+    diff = verify_onnx(blob, model, [check])
+    if not diff <= tolerance:
+        raise BundleError(
+            format_error(
+                "The exported ONNX classifier disagrees with PyTorch",
+                reason=f"max |K_onnx - K_torch| = {diff:.3g} > {tolerance:g}",
+                fix="report this; try --exporter torchscript",
+            )
+        )
+    axes = [a.to_dict() for a in mosaic_axes(tuple(model.input_shape))]
+    manifest = make_manifest(
+        kind="classifier",
+        task="classify",
+        ndim=2,
+        architecture=model.architecture(),
+        halo=0,
+        multiple=1,
+        patch_size=None,
+        in_channels=model.in_channels,
+        out_channels=model.n_classes,
+        expected_axes=axes,
+        layout=LAYOUT,
+        classes=list(classes),
+        thresholds=thresholds,
+        training=training,
+        validation={**(validation or {}), "onnx_max_abs_diff": float(diff)},
+        seed=seed,
+        command=list(command) if command is not None else None,
+    )
+    return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())
