@@ -346,15 +346,17 @@ def volume_axes(
 
 def _plan_grid(
     ei: float,
-    nh: int,
-    nk: int,
+    bins: tuple[int, ...],
     e_edges: np.ndarray,
+    e_range: tuple[float, float],
     q_range: tuple[float, float],
     mask: Any,
-    mask_shape: tuple[int, ...],
     coverage: DetectorCoverage,
-) -> tuple[np.ndarray | None, tuple, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Common geometry of volumes and E slices on a (nh, nk, ne) grid."""
+    metadata: dict[str, Any],
+) -> Plan:
+    """The plan of a volume (``bins`` = (nh, nk, ne)) or an E slice (``bins`` = (nh, nk), one
+    energy bin ``e_edges``) on a regular (Qh, Qk, E) grid."""
+    nh, nk = bins[0], bins[1]
     ne = e_edges.size - 1
     hc, dh = _q_grid(q_range, nh)
     kc, dk = _q_grid(q_range, nk)
@@ -363,12 +365,21 @@ def _plan_grid(
     QK = np.broadcast_to(kc[None, :, None], shape)
     ELO = np.broadcast_to(e_edges[None, None, :-1], shape)
     EHI = np.broadcast_to(e_edges[None, None, 1:], shape)
-    mask_arr = resolve_mask(
-        mask, mask_shape, lambda: kinematic_mask(QH, QK, ELO, EHI, ei, coverage).reshape(mask_shape)
-    )
+    mask_arr = resolve_mask(mask, bins, lambda: kinematic_mask(QH, QK, ELO, EHI, ei, coverage).reshape(bins))
     need = None if mask_arr is None else ~mask_arr.reshape(nh * nk, ne).all(axis=1)
     coords = (QH, QK, 0.5 * (ELO + EHI), np.full(shape, ei))
-    return mask_arr, coords, np.repeat(hc, nk), np.tile(kc, nh), np.array([[dh, 0.0], [0.0, dk]]), need
+    return Plan(
+        axes=volume_axes((nh, nk, ne), q_range, e_range)[: len(bins)],
+        mask=mask_arr,
+        coords=coords if len(bins) == 3 else tuple(c[..., 0] for c in coords),
+        metadata={"ei": ei, "Ei": ei, **metadata},
+        qh=np.repeat(hc, nk),
+        qk=np.tile(kc, nh),
+        bin_vectors=np.array([[dh, 0.0], [0.0, dk]]),
+        q_range=q_range,
+        blocks=[Block(ei, e_edges, None, need, e_range)],
+        assemble=lambda results: results[0].reshape(bins),
+    )
 
 
 def plan_volume(
@@ -407,20 +418,7 @@ def plan_volume(
     bins = _check_bins(bins, 3)
     q_range = _check_range(q_range, "q_range", "r.l.u.")
     er = _energy_range(energy_range, ei)
-    e_edges = np.linspace(er[0], er[1], bins[2] + 1)
-    mask_arr, coords, qh, qk, bv, need = _plan_grid(ei, bins[0], bins[1], e_edges, q_range, mask, bins, coverage)
-    return Plan(
-        axes=volume_axes(bins, q_range, er),
-        mask=mask_arr,
-        coords=coords,
-        metadata={"ei": ei, "Ei": ei},
-        qh=qh,
-        qk=qk,
-        bin_vectors=bv,
-        q_range=q_range,
-        blocks=[Block(ei, e_edges, None, need, er)],
-        assemble=lambda results: results[0].reshape(bins),
-    )
+    return _plan_grid(ei, bins, np.linspace(er[0], er[1], bins[2] + 1), er, q_range, mask, coverage, {})
 
 
 def plan_e_slice(
@@ -455,20 +453,7 @@ def plan_e_slice(
         energy_window = (DEFAULT_E_SLICE_FRACTIONS[0] * ei, DEFAULT_E_SLICE_FRACTIONS[1] * ei)
     win = _check_range(energy_window, "energy_window", "meV")
     _check_energy_range(win, ei, "energy_window")
-    e_edges = np.array(win)
-    mask_arr, coords, qh, qk, bv, need = _plan_grid(ei, bins[0], bins[1], e_edges, q_range, mask, bins, coverage)
-    return Plan(
-        axes=volume_axes((bins[0], bins[1], 1), q_range, win)[:2],
-        mask=mask_arr,
-        coords=tuple(c[..., 0] for c in coords),
-        metadata={"ei": ei, "Ei": ei, "energy_window": [win[0], win[1]]},
-        qh=qh,
-        qk=qk,
-        bin_vectors=bv,
-        q_range=q_range,
-        blocks=[Block(ei, e_edges, None, need, win)],
-        assemble=lambda results: results[0].reshape(bins),
-    )
+    return _plan_grid(ei, bins, np.array(win), win, q_range, mask, coverage, {"energy_window": [win[0], win[1]]})
 
 
 def _fmt(x: float) -> str:

@@ -38,6 +38,7 @@ simulates any :class:`~.representations.Plan`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -157,15 +158,34 @@ def simulate_plan(
     Parameters
     ----------
     plan
-        From one of the ``plan_*`` functions.
-    model, params, resolution, rng, noise, background, q_subsamples
-        As :func:`simulate_pair`.
+        From one of the planners of :mod:`.representations`.
+    model
+        Spin model, registered name or ``module:attribute`` reference.
+    params
+        Parameters (mapping or vector in ``parameter_names`` order); None = published values.
+    resolution
+        ``"builtin"``, ``"tables:DIR"``, ``"unconvolved"`` or a ResolutionModel.
+    rng
+        Random generator for the noise.
+    noise
+        Poisson flux (float or :class:`~.noise.PoissonNoise`) or None.
+    background
+        Relative level (float or :class:`~.noise.SmoothBackground`) or None.
     want
         Which of (convolved, unconvolved) to compute; the other is returned as None.
+    q_subsamples
+        Q points per bin edge of the convolved spectrum: 1 (default, fastest) evaluates the
+        bin centre and accounts for the bin width through the energy variance; n > 1 averages
+        over the n x n sub-bin centres (see the module notes; about n^2 times the cost).
+        A whole number 1 ... ``MAX_Q_SUBSAMPLES``, otherwise ``InputDataError``
+        (a ``ValueError``).
 
     Returns
     -------
     (MDHisto or None, MDHisto or None)
+        Convolved and unconvolved, on the plan's axes; metadata: the plan's, plus ``model``,
+        ``parameters``, ``resolution``, ``mask``, ``q_subsamples``, ``kind`` (and ``noise``,
+        ``background`` of the convolved one when given).
     """
     n_sub = _check_q_subsamples(q_subsamples)
     m = resolve_model(model)
@@ -232,59 +252,33 @@ def simulate_plan(
     return out[0], out[1]
 
 
-def simulate_pair(
-    name: str,
-    model: Any,
-    params: Any = None,
-    *,
-    resolution: Any = "builtin",
-    rng: np.random.Generator | None = None,
-    noise: Any = None,
-    background: Any = None,
-    q_subsamples: int = 1,
-    want: tuple[bool, bool] = (True, True),
-    **geometry: Any,
-) -> tuple[MDHisto | None, MDHisto | None]:
+#: The keywords of :func:`simulate_plan` that :func:`simulate_pair` passes on (the rest go to the planner).
+_SIMULATION_KEYS = tuple(inspect.signature(simulate_plan).parameters)[3:]
+
+
+def simulate_pair(name: str, model: Any, params: Any = None, **kw: Any) -> tuple[MDHisto | None, MDHisto | None]:
     """A representation's spectrum with and without resolution.
 
     Parameters
     ----------
     name
         The representation (a key of :data:`~.representations.REPRESENTATIONS`).
-    model
-        Spin model, registered name or ``module:attribute`` reference.
-    params
-        Parameters (mapping or vector in ``parameter_names`` order); None = published values.
-    resolution
-        ``"builtin"``, ``"tables:DIR"``, ``"unconvolved"`` or a ResolutionModel.
-    rng
-        Random generator for the noise.
-    noise
-        Poisson flux (float or :class:`~.noise.PoissonNoise`) or None.
-    background
-        Relative level (float or :class:`~.noise.SmoothBackground`) or None.
-    q_subsamples
-        Q points per bin edge of the convolved spectrum: 1 (default, fastest) evaluates the
-        bin centre and accounts for the bin width through the energy variance; n > 1 averages
-        over the n x n sub-bin centres (see the module notes; about n^2 times the cost).
-        A whole number 1 ... ``MAX_Q_SUBSAMPLES``, otherwise ``InputDataError``
-        (a ``ValueError``).
-    want
-        Which of (convolved, unconvolved) to compute; the other is returned as None.
-    **geometry
-        The representation's planner keywords (``mask``, ``ei``, ``bins``, ...; see
-        ``plan_mosaic``, ``plan_volume``, ``plan_e_slice``, ``plan_qe_slice`` in
-        :mod:`.representations`); absent ones take the planner's defaults.
+    model, params
+        As :func:`simulate_plan`.
+    **kw
+        The simulation settings of :func:`simulate_plan` (``resolution``, ``rng``,
+        ``noise``, ``background``, ``want``, ``q_subsamples``) and the representation's
+        planner keywords (``mask``, ``ei``, ``bins``, ...; see ``plan_mosaic``,
+        ``plan_volume``, ``plan_e_slice``, ``plan_qe_slice`` in :mod:`.representations`);
+        absent ones take their defaults.
 
     Returns
     -------
     (MDHisto, MDHisto)
-        Convolved and unconvolved, on the planner's axes; metadata: the plan's, plus
-        ``model``, ``parameters``, ``resolution``, ``mask``, ``q_subsamples``, ``kind``.
+        As :func:`simulate_plan`.
     """
-    plan = representation(name).plan(**geometry)
-    return simulate_plan(plan, model, params, resolution=resolution, rng=rng, noise=noise, background=background,
-                         want=want, q_subsamples=q_subsamples)
+    simulation = {k: kw.pop(k) for k in _SIMULATION_KEYS if k in kw}
+    return simulate_plan(representation(name).plan(**kw), model, params, **simulation)
 
 
 def _single(name: str, model: Any, params: Any, convolved: bool, kw: dict[str, Any]) -> MDHisto:
@@ -297,7 +291,7 @@ def _single(name: str, model: Any, params: Any, convolved: bool, kw: dict[str, A
 def simulate_mosaic_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MDHisto, MDHisto]:
     """The 240x400 mosaic with and without resolution.
 
-    Keywords: those of :func:`simulate_pair` and the layout of
+    Keywords: the simulation settings of :func:`simulate_plan` and the layout of
     :func:`~.representations.plan_mosaic` (``mask``, ``ei_list``, ``window_fractions``,
     ``q_bins``, ``q_range``, ``coverage``; default ``pcsmo-mosaic-v1`` with the kinematic mask).
     """
@@ -307,7 +301,7 @@ def simulate_mosaic_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MDH
 def simulate_volume_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MDHisto, MDHisto]:
     """A (Qh, Qk, E) volume for one incident energy, with and without resolution.
 
-    Keywords: those of :func:`simulate_pair` and the geometry of
+    Keywords: the simulation settings of :func:`simulate_plan` and the geometry of
     :func:`~.representations.plan_volume` (``ei``, ``bins``, ``q_range``, ``energy_range``,
     ``mask``, ``coverage``).
     """
@@ -317,7 +311,7 @@ def simulate_volume_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MDH
 def simulate_e_slice_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MDHisto, MDHisto]:
     """A constant-energy (Qh, Qk) slice (the mean over one energy window), with and without resolution.
 
-    Keywords: those of :func:`simulate_pair` and the geometry of
+    Keywords: the simulation settings of :func:`simulate_plan` and the geometry of
     :func:`~.representations.plan_e_slice` (``ei``, ``energy_window``, ``bins``, ``q_range``,
     ``mask``, ``coverage``).
     """
@@ -327,7 +321,7 @@ def simulate_e_slice_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MD
 def simulate_qe_slice_pair(model: Any, params: Any = None, **kw: Any) -> tuple[MDHisto, MDHisto]:
     """A Q-E slice along a straight line in (Qh, Qk), with and without resolution.
 
-    Keywords: those of :func:`simulate_pair` and the geometry of
+    Keywords: the simulation settings of :func:`simulate_plan` and the geometry of
     :func:`~.representations.plan_qe_slice` (``ei``, ``start``, ``end``, ``bins``,
     ``energy_range``, ``thickness``, ``mask``, ``coverage``).
     """
