@@ -106,12 +106,6 @@ def _folder_problem(folder: Path) -> tuple[str, str] | None:
 def _problem(out: PlannedOutput, inputs: Sequence[str | os.PathLike], created: set[Path], overwrite: bool) -> str:
     """The first problem of one output, or ""."""
     target = out.absolute
-    if out.extensions and not out.directory and target.suffix.lower() not in out.extensions:
-        return _message(
-            out,
-            f"the extension '{target.suffix or '(none)'}' is not one of {', '.join(out.extensions)}",
-            "give a file name ending in one of those",
-        )
     for src in inputs:
         if same_file(target, src):
             return _message(
@@ -119,6 +113,14 @@ def _problem(out: PlannedOutput, inputs: Sequence[str | os.PathLike], created: s
                 f"that is the input '{src}' of this run",
                 "choose another output path; inputs are never overwritten, not even with --overwrite",
             )
+    if not out.directory and target.is_dir():
+        return _message(out, "a directory with that name exists", "give a file name, not a directory")
+    if out.extensions and not out.directory and target.suffix.lower() not in out.extensions:
+        return _message(
+            out,
+            f"the extension '{target.suffix or '(none)'}' is not one of {', '.join(out.extensions)}",
+            "give a file name ending in one of those",
+        )
     if out.directory:
         if target.exists():
             if not target.is_dir():
@@ -128,8 +130,6 @@ def _problem(out: PlannedOutput, inputs: Sequence[str | os.PathLike], created: s
             return ""
         folder_problem = _folder_problem(target.parent)
         return _message(out, *folder_problem) if folder_problem else ""
-    if target.is_dir():
-        return _message(out, "a directory with that name exists", "give a file name, not a directory")
     if target.parent not in created:
         folder_problem = _folder_problem(target.parent)
         if folder_problem:
