@@ -46,6 +46,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputDataError, format_error
 from ..histogram import Axis
+from ..io._atomic import OutputPathError
 from .modelref import model_name, param_vector, resolve_model
 from .noise import PoissonNoise, SmoothBackground
 from .resolution import get_resolution
@@ -282,7 +283,6 @@ def _worker(task: tuple[dict[str, Any], str, str, int, int]) -> tuple[str, int, 
 def _atomic_skeleton(path: Path, build: Callable[[Any], None]) -> None:
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
@@ -317,6 +317,26 @@ def _read_json_attr(attrs: Any, key: str, default: Any = None) -> Any:
     return json.loads(v)
 
 
+#: Extensions of a data set file (what the training reads as exp2sim-simulate files).
+DATASET_EXTENSIONS = (".h5", ".hdf5")
+
+
+def _check_output(path: Path, spec: DatasetSpec) -> None:
+    """Refuse, before any work, an output that cannot be written or is the mask file.
+
+    An existing data set is appended to (or resumed), so an existing file is allowed here;
+    :func:`_check_existing` then checks that it is one with the same settings.
+    """
+    from ..io.output_paths import PlannedOutput, output_path_problems
+
+    inputs = [] if spec.mask in ("kinematic", "none") else [spec.mask]
+    problems = output_path_problems(
+        [PlannedOutput(path, "the data set", DATASET_EXTENSIONS)], inputs, overwrite=True
+    )
+    if problems:
+        raise OutputPathError(" ".join(problems))
+
+
 def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, mask: np.ndarray) -> None:
     import h5py
 
@@ -326,8 +346,8 @@ def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, 
         raise InputDataError(
             format_error(
                 f"Output file '{path}' exists but cannot be opened as a data set",
-                reason=str(exc),
-                fix="choose a new output file (or delete the broken one)",
+                reason=f"it is not an HDF5 file this version can read ({' '.join(str(exc).split())})",
+                fix="choose another --output file; this one is left as it is",
             )
         ) from exc
     with f:
@@ -336,7 +356,7 @@ def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, 
                 format_error(
                     f"Output file '{path}' exists and is not an exp2sim data set",
                     reason=f"format attribute {f.attrs.get('format')!r}",
-                    fix="choose a new output file",
+                    fix="choose another --output file; this one is left as it is",
                 )
             )
         diffs = []
@@ -415,6 +435,10 @@ def write_dataset(
     InputDataError
         Bad arguments, unknown models, unusable resolution or mask, or an existing file with
         different settings; nothing is written then.
+    OutputPathError
+        (an ``OSError``) ``path`` cannot be written: its directory is missing (it is never
+        created) or not writable, it is a directory or the mask file, or its extension is
+        not ``.h5``/``.hdf5``; checked before any work.
     """
     import h5py
 
@@ -427,6 +451,7 @@ def write_dataset(
     refs = [str(m) for m in models]
     if not refs:
         raise InputDataError(format_error("No models given", fix="name at least one model, e.g. goodenough dimer"))
+    _check_output(path, spec)
     resolved = [resolve_model(r) for r in refs]
     names = [model_name(m) for m in resolved]
     if len(set(names)) != len(names):
