@@ -48,7 +48,7 @@ def get_parser(task: str | None = None) -> argparse.ArgumentParser:
         "--output",
         required=True,
         metavar="PATH_OR_DIR",
-        help="output file (one input), or a directory (created if missing) receiving "
+        help="output file (one input), or a directory (created if missing; its parent must exist) receiving "
         f"<name>{_SUFFIX.get(task or 'deconvolve')}<ext> per input",
     )
     parser.add_argument("--model", metavar="BUNDLE", help="model bundle (*.exp2sim.h5); default: the shipped one")

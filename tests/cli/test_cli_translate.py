@@ -291,3 +291,15 @@ def test_skipped_intensity_conservation_is_a_console_warning(tmp_path, tiny_bund
     positive = save_histogram(histo, tmp_path / "pos.npz")
     assert main(["deconvolve", str(positive), "-o", str(tmp_path / "p.npz"), "--model", model, "-q"]) == 0
     assert "not conserved" not in capsys.readouterr().err
+
+
+def test_the_dispatcher_turns_any_escaping_error_into_one_line(monkeypatch, capsys):
+    import mantid_exp2sim.cli.main as cli_main
+
+    def broken(argv):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(cli_main, "_target", lambda spec: broken)
+    assert main(["score", "x.npz"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("exp2sim score: error: unexpected KeyError") and len(err.splitlines()) == 1
