@@ -52,7 +52,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import BundleError, Exp2SimError, InputDataError, format_error
+from ..errors import BundleError, InputDataError, format_error
 
 __all__ = [
     "ClassifierConfig",
@@ -892,8 +892,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=["exp2sim-train", "classifier", *argv],
             exporter=cfg.exporter,
         )
-    except (InputDataError, BundleError, Exp2SimError) as exc:
-        print(f"exp2sim-train classifier: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback (bad input, unwritable paths)
+        from ..cli._report import failure_line
+
+        print(f"exp2sim-train classifier: error: {failure_line(exc)}", file=sys.stderr)
         return 1
     if log:
         th = res["thresholds"]
