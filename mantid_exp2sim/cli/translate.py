@@ -1,9 +1,13 @@
 """``exp2sim deconvolve`` / ``exp2sim convolve``: translate histogram files with a GAN bundle.
 
-Each input (SaveMD ``.nxs``, ``.npy``, ``.npz`` or ``.h5``) is translated on its own; a
-failure is reported in one line and the other files still run. Outputs are written
-atomically, so a failed or interrupted file leaves nothing behind. Exit status: 0 when
-every file succeeded, 1 when any failed, 2 for invalid arguments.
+Before any work, every output path is checked against every input and the model (resolved
+paths, symlinks included), for its extension, its directory (which must exist; only the
+``--output`` folder itself is created) and an existing file (replaced only with
+``--overwrite``); if any check fails nothing is done. Then each input (SaveMD ``.nxs``,
+``.npy``, ``.npz`` or ``.h5``) is translated on its own; a failure is reported in one line and
+the other files still run. Outputs are written atomically, so a failed or interrupted file
+leaves nothing behind. Exit status: 0 when every file succeeded, 1 when any failed or an
+output path was refused, 2 for invalid arguments.
 """
 
 from __future__ import annotations
