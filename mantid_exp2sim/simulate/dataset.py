@@ -46,7 +46,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputDataError, format_error
 from ..histogram import Axis
-from ..io._atomic import atomic_path
+from ..io._atomic import OutputPathError, atomic_path
 from ..mosaic import LAYOUT
 from .modelref import model_name, resolve_model
 from .representations import REPRESENTATIONS
@@ -80,6 +80,26 @@ def _no_evictions(f: Any) -> None:
     f.id.set_mdc_config(cfg)
 
 
+#: Extensions of a data set file (what the training reads as exp2sim-simulate files).
+DATASET_EXTENSIONS = (".h5", ".hdf5")
+
+
+def _check_output(path: Path, spec: DatasetSpec) -> None:
+    """Refuse, before any work, an output that cannot be written or is the mask file.
+
+    An existing data set is appended to (or resumed), so an existing file is allowed here;
+    :func:`_check_existing` then checks that it is one with the same settings.
+    """
+    from ..io.output_paths import PlannedOutput, output_path_problems
+
+    inputs = [] if spec.mask in ("kinematic", "none") else [spec.mask]
+    problems = output_path_problems(
+        [PlannedOutput(path, "the data set", DATASET_EXTENSIONS)], inputs, overwrite=True
+    )
+    if problems:
+        raise OutputPathError(" ".join(problems))
+
+
 def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, mask: np.ndarray) -> None:
     """Refuse to extend ``path`` unless it was written with the same settings (read by :class:`SpectraDataset`)."""
     try:
@@ -89,7 +109,7 @@ def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, 
             format_error(
                 f"Output file '{path}' exists and is not a data set this run can extend",
                 reason=str(exc),
-                fix="choose a new output file (or delete the broken one)",
+                fix="choose another --output file; this one is left as it is",
             )
         ) from exc
     diffs = []
@@ -167,6 +187,10 @@ def write_dataset(
     InputDataError
         Bad arguments, unknown models, unusable resolution or mask, or an existing file with
         different settings; nothing is written then.
+    OutputPathError
+        (an ``OSError``) ``path`` cannot be written: its directory is missing (it is never
+        created) or not writable, it is a directory or the mask file, or its extension is
+        not ``.h5``/``.hdf5``; checked before any work.
     """
     import h5py
 
@@ -179,6 +203,7 @@ def write_dataset(
     refs = [str(m) for m in models]
     if not refs:
         raise InputDataError(format_error("No models given", fix="name at least one model, e.g. goodenough dimer"))
+    _check_output(path, spec)
     resolved = [resolve_model(r) for r in refs]
     names = [model_name(m) for m in resolved]
     if len(set(names)) != len(names):
@@ -198,7 +223,7 @@ def write_dataset(
         )
     else:
         meta = dict(plan.metadata)
-        with atomic_path(path, parents=True) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["representation"] = spec.representation

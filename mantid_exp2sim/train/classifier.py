@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import BundleError, Exp2SimError, InputDataError, format_error
+from ..errors import InputDataError, format_error
 from .augment import alignment_spectra, augment_batch, cycled_spectra
 from .config import ClassifierConfig, add_classifier_options
 from .data import LabelledSpectra, normalised_batch, stratified_split
@@ -270,8 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=["exp2sim-train", "classifier", *argv],
             exporter=cfg.exporter,
         )
-    except (InputDataError, BundleError, Exp2SimError) as exc:
-        print(f"exp2sim-train classifier: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback (bad input, unwritable paths)
+        from ..cli._report import failure_line
+
+        print(f"exp2sim-train classifier: error: {failure_line(exc)}", file=sys.stderr)
         return 1
     if log:
         th = res["thresholds"]

@@ -21,7 +21,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BundleError, Exp2SimError, InputDataError, format_error
+from ..cli._report import failure_line
+from ..errors import InputDataError, format_error
 from .config import GanConfig, add_config_options, config_from_checkpoint, load_config, preset_names
 
 __all__ = ["main", "get_parser", "gan_main", "export_main", "config_from_args", "RESUME_OVERRIDABLE"]
@@ -146,6 +147,7 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None, help="calibration seed (default: the training seed)")
     e.add_argument("--onnx-exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                    help="torch ONNX exporter (auto: dynamo, falling back to TorchScript)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle file at --output")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
 
     sub.add_parser("classifier", help="train the DUQ classifier (see exp2sim-train classifier --help)",
@@ -284,6 +286,7 @@ def export_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         onnx_exporter=ns.onnx_exporter,
         command=["exp2sim-train", *argv],
         log=None if ns.quiet else (lambda msg: print(msg, flush=True)),
+        overwrite=ns.overwrite,
     )
     return 0
 
@@ -304,8 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "gan":
             return gan_main(ns, argv)
         return export_main(ns, argv)
-    except (InputDataError, BundleError, Exp2SimError) as exc:
-        print(f"exp2sim-train {ns.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback (bad input, unwritable paths)
+        print(f"exp2sim-train {ns.command}: error: {failure_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -17,6 +17,7 @@ PyTorch), the weights, class names, the mosaic layout and the exact command.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from ..errors import BundleError, InputDataError, format_error
 from ..histogram import Axis, MDHisto
 from ..io._atomic import discard_temp, reserve_temp
 
-__all__ = ["export_bundle", "export_classifier", "TASK_GENERATOR", "DEFAULT_TILE"]
+__all__ = ["export_bundle", "export_classifier", "TASK_GENERATOR", "DEFAULT_TILE", "REFERENCE_SET"]
 
 #: Which generator of a run each task exports, and its manifest direction.
 TASK_GENERATOR = {"deconvolve": ("G_A", "exp2sim", "a"), "convolve": ("G_B", "sim2exp", "b")}
@@ -97,6 +98,60 @@ def _direction_metrics(generator: Any, pairs: Sequence[tuple[np.ndarray, np.ndar
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
+#: Reference samples per repeat of the domain score's calibration (``build_reference_bank``).
+REFERENCE_SET = 20
+
+
+def _data_paths(specs: Sequence[str] | str | None) -> list[str]:
+    """The files a data specification reads (``file.h5:/dataset``, globs and plain paths)."""
+    out: list[str] = []
+    for spec in [specs] if isinstance(specs, str) else list(specs or []):
+        for sep in (".hdf5:", ".h5:"):
+            if sep in spec:
+                spec = spec.partition(sep)[0] + sep[:-1]
+                break
+        out.append(spec)
+        out.extend(glob.glob(spec))
+    return out
+
+
+def _check_output(output: Path, checkpoint: str | os.PathLike, cfg: Any, overwrite: bool) -> None:
+    """Refuse, before any export work, a bundle path that is an input or cannot be written."""
+    from ..io.output_paths import PlannedOutput, check_output_paths
+    from .checkpoint import CHECKPOINT_NAME
+
+    inputs = [checkpoint, Path(checkpoint).expanduser() / CHECKPOINT_NAME]
+    inputs += _data_paths(cfg.domain_a) + _data_paths(cfg.domain_b) + _data_paths(cfg.val_data)
+    check_output_paths([PlannedOutput(output, "the bundle", (".h5",))], inputs, overwrite=overwrite)
+
+
+def _check_bank_size(dom: Any, n_train_features: int, n_holdout_features: int) -> None:
+    """Refuse, before the ONNX export, a data set too small for the domain-score reference bank."""
+    n_train = min(int(n_train_features), int(dom.train.size))
+    n_hold = min(int(n_holdout_features), int(dom.holdout.size))
+    if n_train > 2 * REFERENCE_SET and n_hold >= 1:
+        return
+    problems = []
+    if n_train <= 2 * REFERENCE_SET:
+        problems.append(
+            f"{n_train} training samples of the input domain would be encoded (the run has {dom.train.size}, "
+            f"--n-train-features is {n_train_features}; more than {2 * REFERENCE_SET} are needed)"
+        )
+    if n_hold < 1:
+        problems.append(
+            f"no held-out samples (the run holds out {dom.holdout.size}, --n-holdout-features is "
+            f"{n_holdout_features}; at least 1 is needed)"
+        )
+    raise InputDataError(
+        format_error(
+            "Too few samples for the domain-score reference bank of the bundle",
+            reason="; ".join(problems),
+            fix="export a run trained on more data (500 or more training samples recommended, with "
+            "--val-fraction > 0), or raise --n-train-features / --n-holdout-features",
+        )
+    )
+
+
 def export_bundle(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -113,6 +168,7 @@ def export_bundle(
     command: Sequence[str] | None = None,
     onnx_exporter: str = "auto",
     log: Callable[[str], None] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write the bundle of one generator of a training checkpoint.
 
@@ -145,11 +201,23 @@ def export_bundle(
         ``"torchscript"`` (much faster to export; the graph is checked the same way).
     log
         Progress messages.
+    overwrite
+        Whether an existing file at ``output`` may be replaced (``exp2sim-train export``
+        passes its ``--overwrite``).
 
     Returns
     -------
     pathlib.Path
         The bundle path.
+
+    Raises
+    ------
+    OutputPathError
+        Before any export work: ``output`` is the checkpoint or a data file, a directory, not
+        ``.h5``, in a missing or unwritable directory, or exists without ``overwrite``.
+    InputDataError
+        Bad task, unreadable checkpoint, data that differ from the training run's, or too few
+        samples for the domain-score reference bank (checked before the ONNX export).
     """
     import torch
 
@@ -179,7 +247,8 @@ def export_bundle(
     if val_data:
         cfg.val_data = val_data
     seed = cfg.seed if seed is None else int(seed)
-    output = Path(output)
+    output = Path(output).expanduser()
+    _check_output(output, checkpoint, cfg, overwrite)
 
     g = build_generator(ckpt["architecture"]["generator"]["config"])
     g.load_state_dict(ckpt["models"][gen_key])
@@ -193,6 +262,7 @@ def export_bundle(
     data = data_from_config(cfg, val_samples=val_pairs)
     check_split(ckpt, data)
     dom = data.a if side == "a" else data.b
+    _check_bank_size(dom, n_train_features, n_holdout_features)
     axes = None
     src = dom.source
     if hasattr(src, "axes"):
@@ -280,14 +350,6 @@ def export_bundle(
         r = np.random.default_rng([seed, 6])
         train_idx = dom.train[np.sort(r.permutation(dom.train.size)[: int(n_train_features)])]
         hold_idx = dom.holdout[: int(n_holdout_features)]
-        if hold_idx.size == 0:
-            raise InputDataError(
-                format_error(
-                    "No held-out samples of the input domain for the domain-score calibration",
-                    reason="the checkpoint's split holds none out (val_fraction = 0?)",
-                    fix="train with --val-fraction > 0",
-                )
-            )
         say(f"encoding {train_idx.size} training and {hold_idx.size} held-out samples for the reference bank")
         if train_idx.size < 500:
             say(f"warning: only {train_idx.size} training samples for the reference bank (500 recommended)")
@@ -302,7 +364,7 @@ def export_bundle(
         f_train, f_hold = feats(train_idx), feats(hold_idx)
     finally:
         discard_temp(tmp)
-    arrays, calibration = build_reference_bank(f_train, f_hold, seed=seed)
+    arrays, calibration = build_reference_bank(f_train, f_hold, seed=seed, n_reference=REFERENCE_SET)
     calibration = {**calibration, "features": "inference.encode_features: pooled (mean, std) bottleneck features",
                    "train_samples_encoded": int(train_idx.size), "holdout_samples_encoded": int(hold_idx.size)}
     manifest["domain"] = calibration
