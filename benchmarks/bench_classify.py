@@ -96,7 +96,7 @@ def simulate(settings: dict, model: str, n: int, seed: int, workers: int) -> tup
 
 
 def read_test_set(path: str) -> dict[str, Any]:
-    from mantid_exp2sim.train.classifier import LabelledSpectra
+    from mantid_exp2sim.train.data import LabelledSpectra
 
     out = {}
     for kind in ("convolved", "unconvolved"):
@@ -207,7 +207,9 @@ def domain_means(bundle, mosaics: np.ndarray, repeats: int) -> tuple[float, list
 
 
 def train_convolved(path: str, epochs: int, out: Path, seed: int) -> Path:
-    from mantid_exp2sim.train.classifier import ClassifierConfig, export_classifier, train_classifier
+    from mantid_exp2sim.train.classifier import train_classifier
+    from mantid_exp2sim.train.config import ClassifierConfig
+    from mantid_exp2sim.train.export import export_classifier
 
     cfg = ClassifierConfig(train=[path], kind="convolved", epochs=epochs, seed=seed, out=str(out))
     res = train_classifier(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -3,8 +3,9 @@
 Every script's ``main(argv=None) -> int`` returns its exit status and never lets a user error
 out as a traceback:
 
-* ``0`` success; ``1`` failure, with one line ``<prog>: error: <message>`` on stderr for an
-  :class:`~mantid_exp2sim.errors.Exp2SimError` that reaches the top; ``2`` invalid arguments
+* ``0`` success; ``1`` failure, with one line ``<prog>: error: <message>`` on stderr for any
+  exception that reaches the top (:func:`failure_line`: the message of an expected error, what
+  to do for ``MemoryError``, "unexpected <Type>" otherwise); ``2`` invalid arguments
   (argparse's usage message); ``130`` interrupted (Ctrl-C), with ``<prog>: interrupted``.
 * ``--version`` prints ``mantid-exp2sim <version>``.
 * A script with subcommands has a ``COMMANDS`` table, command name -> ``("module[:function]",
@@ -34,6 +35,8 @@ __all__ = [
     "command_parser",
     "console_script",
     "dispatch",
+    "EXPECTED_ERRORS",
+    "failure_line",
     "one_line",
     "run_command",
 ]
@@ -52,6 +55,34 @@ def add_version_option(parser: argparse.ArgumentParser) -> None:
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line (its type name when the message is empty)."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+#: Exceptions that carry a message meant for the user.
+EXPECTED_ERRORS = (Exp2SimError, ValueError, OSError, RuntimeError)
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line describing why a file (or a run) failed, for ``stderr``; never a traceback.
+
+    Parameters
+    ----------
+    exc
+        The exception caught.
+
+    Returns
+    -------
+    str
+        The message of an expected error; for ``MemoryError`` what ran out and what to do;
+        otherwise ``"unexpected <Type>: <message>"`` with a request to report it.
+    """
+    if isinstance(exc, MemoryError):
+        return (
+            f"not enough memory ({one_line(exc)}). Use --stream for large .nxs/.h5 files, "
+            "rebin the data to fewer bins, or run on a machine with more memory."
+        )
+    if isinstance(exc, EXPECTED_ERRORS):
+        return one_line(exc)
+    return f"unexpected {type(exc).__name__}: {one_line(exc)} (please report this, with the command line)"
 
 
 def _exit_status(exc: SystemExit) -> int:
@@ -79,8 +110,8 @@ def run_command(prog: str, command: Command, argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except Exp2SimError as exc:
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
+        print(f"{prog}: error: {failure_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -81,7 +81,7 @@ def classifier_bundle(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from mantid_exp2sim.models.duq import DUQClassifier
-    from mantid_exp2sim.train.classifier import export_classifier
+    from mantid_exp2sim.train.export import export_classifier
 
     torch.manual_seed(0)
     model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)

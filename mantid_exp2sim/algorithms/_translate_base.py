@@ -214,6 +214,7 @@ def execute(alg: Any, task: str) -> None:
     """
     from mantid.api import Progress
 
+    from ..inference.conservation import conservation_warning
     from ._adapter import add_provenance, histo_from_workspace, workspace_from_histo
 
     ws = alg.getProperty("InputWorkspace").value
@@ -231,6 +232,9 @@ def execute(alg: Any, task: str) -> None:
     result = translate_histo(histo, task, progress=report, **opts)
     if result.metadata.get("model_warning"):
         alg.log().warning(str(result.metadata["model_warning"]))
+    skipped = conservation_warning(result.metadata)
+    if skipped:
+        alg.log().warning(skipped[0].upper() + skipped[1:])
     out = workspace_from_histo(result, alg)
     if ws.getNumExperimentInfo() > 0:
         out.copyExperimentInfos(ws)

@@ -20,11 +20,11 @@ import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, Sequence
 
 from .._console import dispatch
 from ..errors import InputDataError, format_error
-from .config import GanConfig, config_from_checkpoint, load_config, preset_names
+from .config import GanConfig, add_config_options, config_from_checkpoint, load_config, preset_names
 
 __all__ = [
     "COMMANDS",
@@ -113,35 +113,21 @@ _HELP: dict[str, str] = {
 }
 
 
+#: argparse keywords of the GAN options that differ from the generated ones.
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "models": {"metavar": "NAME"},
+    "gan_mode": {"choices": ["hinge", "lsgan"]},
+    "kind_a": {"choices": ["convolved", "unconvolved"]},
+    "kind_b": {"choices": ["convolved", "unconvolved"]},
+    "amp": {"choices": ["auto", "on", "off"]},
+    "device": {"choices": ["auto", "cpu", "gpu"]},
+    "ndim": {"choices": [2, 3]},
+}
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """One option per :class:`GanConfig` field; absent options keep their earlier value."""
-    hints = get_type_hints(GanConfig)
-    for f in fields(GanConfig):
-        if f.name == "preset":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": _HELP.get(f.name, f.name)}
-        t = hints[f.name]
-        if get_origin(t) is not None and type(None) in get_args(t):
-            t = next(a for a in get_args(t) if a is not type(None))
-        if t is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif get_origin(t) is list:
-            inner = get_args(t)[0]
-            kw.update(nargs="+", type=inner, metavar="N" if inner is int else ("NAME" if f.name == "models" else "SPEC"))
-        else:
-            kw["type"] = t
-            if f.name in ("gan_mode",):
-                kw["choices"] = ["hinge", "lsgan"]
-            elif f.name in ("kind_a", "kind_b"):
-                kw["choices"] = ["convolved", "unconvolved"]
-            elif f.name == "amp":
-                kw["choices"] = ["auto", "on", "off"]
-            elif f.name == "device":
-                kw["choices"] = ["auto", "cpu", "gpu"]
-            elif f.name == "ndim":
-                kw["choices"] = [2, 3]
-        p.add_argument(flag, **kw)
+    add_config_options(p, GanConfig, _HELP, options=_OPTIONS, skip={"preset"})
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -179,6 +165,7 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None, help="calibration seed (default: the training seed)")
     e.add_argument("--onnx-exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                    help="torch ONNX exporter (auto: dynamo, falling back to TorchScript)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle file at --output")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
 
     sub.add_parser("classifier", help=COMMANDS["classifier"][1], add_help=False)
@@ -316,6 +303,7 @@ def export_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         onnx_exporter=ns.onnx_exporter,
         command=["exp2sim-train", *argv],
         log=None if ns.quiet else (lambda msg: print(msg, flush=True)),
+        overwrite=ns.overwrite,
     )
     return 0
 

@@ -25,7 +25,7 @@ def clf(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from mantid_exp2sim.models.duq import DUQClassifier
-    from mantid_exp2sim.train.classifier import export_classifier
+    from mantid_exp2sim.train.export import export_classifier
 
     torch.manual_seed(1)
     model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)
