@@ -36,6 +36,7 @@ def missing_contract(obj: Any, *, cls: bool = False) -> list[str]:
 
 
 def describe(obj: Any) -> str:
+    """How a message names ``obj``: a class, a callable or another object."""
     if isinstance(obj, type):
         return f"the class {obj.__module__}.{obj.__qualname__}"
     if callable(obj):
