@@ -11,7 +11,7 @@ with :func:`mantid_exp2sim.domain.build_reference_bank`. The features are comput
 the bank), so scoring at inference time uses exactly the same encoder, padding and pooling.
 
 :func:`export_classifier` writes a trained DUQ classifier: thresholds calibrated on held-out
-data (:func:`mantid_exp2sim.classify.calibrate_thresholds`), the ONNX graph (checked against
+data (:func:`mantid_exp2sim.tasks.classify.calibrate_thresholds`), the ONNX graph (checked against
 PyTorch), the weights, class names, the mosaic layout and the exact command.
 """
 
@@ -398,7 +398,7 @@ def export_classifier(
     classes
         Class names in output order.
     thresholds
-        From :func:`mantid_exp2sim.classify.calibrate_thresholds`.
+        From :func:`mantid_exp2sim.tasks.classify.calibrate_thresholds`.
     training, validation
         Free-form descriptions stored in the manifest.
     seed, command

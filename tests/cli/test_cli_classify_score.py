@@ -152,7 +152,7 @@ def _mosaic_file(path, seed=0):
 
 def test_classify_never_writes_the_activation_map_over_an_input_or_an_existing_file(clf, tmp_path, capsys,
                                                                                      monkeypatch):
-    import mantid_exp2sim.classify as classify_module
+    import mantid_exp2sim.tasks.classify as classify_module
 
     m = _mosaic_file(tmp_path / "m.nxs")
     (tmp_path / "old.nxs").write_bytes(b"old")
@@ -221,7 +221,7 @@ def test_classify_volumes_with_an_unreadable_one_are_not_classified(clf, tmp_pat
 
 def test_score_checks_the_plot_before_any_work_and_keeps_going_past_bad_files(scorer, tmp_path, capsys,
                                                                              monkeypatch):
-    import mantid_exp2sim.domain.applicability as applicability
+    import mantid_exp2sim.tasks.score as applicability
 
     rng = np.random.default_rng(5)
     pa = save_histogram(MDHisto(sample(rng), DIMS2), tmp_path / "a.npz")

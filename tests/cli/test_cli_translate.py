@@ -294,12 +294,12 @@ def test_skipped_intensity_conservation_is_a_console_warning(tmp_path, tiny_bund
 
 
 def test_the_dispatcher_turns_any_escaping_error_into_one_line(monkeypatch, capsys):
-    import mantid_exp2sim.cli.main as cli_main
+    import mantid_exp2sim._console as console
 
     def broken(argv):
         raise KeyError("internal")
 
-    monkeypatch.setattr(cli_main, "_target", lambda spec: broken)
+    monkeypatch.setattr(console, "_target", lambda spec: broken)
     assert main(["score", "x.npz"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("exp2sim score: error: unexpected KeyError") and len(err.splitlines()) == 1
