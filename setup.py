@@ -6,7 +6,7 @@ A plain ``pip install`` gives CPU inference with ONNX Runtime (no PyTorch). Extr
 * ``simulate``  the spin-wave simulator's built-in MAPS resolution (resins)
 * ``train``     training, export and plots (PyTorch, ONNX exporter, matplotlib)
 * ``all``       everything above
-* ``test``      the test suite's tools
+* ``test``      the test suite's tools (pytest, the layer contracts' import-linter)
 
 GPU inference with ONNX Runtime needs ``onnxruntime-gpu`` instead of ``onnxruntime``; the two
 cannot be installed together (see docs/installation.md).
@@ -35,7 +35,8 @@ extras = {
     "simulate": ["resins>=0.1,<0.2"],
     "train": ["torch>=2.2", "onnx>=1.16", "onnxscript>=0.2", "matplotlib>=3.7"],
     "plot": ["matplotlib>=3.7"],
-    "test": ["pytest>=8", "pytest-xdist>=3", "scikit-image>=0.22"],
+    # import-linter: the layer contracts in .importlinter (tests/test_architecture.py)
+    "test": ["pytest>=8", "pytest-xdist>=3", "scikit-image>=0.22", "import-linter>=2.17"],
 }
 extras["all"] = sorted({req for name in ("torch", "simulate", "train", "plot") for req in extras[name]})
 

@@ -96,7 +96,7 @@ def simulate(settings: dict, model: str, n: int, seed: int, workers: int) -> tup
 
 
 def read_test_set(path: str) -> dict[str, Any]:
-    from mantid_exp2sim.train.classifier import LabelledSpectra
+    from mantid_exp2sim.train.data import LabelledSpectra
 
     out = {}
     for kind in ("convolved", "unconvolved"):
@@ -165,7 +165,7 @@ def try_bundle(path: str | None, task: str, notes: dict, key: str, **kind: Any):
 
 
 def k_values(bundle, mosaics: np.ndarray) -> np.ndarray:
-    from mantid_exp2sim.classify import network_input, run_classifier
+    from mantid_exp2sim.tasks.classify import network_input, run_classifier
 
     rows = []
     for m in mosaics:
@@ -189,7 +189,7 @@ def translate_all(bundle, mosaics: np.ndarray) -> np.ndarray:
 def not_confident(bundle, mosaics: np.ndarray, domain_bundle=None, repeats: int = 1000) -> float:
     """Fraction not ``confident``: the classifier's own verdict, or with ``domain_bundle`` the
     verdict ClassifySpinWaveModel reports (the input's domain zone folded in, as classify())."""
-    from mantid_exp2sim.classify import combine_verdict, verdict_of
+    from mantid_exp2sim.tasks.classify import combine_verdict, verdict_of
 
     th = bundle.manifest["thresholds"]
     own = [verdict_of(k, th) for k in k_values(bundle, mosaics)]
@@ -200,14 +200,16 @@ def not_confident(bundle, mosaics: np.ndarray, domain_bundle=None, repeats: int 
 
 
 def domain_means(bundle, mosaics: np.ndarray, repeats: int) -> tuple[float, list[str]]:
-    from mantid_exp2sim.domain.applicability import score_histograms
+    from mantid_exp2sim import score_histograms
 
     res = score_histograms([MDHisto(m, mosaic_axes()) for m in mosaics], bundle, repeats=repeats, device="cpu")
     return float(np.mean([r.mean for r in res])), [r.zone for r in res]
 
 
 def train_convolved(path: str, epochs: int, out: Path, seed: int) -> Path:
-    from mantid_exp2sim.train.classifier import ClassifierConfig, export_classifier, train_classifier
+    from mantid_exp2sim.train.classifier import train_classifier
+    from mantid_exp2sim.train.config import ClassifierConfig
+    from mantid_exp2sim.train.export import export_classifier
 
     cfg = ClassifierConfig(train=[path], kind="convolved", epochs=epochs, seed=seed, out=str(out))
     res = train_classifier(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.richardson_lucy:
             result["acc_richardson_lucy"] = accuracy(clf, richardson_lucy_all(conv, settings, args.richardson_lucy),
                                                      names)
-        from mantid_exp2sim.classify import classify
+        from mantid_exp2sim import classify
         from mantid_exp2sim.simulate import simulate_mosaic_pair
         from mantid_exp2sim.simulate.spin_models import get_model
 
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- domain score (the deconvolution generator's reference bank; input domain = convolved)
     if dec is not None:
-        from mantid_exp2sim.domain.applicability import reference_bank
+        from mantid_exp2sim.bundle.resolve import reference_bank
 
         try:
             arrays, _cal = reference_bank(dec)
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- timings (CPU)
     one = MDHisto(conv[0], mosaic_axes())
     if clf is not None and dec is not None:
-        from mantid_exp2sim.classify import classify
+        from mantid_exp2sim import classify
 
         classify(one, clf, deconvolve=True, deconvolution_bundle=dec, backend="onnx", device="cpu")  # warm-up
         t = time.perf_counter()
@@ -420,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         notes["seconds_classify_cpu"] = "null: needs the classifier and the deconvolve_2d bundle"
     if dec is not None and result["domain_mean_train"] is not None:
         from mantid_exp2sim.domain import score
-        from mantid_exp2sim.domain.applicability import reference_bank, score_histograms
+        from mantid_exp2sim import score_histograms
+        from mantid_exp2sim.bundle.resolve import reference_bank
         from mantid_exp2sim.inference import encode_features
 
         t = time.perf_counter()

@@ -10,6 +10,8 @@ Conventions
 * A masked bin is a NaN in ``signal`` (Mantid's MDMaskValue); :attr:`MDHisto.mask`
   is derived from it, so there is one source of truth.
 * Axes are uniform: ``bins`` bins between ``minimum`` and ``maximum``.
+* The networks see the dimensions with more than one bin (:func:`network_dims`); a
+  dimension with a single bin is integrated and carried through.
 """
 
 from __future__ import annotations
@@ -21,7 +23,21 @@ import numpy as np
 
 from .errors import InputDataError, format_error
 
-__all__ = ["Axis", "MDHisto"]
+__all__ = ["Axis", "MDHisto", "network_dims", "network_ndim"]
+
+
+def network_dims(shape: Sequence[int]) -> list[int]:
+    """Indices of the dimensions a network sees: those with more than one bin.
+
+    The one definition used by the tasks, both front ends and the inference engine;
+    dimensions with a single bin are integrated and carried through untouched.
+    """
+    return [i for i, n in enumerate(shape) if int(n) > 1]
+
+
+def network_ndim(shape: Sequence[int]) -> int:
+    """Number of dimensions a network sees (see :func:`network_dims`)."""
+    return len(network_dims(shape))
 
 
 @dataclass(frozen=True)
@@ -210,8 +226,8 @@ class MDHisto:
         return np.isnan(self.signal)
 
     def non_integrated_dims(self) -> list[int]:
-        """Indices of dimensions with more than one bin."""
-        return [i for i, ax in enumerate(self.axes) if ax.bins > 1]
+        """Indices of dimensions with more than one bin (:func:`network_dims` of the shape)."""
+        return network_dims(self.shape)
 
     # ------------------------------------------------------------ constructors
     def copy(self) -> "MDHisto":

@@ -41,6 +41,7 @@ __all__ = [
     "rebin_volume",
     "build_mosaic",
     "mosaic_tiles",
+    "tiles_to_mosaic",
     "tile_means",
     "validate_mosaic",
     "find_volume_axes",
@@ -130,7 +131,7 @@ def find_volume_axes(histo: MDHisto, *, argument: str = "histo") -> tuple[int, i
     tuple of int
         Dimension indices ``(qh, qk, energy)``.
     """
-    dims = [i for i, ax in enumerate(histo.axes) if ax.bins > 1]
+    dims = histo.non_integrated_dims()
     names = [ax.name for ax in histo.axes]
     if histo.ndim != 3 or len(dims) != 3:
         raise InputDataError(
@@ -364,11 +365,9 @@ def build_mosaic(
                 fix="add the missing volumes, or allow missing blocks (they are then masked)",
             )
         )
-    # tiles[b, iqh, iqk, j] -> mosaic[40 b + r, 40 j + c] with r = 39 - iqh (Qh +1 -> -1).
-    arr = tiles[:, ::-1, :, :]  # (B, r, c, j)
-    mosaic = np.transpose(arr, (0, 1, 3, 2)).reshape(len(ei_list) * TILE, n_w * TILE)
+    mosaic = tiles_to_mosaic(tiles)
     return MDHisto(
-        signal=np.ascontiguousarray(mosaic),
+        signal=mosaic,
         axes=mosaic_axes(mosaic.shape),
         metadata={
             "layout": LAYOUT,
@@ -380,18 +379,25 @@ def build_mosaic(
 
 
 def mosaic_tiles(signal: np.ndarray, tile: int = TILE) -> np.ndarray:
-    """View a mosaic as tiles.
+    """The mosaic as tiles on physical axes: ``tiles[..., b, ih, ik, j]``.
+
+    The one tile view of the layout (the simulator's planner, :func:`build_mosaic` and
+    :func:`tile_means` use it): ``b`` is the row block (incident energy), ``ih`` and ``ik``
+    index Qh and Qk **ascending** (within a tile the mosaic runs Qh from +1 down to -1, so the
+    rows are reversed) and ``j`` is the energy window.
 
     Parameters
     ----------
     signal
         Shape ``(..., n_ei * tile, n_windows * tile)``.
+    tile
+        Bins per tile side.
 
     Returns
     -------
     numpy.ndarray
-        Shape ``(..., n_ei, n_windows, tile, tile)``; ``[b, j]`` is the tile of row block b
-        (incident energy) and energy window j.
+        Shape ``(..., n_ei, tile, tile, n_windows)``; a view of ``signal`` (copy it before
+        writing). :func:`tiles_to_mosaic` inverts it.
     """
     a = np.asarray(signal)
     *lead, h, w = a.shape
@@ -402,8 +408,16 @@ def mosaic_tiles(signal: np.ndarray, tile: int = TILE) -> np.ndarray:
                 reason=f"shape {(h, w)} with {tile}x{tile} tiles",
             )
         )
-    a = a.reshape(*lead, h // tile, tile, w // tile, tile)
-    return np.moveaxis(a, -3, -2)
+    a = a.reshape(*lead, h // tile, tile, w // tile, tile)  # [..., b, r, j, c]
+    return np.moveaxis(a, -2, -1)[..., ::-1, :, :]  # [..., b, r, c, j], Qh ascending
+
+
+def tiles_to_mosaic(tiles: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`mosaic_tiles`: ``(..., n_ei, q, q, n_windows)`` -> ``(..., n_ei*q, n_windows*q)``."""
+    t = np.asarray(tiles)
+    *lead, b, q, q2, nw = t.shape
+    t = np.moveaxis(t[..., ::-1, :, :], -1, -2)  # [..., b, r, j, c]
+    return np.ascontiguousarray(t.reshape(*lead, b * q, nw * q2))
 
 
 def tile_means(signal: np.ndarray, tile: int = TILE) -> np.ndarray:
@@ -416,8 +430,8 @@ def tile_means(signal: np.ndarray, tile: int = TILE) -> np.ndarray:
     """
     t = mosaic_tiles(signal, tile)
     finite = np.isfinite(t)
-    n = finite.sum(axis=(-1, -2))
-    s = np.where(finite, t, 0.0).sum(axis=(-1, -2))
+    n = finite.sum(axis=(-3, -2))
+    s = np.where(finite, t, 0.0).sum(axis=(-3, -2))
     out = np.full(n.shape, np.nan)
     np.divide(s, n, out=out, where=n > 0)
     return out

@@ -1,23 +1,16 @@
-"""Tests of the Mantid-free classification pipeline (mantid_exp2sim.classify)."""
+"""Tests of the Mantid-free classification task (mantid_exp2sim.tasks.classify)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from mantid_exp2sim.classify import (
-    VERDICTS,
-    calibrate_thresholds,
-    classify,
-    combine_verdict,
-    load_classifier,
-    network_input,
-    prepare_mosaic,
-    verdict_of,
-)
+from mantid_exp2sim import VERDICTS, classify, score_histograms
+from mantid_exp2sim.bundle import resolve
 from mantid_exp2sim.errors import BundleError, InputDataError
 from mantid_exp2sim.histogram import Axis, MDHisto
 from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
+from mantid_exp2sim.tasks.classify import calibrate_thresholds, combine_verdict, network_input, prepare_mosaic, verdict_of
 
 
 def test_verdict_rule():
@@ -88,7 +81,7 @@ def classifier_bundle(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from mantid_exp2sim.models.duq import DUQClassifier
-    from mantid_exp2sim.train.classifier import export_classifier
+    from mantid_exp2sim.train.export import export_classifier
 
     torch.manual_seed(0)
     model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)
@@ -158,11 +151,11 @@ def test_classify_with_deconvolution(classifier_bundle, tiny_bundle):
     np.testing.assert_allclose(list(res.K.values()), list(direct.K.values()), rtol=1e-5)
 
 
-def test_load_classifier_rejects_other_bundles(tiny_bundle):
+def test_classifier_bundle_rejects_other_bundles(tiny_bundle):
     with pytest.raises(BundleError):
-        load_classifier(tiny_bundle("deconvolve", 2))
+        resolve.classifier_bundle(tiny_bundle("deconvolve", 2))
     with pytest.raises(BundleError):
-        load_classifier("/nonexistent/classify.exp2sim.h5")
+        resolve.classifier_bundle("/nonexistent/classify.exp2sim.h5")
 
 
 def test_domain_zone_folds_into_the_verdict():
@@ -196,8 +189,6 @@ def mosaic_scorer(tmp_path_factory):
 
 @pytest.mark.torch
 def test_classify_reports_the_inputs_domain(classifier_bundle, mosaic_scorer, tiny_bundle, monkeypatch):
-    from mantid_exp2sim.domain.applicability import score_histograms
-
     rng = np.random.default_rng(6)
     like_training = MDHisto(rng.gamma(2.0, 1.0, MOSAIC_SHAPE), mosaic_axes())
     ramp = np.add.outer(np.linspace(0, 50, MOSAIC_SHAPE[0]), np.linspace(0, 80, MOSAIC_SHAPE[1]))

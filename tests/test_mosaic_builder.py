@@ -12,6 +12,7 @@ from mantid_exp2sim.mosaic import (
     build_mosaic,
     energy_windows,
     mosaic_tiles,
+    tiles_to_mosaic,
     rebin_volume,
     tile_means,
     validate_mosaic,
@@ -115,9 +116,10 @@ def test_mosaic_layout_rows_cols_and_blocks():
     # column 0 of a window block is Qk = -1 (bin 0), column 39 is Qk = +1 (bin 39)
     assert s[39, 39] % 1 == pytest.approx(0.39)
     assert s[39, 40] % 1 == pytest.approx(0.0)
-    tiles = mosaic_tiles(s)
-    assert tiles.shape == (6, 10, 40, 40)
-    np.testing.assert_array_equal(tiles[2, 3], s[80:120, 120:160])
+    tiles = mosaic_tiles(s)  # [b, ih, ik, j], Qh and Qk ascending
+    assert tiles.shape == (6, 40, 40, 10)
+    np.testing.assert_array_equal(tiles[2, :, :, 3], s[80:120, 120:160][::-1])
+    np.testing.assert_array_equal(tiles_to_mosaic(tiles), s)
     means = tile_means(s)
     assert means.shape == (6, 10)
 

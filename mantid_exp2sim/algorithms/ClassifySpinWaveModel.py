@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 from mantid.api import PythonAlgorithm
 
-from . import _translate_base as _base
+from ..histogram import network_dims, network_ndim
+from ..mosaic import MOSAIC_SHAPE
+from ..tasks.translate import LOG_PREFIX
+from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = ["ClassifySpinWaveModel"]
-
-_MOSAIC = (240, 400)
 
 
 def _ws_from_ads(name: str) -> Any:
@@ -48,28 +49,18 @@ def _collect(alg: Any) -> tuple[list[Any], list[str]]:
     return [_ws_from_ads(n) for n in names], names
 
 
+@mantid_algorithm(
+    summary="Classifies a PCSMO spectrum (the 240x400 mosaic, or per-Ei (Qh, Qk, E) volumes) as "
+    "Goodenough or Dimer spin-wave model with a DUQ classifier, with a calibrated "
+    "confident / uncertain / out-of-distribution verdict and an optional class activation map.",
+    see_also=["ScoreDomainApplicability", "ResolutionDeconvolveGAN"],
+)
 class ClassifySpinWaveModel(PythonAlgorithm):
     """DUQ classifier on the 240x400 PCSMO mosaic, with calibrated uncertainty and Grad-CAM.
 
-    Every framework method is defined here, not inherited: Mantid only calls the ones in
-    the class's own body.
+    Every framework method is in the class's own body (the descriptive ones written there by
+    ``mantid_algorithm``): Mantid only calls those.
     """
-
-    def category(self):
-        return _base.CATEGORY
-
-    def summary(self):
-        return (
-            "Classifies a PCSMO spectrum (the 240x400 mosaic, or per-Ei (Qh, Qk, E) volumes) as "
-            "Goodenough or Dimer spin-wave model with a DUQ classifier, with a calibrated "
-            "confident / uncertain / out-of-distribution verdict and an optional class activation map."
-        )
-
-    def seeAlso(self):
-        return ["ScoreDomainApplicability", "ResolutionDeconvolveGAN"]
-
-    def version(self):
-        return 1
 
     def PyInit(self):
         from mantid.api import (
@@ -79,7 +70,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             ITableWorkspaceProperty,
             PropertyMode,
         )
-        from mantid.kernel import Direction, FloatArrayProperty, StringArrayProperty, StringListValidator
+        from mantid.kernel import Direction, FloatArrayProperty, StringArrayProperty
 
         self.declareProperty(
             IMDHistoWorkspaceProperty("InputWorkspace", "", Direction.Input, PropertyMode.Optional),
@@ -127,18 +118,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             "resolution-free spectra like the classifier), or with Deconvolve the shipped "
             "deconvolution generator (trained on measured-like spectra).",
         )
-        self.declareProperty(
-            "Backend",
-            "Auto",
-            StringListValidator(list(_base.BACKENDS)),
-            doc="Inference engine: Auto (ONNX Runtime if installed, else PyTorch), ONNX or PyTorch.",
-        )
-        self.declareProperty(
-            "Device",
-            "Auto",
-            StringListValidator(list(_base.DEVICES)),
-            doc="Auto (a working GPU if there is one, else the CPU), CPU or GPU.",
-        )
+        declare_engine_properties(self)
         self.declareProperty(
             ITableWorkspaceProperty("OutputWorkspace", "", Direction.Output),
             doc="One row per classified mosaic: Input, K_<class> for every class (the DUQ kernel "
@@ -153,8 +133,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         )
 
     def validateInputs(self):
-        from ..classify import load_classifier
-        from ..domain.applicability import resolve_score_bundle
+        from ..bundle.resolve import classifier_bundle, generator_bundle, score_bundle
         from ..errors import BundleError, format_error
 
         issues: dict[str, str] = {}
@@ -178,14 +157,14 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             not_md = [n for n, w in zip(names, workspaces) if not hasattr(w, "getSignalArray")]
             if not_md:
                 return {"InputWorkspaces": f"Not MDHistoWorkspaces: {not_md}."}
-        dims = [sum(1 for n in _shape(w) if n > 1) for w in workspaces]
+        dims = [network_ndim(_shape(w)) for w in workspaces]
         n_mosaics = 1
         key = "InputWorkspace" if single is not None else "InputWorkspaces"
         if all(d == 2 for d in dims):
             n_mosaics = len(workspaces)
             for w in workspaces:
-                shape = [n for n in _shape(w) if n > 1]
-                if tuple(shape) != _MOSAIC:
+                shape = [_shape(w)[i] for i in network_dims(_shape(w))]
+                if tuple(shape) != MOSAIC_SHAPE:
                     issues[key] = format_error(
                         "The mosaic has the wrong shape",
                         reason=f"{w.name() or 'input'} has {shape} bins; the classifier needs the "
@@ -218,18 +197,18 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             )
         model = self.getProperty("ModelFile").value or None
         try:
-            load_classifier(model)
+            classifier_bundle(model)
         except (BundleError, OSError) as exc:
             issues["ModelFile"] = str(exc)
         if self.getProperty("Deconvolve").value:
             try:
-                _base.resolve_model("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
+                generator_bundle("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
             except (BundleError, OSError) as exc:
                 issues["DeconvolutionModelFile"] = str(exc)
         domain_model = self.getProperty("DomainModelFile").value
         if domain_model and self.getProperty("CheckDomain").value:
             try:
-                resolve_score_bundle(2, domain_model)
+                score_bundle(2, domain_model)
             except (BundleError, OSError) as exc:
                 issues["DomainModelFile"] = str(exc)
         if self.getPropertyValue("OutputActivationMap"):
@@ -241,23 +220,19 @@ class ClassifySpinWaveModel(PythonAlgorithm):
                 )
             elif n_mosaics != 1:
                 issues["OutputActivationMap"] = "An activation map can be made for one mosaic at a time."
-        backend = _base.BACKENDS[self.getProperty("Backend").value]
-        if backend == "torch" and importlib.util.find_spec("torch") is None:
-            issues["Backend"] = "Backend PyTorch needs the Python package 'torch' (pip install 'mantid-exp2sim[torch]')."
-        if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-            issues["Backend"] = "Backend ONNX needs the Python package 'onnxruntime' (pip install onnxruntime)."
+        issues.update(engine_issues(self))
         return issues
 
     def PyExec(self):
         from mantid.api import Progress, WorkspaceFactory
 
-        from ..classify import classify, load_classifier
-        from ..domain.applicability import resolve_score_bundle
+        from ..bundle.resolve import classifier_bundle, generator_bundle, score_bundle
+        from ..tasks.classify import classify
         from ._adapter import add_provenance, histo_from_workspace, workspace_from_histo
 
         workspaces, names = _collect(self)
         histos = [histo_from_workspace(w) for w in workspaces]
-        three_d = all(len(h.non_integrated_dims()) == 3 for h in histos)
+        three_d = all(network_ndim(h.shape) == 3 for h in histos)
         if three_d:
             ei = list(np.asarray(self.getProperty("Ei").value, dtype=float).ravel())
             if not ei:
@@ -265,18 +240,17 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             groups = [(",".join(names), histos, ei)]
         else:
             groups = [(n, [h], None) for n, h in zip(names, histos)]
-        bundle = load_classifier(self.getProperty("ModelFile").value or None)
+        bundle = classifier_bundle(self.getProperty("ModelFile").value or None)
         deconvolve = bool(self.getProperty("Deconvolve").value)
         deconv = None
         if deconvolve:
-            deconv, _ = _base.resolve_model("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
+            deconv = generator_bundle("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)
         check_domain = bool(self.getProperty("CheckDomain").value)
         domain_model = None
         if check_domain and self.getProperty("DomainModelFile").value:
-            domain_model, _ = resolve_score_bundle(2, self.getProperty("DomainModelFile").value)
+            domain_model = score_bundle(2, self.getProperty("DomainModelFile").value)
         want_map = bool(self.getPropertyValue("OutputActivationMap"))
-        backend = _base.BACKENDS[self.getProperty("Backend").value]
-        device = _base.DEVICES[self.getProperty("Device").value]
+        engine = engine_options(self)
         progress = Progress(self, 0.0, 1.0, len(groups) + 1)
         classes = [str(c) for c in bundle.manifest["classes"]]
         table = WorkspaceFactory.createTable()
@@ -291,18 +265,8 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         last = None
         for label, items, ei in groups:
             progress.report(f"Classifying {label}")
-            res = classify(
-                items,
-                bundle,
-                ei=ei,
-                deconvolve=deconvolve,
-                deconvolution_bundle=deconv,
-                backend=backend,
-                device=device,
-                activation_map=want_map,
-                domain_check=check_domain,
-                domain_bundle=domain_model,
-            )
+            res = classify(items, bundle, ei=ei, deconvolve=deconvolve, deconvolution_bundle=deconv,
+                           activation_map=want_map, domain_check=check_domain, domain_bundle=domain_model, **engine)
             dom = res.domain or {}
             if check_domain and not dom:
                 self.log().warning(f"{label}: domain check skipped: no shipped 2D generator bundle found "
@@ -321,8 +285,8 @@ class ClassifySpinWaveModel(PythonAlgorithm):
         self.setProperty("OutputWorkspace", table)
         if want_map and last is not None and last.activation_map is not None:
             out = workspace_from_histo(last.activation_map, self)
-            logs = {f"{_base.LOG_PREFIX}{k}": v for k, v in last.provenance.items() if not isinstance(v, bool)}
-            logs[f"{_base.LOG_PREFIX}grad_cam_class"] = last.prediction
-            logs[f"{_base.LOG_PREFIX}verdict"] = last.verdict
+            logs = {f"{LOG_PREFIX}{k}": v for k, v in last.provenance.items() if not isinstance(v, bool)}
+            logs[f"{LOG_PREFIX}grad_cam_class"] = last.prediction
+            logs[f"{LOG_PREFIX}verdict"] = last.verdict
             add_provenance(out, logs, self)
             self.setProperty("OutputActivationMap", out)

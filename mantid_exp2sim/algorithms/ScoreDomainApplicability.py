@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from mantid.api import PythonAlgorithm
 
-from . import _translate_base as _base
+from ..histogram import network_ndim
+from ..tasks.translate import check_signal
+from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = ["ScoreDomainApplicability"]
 
 
 def _network_ndim(ws: Any) -> int:
-    return sum(1 for i in range(ws.getNumDims()) if ws.getDimension(i).getNBins() > 1)
+    return network_ndim([ws.getDimension(i).getNBins() for i in range(ws.getNumDims())])
 
 
+@mantid_algorithm(
+    summary="Scores how close each spectrum is to the training data of an Exp2SimGAN generator "
+    "(exact optimal-transport distances between encoder features and a reference bank), "
+    "with a trustworthy / expert opinion / untrustworthy zone.",
+    see_also=["ResolutionDeconvolveGAN", "ResolutionConvolveGAN", "ClassifySpinWaveModel"],
+)
 class ScoreDomainApplicability(PythonAlgorithm):
     """Optimal-transport distance of each input's encoder features to a reference bank.
 
-    Every framework method is defined here, not inherited: Mantid only calls the ones in
-    the class's own body.
+    Every framework method is in the class's own body (the descriptive ones written there by
+    ``mantid_algorithm``): Mantid only calls those.
     """
-
-    def category(self):
-        return _base.CATEGORY
-
-    def summary(self):
-        return (
-            "Scores how close each spectrum is to the training data of an Exp2SimGAN generator "
-            "(exact optimal-transport distances between encoder features and a reference bank), "
-            "with a trustworthy / expert opinion / untrustworthy zone."
-        )
-
-    def seeAlso(self):
-        return ["ResolutionDeconvolveGAN", "ResolutionConvolveGAN", "ClassifySpinWaveModel"]
-
-    def version(self):
-        return 1
 
     def PyInit(self):
         from mantid.api import FileAction, FileProperty, ITableWorkspaceProperty, PropertyMode
-        from mantid.kernel import (
-            Direction,
-            IntBoundedValidator,
-            StringArrayMandatoryValidator,
-            StringArrayProperty,
-            StringListValidator,
-        )
+        from mantid.kernel import Direction, IntBoundedValidator, StringArrayMandatoryValidator, StringArrayProperty
 
         self.declareProperty(
             StringArrayProperty("InputWorkspaces", [], StringArrayMandatoryValidator(), Direction.Input),
@@ -69,18 +54,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
             "Repeats", 1000, IntBoundedValidator(lower=1), doc="Number of random draws of the reference samples."
         )
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="Seed of the random draws.")
-        self.declareProperty(
-            "Backend",
-            "Auto",
-            StringListValidator(list(_base.BACKENDS)),
-            doc="Inference engine of the encoder: Auto, ONNX or PyTorch.",
-        )
-        self.declareProperty(
-            "Device",
-            "Auto",
-            StringListValidator(list(_base.DEVICES)),
-            doc="Auto (a working GPU if there is one, else the CPU), CPU or GPU.",
-        )
+        declare_engine_properties(self, backend_doc="Inference engine of the encoder: Auto, ONNX or PyTorch.")
         self.declareProperty(
             ITableWorkspaceProperty("OutputWorkspace", "", Direction.Output),
             doc="One row per input: Input, Mean, Std, P5, P50, P95 of the distance distribution and "
@@ -94,7 +68,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
     def validateInputs(self):
         from mantid.api import AnalysisDataService
 
-        from ..domain.applicability import resolve_score_bundle
+        from ..bundle.resolve import score_bundle
         from ..errors import BundleError, format_error
 
         names = [str(n) for n in self.getProperty("InputWorkspaces").value if str(n).strip()]
@@ -127,30 +101,27 @@ class ScoreDomainApplicability(PythonAlgorithm):
                 )
             }
         for n, w in zip(names, workspaces):
-            problem = _base.check_signal(w.getSignalArray())
+            problem = check_signal(w.getSignalArray())
             if problem:
                 issues["InputWorkspaces"] = format_error(f"'{n}' cannot be scored", reason=problem)
                 break
         try:
-            resolve_score_bundle(ndim, self.getProperty("ModelFile").value or None)
+            score_bundle(ndim, self.getProperty("ModelFile").value or None)
         except (BundleError, OSError) as exc:
             issues["ModelFile"] = str(exc)
-        backend = _base.BACKENDS[self.getProperty("Backend").value]
-        if backend == "torch" and importlib.util.find_spec("torch") is None:
-            issues["Backend"] = "Backend PyTorch needs the Python package 'torch' (pip install 'mantid-exp2sim[torch]')."
-        if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-            issues["Backend"] = "Backend ONNX needs the Python package 'onnxruntime' (pip install onnxruntime)."
+        issues.update(engine_issues(self))
         return issues
 
     def PyExec(self):
         from mantid.api import AnalysisDataService, Progress, WorkspaceFactory
 
-        from ..domain.applicability import network_ndim, resolve_score_bundle, score_histograms
+        from ..bundle.resolve import score_bundle
+        from ..tasks.score import score_histograms
         from ._adapter import histo_from_workspace
 
         names = [str(n) for n in self.getProperty("InputWorkspaces").value if str(n).strip()]
         histos = [histo_from_workspace(AnalysisDataService.retrieve(n)) for n in names]
-        bundle, _ = resolve_score_bundle(network_ndim(histos[0]), self.getProperty("ModelFile").value or None)
+        bundle = score_bundle(network_ndim(histos[0].shape), self.getProperty("ModelFile").value or None)
         progress = Progress(self, 0.0, 1.0, len(histos))
         state = {"done": 0}
 
@@ -164,8 +135,7 @@ class ScoreDomainApplicability(PythonAlgorithm):
             n_reference=int(self.getProperty("NumberOfReferenceSamples").value),
             repeats=int(self.getProperty("Repeats").value),
             seed=int(self.getProperty("Seed").value),
-            backend=_base.BACKENDS[self.getProperty("Backend").value],
-            device=_base.DEVICES[self.getProperty("Device").value],
+            **engine_options(self),
             progress=report,
         )
         table = WorkspaceFactory.createTable()

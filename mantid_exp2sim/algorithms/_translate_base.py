@@ -1,42 +1,26 @@
-"""Shared logic of ResolutionDeconvolveGAN / ResolutionConvolveGAN and ``exp2sim deconvolve|convolve``.
+"""The ResolutionDeconvolveGAN / ResolutionConvolveGAN algorithms: one class factory for both.
 
-The first half is Mantid-free (the command-line tools use it too): choosing and checking
-the model bundle, checking the input, running :func:`mantid_exp2sim.inference.translate`
-and giving the output its errors. The second half declares, validates and executes the
-two algorithms; Mantid is imported there, inside the functions.
-
-Mantid calls ``PyInit``, ``PyExec``, ``validateInputs``, ``category``, ``summary`` and
-``seeAlso`` only when they are defined in the algorithm's own class body (it looks in
-``type(self).__dict__``), so each algorithm class defines them and delegates here;
-inheriting them from a shared base class would silently break the algorithms.
+The work itself is Mantid-free and lives in :mod:`mantid_exp2sim.tasks.translate` (the
+command line uses it too); this module declares, validates and executes the two
+algorithms, which differ only in their task. Mantid is imported here, inside the functions.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+import types
+from typing import Any, Sequence
 
 import numpy as np
 
+from ..bundle.resolve import generator_bundle
 from ..errors import BundleError, InputDataError, format_error
-from ..histogram import MDHisto
+from ..histogram import network_ndim
+from ..tasks.translate import check_signal, provenance_logs, translate_histo
+from ._framework import declare_engine_properties, engine_issues, engine_options, mantid_algorithm
 
 __all__ = [
     "ALGORITHM_NAMES",
-    "BACKENDS",
-    "CATEGORY",
-    "DEVICES",
-    "DIRECTIONS",
-    "ERRORS_DESCRIPTION",
-    "LOG_PREFIX",
-    "check_signal",
-    "network_ndim",
-    "propagate_errors",
-    "provenance_logs",
-    "resolve_model",
-    "translate_histo",
+    "translation_algorithm",
     "declare_properties",
     "validate_inputs",
     "execute",
@@ -44,190 +28,56 @@ __all__ = [
 
 #: Mantid algorithm of each task.
 ALGORITHM_NAMES = {"deconvolve": "ResolutionDeconvolveGAN", "convolve": "ResolutionConvolveGAN"}
-#: Exp2SimGAN direction of each task.
-DIRECTIONS = {"deconvolve": "exp2sim", "convolve": "sim2exp"}
-#: Algorithm property value -> translate() argument.
-BACKENDS = {"Auto": "auto", "ONNX": "onnx", "PyTorch": "torch"}
-DEVICES = {"Auto": "auto", "CPU": "cpu", "GPU": "gpu"}
-#: Mantid category of both algorithms (``\\`` separates sub-categories).
-CATEGORY = "Inelastic\\MachineLearning"
-#: Prefix of the provenance sample logs.
-LOG_PREFIX = "exp2sim_"
-#: What the output errors are (recorded in the output and in the docs).
-ERRORS_DESCRIPTION = (
-    "input errors scaled by the ratio of output to input RMS intensity; "
-    "not propagated through the network, no model uncertainty"
-)
+#: What each algorithm does: its class docstring and its summary.
+_DESCRIPTIONS = {
+    "deconvolve": (
+        "Exp2SimGAN generator, measured -> simulation-like (resolution removed).",
+        "Removes the instrument resolution from an inelastic neutron scattering spectrum "
+        "(2D or 3D MDHistoWorkspace) with an Exp2SimGAN generator.",
+    ),
+    "convolve": (
+        "Exp2SimGAN generator, simulated -> measurement-like (resolution added).",
+        "Adds the instrument resolution to a simulated inelastic neutron scattering spectrum "
+        "(2D or 3D MDHistoWorkspace) with an Exp2SimGAN generator.",
+    ),
+}
 
 
-# ===================================================================== Mantid-free
-def network_ndim(shape: Sequence[int]) -> int:
-    """Number of dimensions the network runs over: those with more than one bin."""
-    return sum(1 for n in shape if int(n) > 1)
+def translation_algorithm(task: str) -> type:
+    """The algorithm class of ``task``: ResolutionDeconvolveGAN or ResolutionConvolveGAN.
 
-
-def resolve_model(task: str, ndim: int, model_file: str | os.PathLike | None = None) -> tuple[Any, Path]:
-    """Load the generator bundle for ``task``: ``model_file`` or the shipped default.
-
-    Parameters
-    ----------
-    task
-        ``"deconvolve"`` or ``"convolve"``.
-    ndim
-        Dimensions of the data the model must translate (2 or 3).
-    model_file
-        A ``.exp2sim.h5`` bundle, or None/"" for ``default_bundle_path(task, ndim)``.
-
-    Returns
-    -------
-    bundle, path
-
-    Raises
-    ------
-    BundleError
-        Unreadable or corrupted file, wrong kind or task, wrong dimensionality, or no
-        shipped default; the message names the file.
+    ``PyInit``, ``validateInputs`` and ``PyExec`` (:func:`declare_properties`,
+    :func:`validate_inputs`, :func:`execute` for ``task``) and the descriptive methods
+    (:func:`~mantid_exp2sim.algorithms._framework.mantid_algorithm`) are written into the new
+    class's own body, where Mantid looks for them.
     """
-    from ..bundle.resolve import resolve_generator_bundle
+    from mantid.api import PythonAlgorithm
 
-    return resolve_generator_bundle(
-        ndim,
-        model_file,
-        default_task=task,
-        task=task,
-        purpose="translate",
-        describe_ndim="it translates {bundle_ndim}D data",
-        fix=f"use a {ndim}D {task} bundle (or leave the model unset for the shipped one)",
-    )
+    name = ALGORITHM_NAMES[task]
+    doc, summary = _DESCRIPTIONS[task]
 
+    def PyInit(self) -> None:  # noqa: N802 - Mantid's names
+        declare_properties(self, task)
 
-def check_signal(signal: np.ndarray) -> str:
-    """Empty string if the signal can be translated, else the problem.
+    def validateInputs(self) -> dict[str, str]:  # noqa: N802
+        return validate_inputs(self, task)
 
-    Refuses +-inf, inputs with no unmasked bin and inputs whose unmasked bins are all zero.
-    """
-    arr = np.asarray(signal)
-    n_inf = int(np.count_nonzero(np.isinf(arr)))
-    if n_inf:
-        return (
-            f"{n_inf} bin(s) are infinite; only numbers and NaN (masked bins) are allowed. "
-            "Mask them (set them to NaN) first"
-        )
-    finite = np.isfinite(arr)
-    if not finite.any():
-        return f"all {arr.size} bins are masked (NaN): there is nothing to translate"
-    if not np.any(arr[finite]):
-        return "every unmasked bin is zero: there is nothing to translate"
-    return ""
+    def PyExec(self) -> None:  # noqa: N802
+        execute(self, task)
+
+    def body(namespace: dict[str, Any]) -> None:
+        namespace.update(__module__=f"{__package__}.{name}", __qualname__=name, __doc__=doc,
+                         PyInit=PyInit, validateInputs=validateInputs, PyExec=PyExec)
+
+    cls = types.new_class(name, (PythonAlgorithm,), exec_body=body)
+    others = [n for t, n in ALGORITHM_NAMES.items() if t != task]
+    return mantid_algorithm(summary=summary, see_also=others)(cls)
 
 
-def _rms(values: np.ndarray) -> float:
-    v = values[np.isfinite(values)]
-    return float(np.sqrt(np.mean(v * v))) if v.size else 0.0
-
-
-def propagate_errors(source: MDHisto, result: MDHisto) -> np.ndarray | None:
-    """Output errors: the input's sigma times ``rms(output) / rms(input)`` (unmasked bins).
-
-    The generator gives no uncertainty and its output at one bin depends on many input
-    bins, so no exact propagation exists; this keeps the measurement's relative noise level
-    on the output's intensity scale (see :data:`ERRORS_DESCRIPTION`). NaN where masked;
-    None when the input has no errors.
-    """
-    if source.errors is None:
-        return None
-    rms_in = _rms(source.signal)
-    ratio = _rms(result.signal) / rms_in if rms_in > 0 else 0.0
-    errors = source.errors * ratio
-    return np.where(np.isnan(result.signal), np.nan, errors)
-
-
-def translate_histo(
-    histo: MDHisto,
-    task: str,
-    *,
-    model_file: str | os.PathLike | None = None,
-    bundle: Any = None,
-    backend: str = "auto",
-    device: str = "auto",
-    batch_size: int | None = None,
-    patch_size: Sequence[int] | int | None = None,
-    progress: Callable[[int, int], Any] | None = None,
-    conserve_intensity: bool = True,
-) -> MDHisto:
-    """Add (``"convolve"``) or remove (``"deconvolve"``) the instrument resolution.
-
-    Parameters
-    ----------
-    histo
-        Input, 2 or 3 dimensions with more than one bin (size-1 dimensions are carried
-        through).
-    task
-        ``"deconvolve"`` (Exp2Sim) or ``"convolve"`` (Sim2Exp).
-    model_file, bundle
-        A bundle path, or an already loaded bundle; neither: the shipped default.
-    backend, device, batch_size, patch_size, progress, conserve_intensity
-        As in :func:`mantid_exp2sim.inference.translate`.
-
-    Returns
-    -------
-    MDHisto
-        Same axes and masked bins; errors from :func:`propagate_errors`; metadata of
-        ``translate`` plus ``model_file`` and ``errors``.
-    """
-    from ..inference import translate
-
-    if task not in ALGORITHM_NAMES:
-        raise ValueError(f"task must be one of {sorted(ALGORITHM_NAMES)}, got {task!r}")
-    problem = check_signal(histo.signal)
-    if problem:
-        raise InputDataError(format_error("The input cannot be translated", reason=problem))
-    path: Path | None = None
-    if bundle is None:
-        bundle, path = resolve_model(task, network_ndim(histo.shape), model_file)
-    result = translate(
-        histo,
-        bundle,
-        backend=backend,
-        device=device,
-        batch_size=batch_size,
-        patch_size=patch_size,
-        progress=progress,
-        conserve_intensity=conserve_intensity,
-    )
-    extra = {"errors": ERRORS_DESCRIPTION}
-    if path is not None:
-        extra["model_file"] = str(path)
-    return result.with_signal(result.signal, propagate_errors(histo, result), metadata=extra)
-
-
-_PROVENANCE_KEYS = (
-    "bundle_id",
-    "bundle_sha256",
-    "task",
-    "direction",
-    "backend",
-    "device",
-    "precision",
-    "package_version",
-    "model_file",
-    "errors",
-    "model_warning",
-    "intensity_factor",
-    "intensity_conservation",
-)
-
-
-def provenance_logs(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The sample logs recorded on an output workspace: ``exp2sim_<key>`` for the provenance keys."""
-    return {LOG_PREFIX + k: metadata[k] for k in _PROVENANCE_KEYS if metadata.get(k) is not None}
-
-
-# ========================================================== the Mantid algorithms
 def declare_properties(alg: Any, task: str) -> None:
     """Declare the properties shared by both algorithms."""
     from mantid.api import FileAction, FileProperty, IMDHistoWorkspaceProperty
-    from mantid.kernel import Direction, IntArrayProperty, IntBoundedValidator, Property, StringListValidator
+    from mantid.kernel import Direction, IntArrayProperty, IntBoundedValidator, Property
 
     what = "measured (resolution-broadened)" if task == "deconvolve" else "simulated (resolution-free)"
     alg.declareProperty(
@@ -244,18 +94,7 @@ def declare_properties(alg: Any, task: str) -> None:
         doc=f"A {task} model bundle (*.exp2sim.h5). Empty: the model shipped with mantid-exp2sim "
         "for the input's dimensionality.",
     )
-    alg.declareProperty(
-        "Backend",
-        "Auto",
-        StringListValidator(list(BACKENDS)),
-        doc="Inference engine: Auto (ONNX Runtime if installed, else PyTorch), ONNX or PyTorch.",
-    )
-    alg.declareProperty(
-        "Device",
-        "Auto",
-        StringListValidator(list(DEVICES)),
-        doc="Auto (a working GPU if there is one, else the CPU), CPU or GPU.",
-    )
+    declare_engine_properties(alg)
     alg.declareProperty(
         "BatchSize",
         Property.EMPTY_INT,
@@ -284,8 +123,7 @@ def _options(alg: Any) -> dict[str, Any]:
     patch = [int(v) for v in np.asarray(alg.getProperty("PatchSize").value).reshape(-1)]
     return {
         "model_file": alg.getProperty("ModelFile").value or None,
-        "backend": BACKENDS[alg.getProperty("Backend").value],
-        "device": DEVICES[alg.getProperty("Device").value],
+        **engine_options(alg),
         "batch_size": None if batch == Property.EMPTY_INT else batch,
         "patch_size": patch or None,
         "conserve_intensity": bool(alg.getProperty("ConserveIntensity").value),
@@ -337,23 +175,11 @@ def validate_inputs(alg: Any, task: str) -> dict[str, str]:
                 fix=f"give one value (used for every dimension) or {ndim} values, dimension 0 first",
             )
 
-    backend = opts["backend"]
-    if backend == "torch" and importlib.util.find_spec("torch") is None:
-        issues["Backend"] = format_error(
-            "Backend PyTorch needs the Python package 'torch'",
-            reason="it is not installed in Mantid's Python",
-            fix="install it with: pip install 'mantid-exp2sim[torch]', or choose ONNX",
-        )
-    if backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        issues["Backend"] = format_error(
-            "Backend ONNX needs the Python package 'onnxruntime'",
-            reason="it is not installed in Mantid's Python",
-            fix="install it with: pip install onnxruntime (or onnxruntime-gpu), or choose PyTorch",
-        )
+    issues.update(engine_issues(alg))
 
     if ndim in (2, 3):
         try:
-            bundle, _ = resolve_model(task, ndim, opts["model_file"])
+            bundle = generator_bundle(task, ndim, opts["model_file"])
         except (BundleError, OSError, ImportError) as exc:
             issues["ModelFile"] = str(exc)
         else:
@@ -388,6 +214,7 @@ def execute(alg: Any, task: str) -> None:
     """
     from mantid.api import Progress
 
+    from ..inference.conservation import conservation_warning
     from ._adapter import add_provenance, histo_from_workspace, workspace_from_histo
 
     ws = alg.getProperty("InputWorkspace").value
@@ -405,6 +232,9 @@ def execute(alg: Any, task: str) -> None:
     result = translate_histo(histo, task, progress=report, **opts)
     if result.metadata.get("model_warning"):
         alg.log().warning(str(result.metadata["model_warning"]))
+    skipped = conservation_warning(result.metadata)
+    if skipped:
+        alg.log().warning(skipped[0].upper() + skipped[1:])
     out = workspace_from_histo(result, alg)
     if ws.getNumExperimentInfo() > 0:
         out.copyExperimentInfos(ws)

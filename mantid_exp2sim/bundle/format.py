@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import BundleError, format_error
+from ..io._atomic import atomic_path
 from .manifest import (
     OPTIONAL_KEYS,
     SCHEMA_NAME,
@@ -128,7 +128,7 @@ def write_bundle(
     weights: Mapping[str, Any],
     reference: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a bundle atomically (temporary file in the same folder, then ``os.replace``).
+    """Write a bundle atomically (:func:`mantid_exp2sim.io._atomic.atomic_path`).
 
     Parameters
     ----------
@@ -197,10 +197,8 @@ def write_bundle(
     validate_manifest(m, where=str(path))
 
     _check_target(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with atomic_path(path, parents=True) as tmp:
             with h5py.File(tmp, "w", libver=("v110", "v110")) as f:
                 f.attrs["schema"] = SCHEMA_NAME
                 f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
@@ -213,10 +211,6 @@ def write_bundle(
                         sub = g.create_group(group)
                         for name, a in items.items():
                             sub.create_dataset(name, data=a)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     except OSError as exc:
         raise BundleError(
             format_error(

@@ -1,78 +1,169 @@
-"""Choosing and checking a generator bundle for ``ndim``-D data (Mantid-free).
+"""The one way to a model bundle: a path, a loaded :class:`Bundle` or None (the shipped default).
 
-Shared by the resolution algorithms / ``exp2sim deconvolve|convolve``
-(:func:`mantid_exp2sim.algorithms._translate_base.resolve_model`) and the domain score
-(:func:`mantid_exp2sim.domain.applicability.resolve_score_bundle`).
+:func:`resolve_bundle` loads (or takes) the bundle and checks that it is of the kind, task and
+dimensionality the caller needs, and that it holds what that use reads: class names and
+thresholds for a classifier, the reference bank for the domain score. Every task, both front
+ends and the inference engine get their bundles here; :func:`generator_bundle`,
+:func:`score_bundle` and :func:`classifier_bundle` name the three uses. Mantid- and torch-free.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Union
+
+import numpy as np
 
 from ..errors import BundleError, format_error
 from .defaults import default_bundle_path
-from .format import load_bundle
+from .format import Bundle, load_bundle
+from .manifest import check_expected
 
-__all__ = ["resolve_generator_bundle"]
+__all__ = [
+    "BundleSource",
+    "classifier_bundle",
+    "generator_bundle",
+    "reference_bank",
+    "resolve_bundle",
+    "score_bundle",
+]
+
+#: What a caller may pass for a model: a ``*.exp2sim.h5`` path, a loaded bundle, or
+#: None / "" for the shipped default.
+BundleSource = Union[str, "os.PathLike[str]", Bundle, None]
 
 
-def resolve_generator_bundle(
-    ndim: int,
-    model_file: str | os.PathLike | None,
+def resolve_bundle(
+    source: BundleSource,
     *,
-    default_task: str,
-    task: str | None,
-    purpose: str,
-    describe_ndim: str,
-    fix: str,
-) -> tuple[Any, Path]:
-    """Load ``model_file`` (or the shipped ``default_task`` bundle) and check its ``ndim``.
+    kind: str | None = None,
+    task: str | None = None,
+    ndim: int | None = None,
+    default_task: str | None = None,
+    needs_reference_bank: bool = False,
+) -> Bundle:
+    """A checked bundle from a path, a loaded bundle, or None (the shipped default).
 
     Parameters
     ----------
+    source
+        A ``.exp2sim.h5`` path, a loaded :class:`Bundle` (checked as a file would be), or
+        None/"" for ``default_bundle_path(default_task or task, ndim)``.
+    kind, task
+        What the bundle must be (None: any).
     ndim
-        Dimensions (with more than one bin) of the data.
-    model_file
-        A ``.exp2sim.h5`` bundle, or None/"" for ``default_bundle_path(default_task, ndim)``.
+        Dimensions with more than one bin of the data the bundle is for (None: any).
     default_task
-        Task of the shipped default bundle.
-    task
-        Task the loaded bundle must have (None: any).
-    purpose
-        What the shipped models do, for the "no model" message (e.g. ``"translate"``).
-    describe_ndim
-        Reason text for a dimensionality mismatch, formatted with ``bundle_ndim``.
-    fix
-        Fix text for a dimensionality mismatch.
+        Task of the shipped default when it differs from ``task`` (e.g. any generator may
+        score data, the shipped scorer is the deconvolution generator).
+    needs_reference_bank
+        The bundle must hold a domain-score reference bank (see :func:`reference_bank`).
+
+    Returns
+    -------
+    Bundle
+        Its ``path`` is the file it was read from.
 
     Raises
     ------
     BundleError
-        Unreadable file, wrong kind or task, wrong dimensionality, or no shipped default.
+        Unreadable or corrupted file, no shipped default, wrong kind, task or
+        dimensionality, or missing parts the use needs; the message names the file.
     """
-    if model_file:
-        path = Path(model_file).expanduser()
+    if source is None or (isinstance(source, str) and not source):
+        source = _default_path(default_task or task, ndim)
+    if isinstance(source, (str, os.PathLike)):
+        bundle = load_bundle(Path(source).expanduser(), kind=kind, task=task)
     else:
-        if ndim not in (2, 3):
+        bundle = source
+        if kind is not None or task is not None:
+            check_expected(bundle.manifest, where=str(bundle.path), kind=kind, task=task)
+    if ndim is not None:
+        bundle_ndim = int(bundle.manifest.get("ndim", 0))
+        if bundle_ndim != ndim:
             raise BundleError(
                 format_error(
-                    f"No model for {ndim}D data",
-                    reason=f"the shipped models {purpose} 2D and 3D histograms",
-                    fix="bin the data to 2 or 3 dimensions with more than one bin each",
+                    f"The model '{bundle.path}' does not fit the data",
+                    reason=f"it is a {bundle_ndim}D model, made for {bundle_ndim}D data; the input has "
+                    f"{ndim} dimensions with more than one bin",
+                    fix=f"use a {ndim}D {task or kind or 'model'} bundle (or none, for the shipped one)",
                 )
             )
-        path = default_bundle_path(default_task, ndim)
-    bundle = load_bundle(path, kind="generator", task=task)
-    bundle_ndim = int(bundle.manifest.get("ndim", 0))
-    if bundle_ndim != ndim:
+    if kind == "classifier":
+        _check_classifier(bundle)
+    if needs_reference_bank:
+        reference_bank(bundle)
+    return bundle
+
+
+def generator_bundle(task: str, ndim: int, source: BundleSource = None) -> Bundle:
+    """The generator that translates ``ndim``-D data for ``task`` (``"deconvolve"`` or ``"convolve"``)."""
+    return resolve_bundle(source, kind="generator", task=task, ndim=ndim)
+
+
+def score_bundle(ndim: int, source: BundleSource = None, *, default_task: str = "deconvolve") -> Bundle:
+    """The generator whose encoder and reference bank score ``ndim``-D data.
+
+    Any generator with a reference bank may score; the shipped default is the
+    ``default_task`` generator for ``ndim``.
+    """
+    return resolve_bundle(
+        source, kind="generator", ndim=ndim, default_task=default_task, needs_reference_bank=True
+    )
+
+
+def classifier_bundle(source: BundleSource = None) -> Bundle:
+    """The 2D ``classify`` classifier (the shipped ``classify_2d`` when ``source`` is None)."""
+    return resolve_bundle(source, kind="classifier", task="classify", ndim=2)
+
+
+def reference_bank(bundle: Bundle) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The reference-bank arrays and calibration stored in a generator bundle.
+
+    Raises
+    ------
+    BundleError
+        When the bundle has no reference features or no calibration.
+    """
+    arrays = bundle.reference()
+    calibration = bundle.manifest.get("domain")
+    if "features" not in arrays or not isinstance(calibration, Mapping) or not calibration.get("thresholds"):
         raise BundleError(
             format_error(
-                f"The model '{path}' does not fit the data",
-                reason=describe_ndim.format(bundle_ndim=bundle_ndim)
-                + f"; the input has {ndim} dimensions with more than one bin",
-                fix=fix,
+                f"Model bundle {getattr(bundle, 'path', '')} has no domain-score reference bank",
+                reason="its reference parts lack 'features' or its manifest lacks 'domain' thresholds",
+                fix="export the generator with exp2sim-train export (it builds the bank), or pick "
+                "another ModelFile",
             )
         )
-    return bundle, path
+    return arrays, dict(calibration)
+
+
+def _default_path(task: str | None, ndim: int | None) -> Path:
+    """The shipped bundle for ``task`` in ``ndim`` dimensions."""
+    if task is None or ndim is None:
+        raise BundleError(
+            format_error("No model bundle given", fix="pass the path of a *.exp2sim.h5 bundle")
+        )
+    if ndim not in (2, 3):
+        raise BundleError(
+            format_error(
+                f"No model for {ndim}D data",
+                reason="the shipped models work on 2D and 3D histograms",
+                fix="bin the data to 2 or 3 dimensions with more than one bin each",
+            )
+        )
+    return default_bundle_path(task, ndim)
+
+
+def _check_classifier(bundle: Bundle) -> None:
+    """A classifier must name its classes and carry calibrated thresholds."""
+    man = bundle.manifest
+    if not man.get("classes") or not man.get("thresholds"):
+        raise BundleError(
+            format_error(
+                f"Classifier bundle {getattr(bundle, 'path', '')} lacks class names or thresholds",
+                fix="re-export it with exp2sim-train classifier",
+            )
+        )

@@ -5,8 +5,10 @@ mosaics (each classified on its own) or 3D (Qh, Qk, DeltaE) volumes, one per inc
 which together make one mosaic (their Ei from ``--ei`` or from the files' metadata ``Ei``).
 Prints one line per classified mosaic, or with ``--json`` one JSON object per line with
 ``input``, ``K`` (kernel value per class), ``prediction``, ``verdict``, ``thresholds`` and
-``provenance``. Exit status: 0 when every input was classified, 1 when any failed, 2 for
-invalid arguments.
+``provenance``. A file that cannot be read or classified is reported in one line and the
+others still run. ``--activation-map`` is checked before any work: it must not be an input,
+its directory must exist, and an existing file is replaced only with ``--overwrite``. Exit
+status: 0 when every input was classified, 1 when any failed, 2 for invalid arguments.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import Exp2SimError
+from ..io.output_paths import PlannedOutput, output_path_problems
+from .._console import failure_line
 
 __all__ = ["get_parser", "main"]
 
@@ -50,22 +54,32 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-model", metavar="BUNDLE",
                    help="generator bundle for the domain check (default: the shipped convolve_2d, or "
                    "deconvolve_2d with --deconvolve)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --activation-map file")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 
 
-def _groups(paths: list[Path], ei: list[float] | None):
-    """Load the inputs and group them: one group per mosaic, or one group of all volumes."""
-    from ..io import load_histogram
+def _groups(loaded: list[tuple[Path, Any]], ei: list[float] | None, n_inputs: int):
+    """Group the loaded inputs: one group per mosaic, or one group of all volumes.
 
-    histos = [load_histogram(p) for p in paths]
-    dims = [len(h.non_integrated_dims()) for h in histos]
+    Returns ``(groups, incomplete)``: ``incomplete`` is a message when volumes were given but
+    some of the files could not be read (the mosaic needs them all), else "".
+    """
+    dims = [len(h.non_integrated_dims()) for _, h in loaded]
+    if not loaded:
+        return [], ""
     if all(d == 3 for d in dims):
-        return [(",".join(str(p) for p in paths), histos, ei)]
+        label = ",".join(str(p) for p, _ in loaded)
+        if len(loaded) < n_inputs:
+            return [], (
+                f"{label}: not classified: {n_inputs - len(loaded)} of the {n_inputs} volume file(s) could not "
+                "be read (see above), and the volumes of all incident energies make one mosaic together"
+            )
+        return [(label, [h for _, h in loaded], ei)], ""
     if all(d == 2 for d in dims):
         if ei:
             raise ValueError("--ei applies to 3D volumes only; the inputs are 2D mosaics")
-        return [(str(p), [h], None) for p, h in zip(paths, histos)]
+        return [(str(p), [h], None) for p, h in loaded], ""
     raise ValueError(
         f"the inputs have {dims} dimensions with more than one bin; give 2D mosaics or 3D "
         "(Qh, Qk, DeltaE) volumes, not a mix"
@@ -76,30 +90,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``exp2sim classify``; returns the exit status."""
     args = get_parser().parse_args(argv)
     prefix = "exp2sim classify"
-    from ..bundle import load_bundle
-    from ..classify import classify, load_classifier
+    from ..bundle.resolve import classifier_bundle, generator_bundle, resolve_bundle, score_bundle
+    from ..tasks.classify import classify
+    from ..io import SUPPORTED_EXTENSIONS, load_histogram
 
+    paths = [Path(p).expanduser() for p in args.inputs]
+    if args.activation_map:
+        problems = output_path_problems(
+            [PlannedOutput(args.activation_map, "the --activation-map", SUPPORTED_EXTENSIONS)],
+            [*paths, args.model, args.deconvolution_model, args.domain_model],
+            overwrite=args.overwrite,
+        )
+        if problems:
+            for line in problems:
+                print(f"{prefix}: error: {line}", file=sys.stderr)
+            return 1
+    failed = 0
+    loaded: list[tuple[Path, Any]] = []
+    for path in paths:  # a file that cannot be read is one line; the others still run
+        try:
+            loaded.append((path, load_histogram(path)))
+        except Exception as exc:  # noqa: BLE001 - reported in one line, the batch goes on
+            print(f"{prefix}: {path}: {failure_line(exc)}", file=sys.stderr)
+            failed += 1
     try:
-        groups = _groups([Path(p).expanduser() for p in args.inputs], args.ei)
-        if args.activation_map and len(groups) != 1:
+        groups, incomplete = _groups(loaded, args.ei, len(paths))
+        if incomplete:
+            print(f"{prefix}: {incomplete}", file=sys.stderr)
+            failed += 1
+        if args.activation_map and len(groups) + failed != 1:
             raise ValueError("--activation-map needs exactly one mosaic")
-        bundle = load_classifier(args.model)
+        if not groups:
+            return 1
+        bundle = classifier_bundle(args.model)
         deconv = None
         if args.deconvolve:
-            from ..algorithms._translate_base import resolve_model
-
-            deconv, _ = resolve_model("deconvolve", 2, args.deconvolution_model)
+            deconv = generator_bundle("deconvolve", 2, args.deconvolution_model)
         elif args.deconvolution_model:
-            deconv = load_bundle(args.deconvolution_model)
+            deconv = resolve_bundle(args.deconvolution_model)
         domain_model = None
         if args.domain_check and args.domain_model:
-            from ..domain.applicability import resolve_score_bundle
-
-            domain_model, _ = resolve_score_bundle(2, args.domain_model)
-    except (Exp2SimError, ValueError, OSError) as exc:
-        print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            domain_model = score_bundle(2, args.domain_model)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback
+        print(f"{prefix}: error: {failure_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, Exp2SimError) else 1
-    failed = 0
     for label, items, ei in groups:
         try:
             res = classify(
@@ -111,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from ..io import save_histogram
 
                 save_histogram(res.activation_map, Path(args.activation_map).expanduser())
-        except (Exp2SimError, ValueError, OSError, RuntimeError) as exc:
-            print(f"{prefix}: {label}: {' '.join(str(exc).split())}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one line per failed mosaic, the others go on
+            print(f"{prefix}: {label}: {failure_line(exc)}", file=sys.stderr)
             failed += 1
             continue
         if args.json:

@@ -21,9 +21,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import Exp2SimError
+from .._console import failure_line
 from .translate import get_parser as translate_parser
 
-__all__ = ["get_parser", "main", "run_demo"]
+__all__ = ["DEMO_FILES", "get_parser", "main", "plan_demo", "run_demo"]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,12 @@ def get_parser() -> argparse.ArgumentParser:
             "before and after deconvolution, score its domain, and write a PNG figure and a report."
         ),
     )
-    p.add_argument("--output-dir", default="exp2sim-demo", help="folder for the results (created; default: %(default)s)")
+    p.add_argument(
+        "--output-dir",
+        default="exp2sim-demo",
+        help="folder for the results, created if missing (its parent must exist; default: %(default)s)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in that folder")
     p.add_argument(
         "--model",
         default="goodenough",
@@ -78,6 +84,71 @@ def _has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+#: The files of a demo run, by report key.
+DEMO_FILES = {
+    "measured": "measured.nxs",
+    "simulated_unconvolved": "simulated_unconvolved.nxs",
+    "deconvolved": "deconvolved.nxs",
+    "convolved": "convolved.nxs",
+    "activation_map": "activation_map.nxs",
+    "figure": "demo.png",
+}
+
+
+def plan_demo(output_dir: str | Path, *, plot: bool = True, overwrite: bool = False) -> Path:
+    """Check, before any work, that the demo can write its folder and files and find its models.
+
+    Parameters
+    ----------
+    output_dir
+        The results folder: created if missing (its parent must exist), never a file.
+    plot
+        Whether ``demo.png`` (and so matplotlib) is needed.
+    overwrite
+        Whether the files of an earlier demo in that folder may be replaced.
+
+    Returns
+    -------
+    Path
+        The absolute folder.
+
+    Raises
+    ------
+    OutputPathError
+        A path cannot be written (one line naming every problem and its fix).
+    BundleError, MissingDependencyError
+        A shipped model, or matplotlib for the figure, is missing.
+    """
+    from ..bundle import default_bundle_path
+    from ..errors import format_error, require
+    from ..io import OutputPathError
+    from ..io.output_paths import PlannedOutput, check_output_paths
+
+    out = Path(output_dir).expanduser()
+    names = [name for key, name in DEMO_FILES.items() if plot or key != "figure"]
+    planned = [PlannedOutput(out, "the --output-dir folder", directory=True)]
+    planned += [PlannedOutput(out / name, f"the demo's {name}") for name in names]
+    check_output_paths(planned, [], overwrite=True)
+    earlier = [name for name in names if (out / name).is_file()]
+    if earlier and not overwrite:
+        raise OutputPathError(
+            format_error(
+                f"The folder '{out.absolute()}' holds the results of an earlier demo",
+                reason=f"{', '.join(earlier)} exist",
+                fix="pass --overwrite to replace them, or choose another --output-dir",
+            )
+        )
+    for task, step in (("deconvolve", "exp2sim deconvolve"), ("convolve", "exp2sim convolve"),
+                       ("classify", "classification")):
+        try:
+            default_bundle_path(task, 2)
+        except Exp2SimError as exc:
+            raise type(exc)(f"the '{step}' step of the demo cannot run: {exc}") from exc
+    if plot:
+        require("matplotlib", extra="plot", feature="The demo figure (or pass --no-plot)")
+    return out.absolute()
+
+
 def run_demo(
     output_dir: str | Path,
     *,
@@ -87,13 +158,15 @@ def run_demo(
     noise_flux: float = 200.0,
     repeats: int = 1000,
     plot: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the main job and return its report (JSON-safe).
 
     Parameters
     ----------
     output_dir
-        Folder for the ``.nxs`` files and the figure; created if needed.
+        Folder for the ``.nxs`` files and the figure; created if missing (its parent must
+        exist). Checked with :func:`plan_demo` before any work.
     model, seed, published, noise_flux
         The simulated measurement: spin model, seed of the parameter draw and noise,
         published instead of random parameters, Poisson flux (0 = no noise).
@@ -101,14 +174,38 @@ def run_demo(
         Repeats of the domain score.
     plot
         Write ``demo.png``.
+    overwrite
+        Replace the files of an earlier demo in ``output_dir`` (otherwise they are refused).
+
+    Notes
+    -----
+    When a step fails, the files this run wrote are removed again (and the folder, if this
+    run created it), so a failed demo leaves nothing half-done behind.
     """
-    from ..classify import classify
-    from ..domain.applicability import score_histograms
+    out = plan_demo(output_dir, plot=plot, overwrite=overwrite)
+    created_dir = not out.exists()
+    out.mkdir(exist_ok=True)
+    before = {p.name for p in out.iterdir()}
+    try:
+        return _run_demo(out, model=model, seed=seed, published=published, noise_flux=noise_flux,
+                         repeats=repeats, plot=plot)
+    except BaseException:
+        for name in DEMO_FILES.values():
+            if name not in before:
+                (out / name).unlink(missing_ok=True)
+        if created_dir and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _run_demo(
+    out: Path, *, model: str, seed: int, published: bool, noise_flux: float, repeats: int, plot: bool
+) -> dict[str, Any]:
+    from ..tasks.classify import classify
+    from ..tasks.score import score_histograms
     from ..io import load_histogram, save_histogram
     from ..train.metrics import masked_psnr
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -222,9 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             noise_flux=args.noise_flux,
             repeats=args.repeats,
             plot=not args.no_plot,
+            overwrite=args.overwrite,
         )
-    except Exp2SimError as exc:
-        print(f"exp2sim demo: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback
+        print(f"exp2sim demo: error: {failure_line(exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report))

@@ -3,18 +3,21 @@
 Each command module has ``get_parser()`` and ``main(argv=None) -> int``. To add a
 command, add one entry to :data:`COMMANDS`: ``"name": ("module[:function]", "one-line
 help")``; the function (default ``main``) receives the arguments after the command name.
+``exp2sim-train`` and ``exp2sim-simulate`` follow the same convention
+(:mod:`mantid_exp2sim._console`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
-from .._version import __version__
+from .._console import command_parser, dispatch
 
-__all__ = ["COMMANDS", "get_parser", "main"]
+__all__ = ["COMMANDS", "DESCRIPTION", "get_parser", "main"]
+
+DESCRIPTION = "Machine learning for inelastic neutron scattering (mantid-exp2sim)."
 
 #: command name -> ("module[:function]", one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,45 +44,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def get_parser() -> argparse.ArgumentParser:
     """The top-level parser: a command name and its arguments."""
-    lines = "\n".join(f"  {name:<14} {text}" for name, (_, text) in COMMANDS.items())
-    parser = argparse.ArgumentParser(
-        prog="exp2sim",
-        description="Machine learning for inelastic neutron scattering (mantid-exp2sim).",
-        epilog=f"commands:\n{lines}\n\nRun 'exp2sim <command> --help' for a command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"mantid-exp2sim {__version__}")
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="command", help="one of: " + ", ".join(COMMANDS))
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the command")
-    return parser
-
-
-def _target(spec: str) -> Callable[[Sequence[str]], int]:
-    module_name, _, func = spec.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, func or "main")
+    return command_parser("exp2sim", DESCRIPTION, COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``exp2sim``; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    parser = get_parser()
-    if not args:
-        parser.print_help(sys.stderr)
-        return 2
-    if args[0] not in COMMANDS:
-        try:
-            parser.parse_args(args)  # prints help / version, or the usage error
-        except SystemExit as exc:
-            return int(exc.code or 0)
-    command, rest = args[0], args[1:]
-    try:
-        return int(_target(COMMANDS[command][0])(rest) or 0)
-    except SystemExit as exc:  # argparse inside the command
-        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        print("exp2sim: interrupted", file=sys.stderr)
-        return 130
+    """Run ``exp2sim``; returns the exit status (see :mod:`mantid_exp2sim._console`)."""
+    return dispatch("exp2sim", DESCRIPTION, COMMANDS, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

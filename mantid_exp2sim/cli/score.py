@@ -4,9 +4,11 @@ Each input file (SaveMD ``.nxs``, ``.npy``, ``.npz``, ``.h5``; 2D or 3D) is scor
 against the reference bank of the deconvolution generator for its dimensionality (or
 ``--model``). Prints one line per input, or with ``--json`` one JSON object per line with
 ``input``, ``mean``, ``std``, ``p5``, ``p50``, ``p95``, ``zone``, ``thresholds`` and
-``bundle_id``. ``--plot FILE`` draws the distance distributions with the zone bands (needs
-matplotlib). Exit status: 0 when every input was scored, 1 when any failed, 2 for invalid
-arguments.
+``bundle_id``; a file that fails is one line on stderr and the others still run. ``--plot FILE``
+draws the distance distributions with the zone bands (needs matplotlib); the path, its
+extension and matplotlib are checked before any work, and an existing file is replaced only
+with ``--overwrite``. Exit status: 0 when every input was scored, 1 when any failed, 2 for
+invalid arguments.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import Exp2SimError
+from ..errors import MissingDependencyError, require
+from ..io.output_paths import PlannedOutput, output_path_problems
+from .._console import failure_line
 
-__all__ = ["get_parser", "main"]
+__all__ = ["PLOT_EXTENSIONS", "get_parser", "main"]
+
+#: Figure formats ``--plot`` writes (matplotlib's own backends, no extra packages).
+PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".eps", ".ps")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -40,17 +47,19 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto", help="inference engine")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto", help="where to run")
-    p.add_argument("--plot", metavar="FILE", help="save the distance distributions with the zone bands (PNG, PDF)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="save the distance distributions with the zone bands (" + ", ".join(PLOT_EXTENSIONS) + ")")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 
 
 def _bundle(cache: dict, ndim: int, model: str | None) -> Any:
-    from ..domain.applicability import resolve_score_bundle
+    from ..bundle.resolve import score_bundle
 
     if ndim not in cache:
         try:
-            cache[ndim] = resolve_score_bundle(ndim, model)[0]
+            cache[ndim] = score_bundle(ndim, model)
         except Exception as exc:  # noqa: BLE001 - re-raised for every file of this ndim
             cache[ndim] = exc
     if isinstance(cache[ndim], Exception):
@@ -65,8 +74,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference_samples < 1 or args.repeats < 1 or args.seed < 0:
         print(f"{prefix}: error: --reference-samples and --repeats must be >= 1, --seed >= 0", file=sys.stderr)
         return 2
-    from ..domain.applicability import network_ndim, score_histograms
+    if args.plot:
+        problems = output_path_problems(
+            [PlannedOutput(args.plot, "the --plot", PLOT_EXTENSIONS)],
+            [*args.inputs, args.model],
+            overwrite=args.overwrite,
+        )
+        try:
+            require("matplotlib", extra="plot", feature="--plot")
+        except MissingDependencyError as exc:
+            problems.append(str(exc))
+        if problems:
+            for line in problems:
+                print(f"{prefix}: error: {line}", file=sys.stderr)
+            return 1
+    from ..histogram import network_ndim
     from ..io import load_histogram
+    from ..tasks.score import score_histograms
 
     cache: dict = {}
     failed = 0
@@ -75,13 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = Path(text).expanduser()
         try:
             histo = load_histogram(path)
-            bundle = _bundle(cache, network_ndim(histo), args.model)
+            bundle = _bundle(cache, network_ndim(histo.shape), args.model)
             (res,) = score_histograms(
                 [histo], bundle, n_reference=args.reference_samples, repeats=args.repeats, seed=args.seed,
                 backend=args.backend, device=args.device,
             )
-        except (Exp2SimError, ValueError, OSError, RuntimeError) as exc:
-            print(f"{prefix}: {path}: {' '.join(str(exc).split())}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one line per failed file, the others go on
+            print(f"{prefix}: {path}: {failure_line(exc)}", file=sys.stderr)
             failed += 1
             continue
         scored[path.name] = res
@@ -91,11 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: mean {res.mean:.4g} +- {res.std:.3g} -> {res.zone}", flush=True)
     if args.plot and scored:
         try:
-            from ..domain.plot import plot_distance_distributions
-
-            fig = plot_distance_distributions(scored, title="Distance to the training data")
-            fig.savefig(Path(args.plot).expanduser())
-        except (Exp2SimError, ValueError, OSError) as exc:
-            print(f"{prefix}: --plot: {' '.join(str(exc).split())}", file=sys.stderr)
+            _save_plot(scored, Path(args.plot).expanduser())
+        except Exception as exc:  # noqa: BLE001 - one line, no traceback
+            print(f"{prefix}: --plot: {failure_line(exc)}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def _save_plot(scored: dict[str, Any], path: Path) -> None:
+    """Draw the distance distributions and write them atomically to ``path``."""
+    from ..domain.plot import plot_distance_distributions
+    from ..io._atomic import atomic_path
+
+    fig = plot_distance_distributions(scored, title="Distance to the training data")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lower().lstrip("."))

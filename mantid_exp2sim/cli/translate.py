@@ -1,9 +1,13 @@
 """``exp2sim deconvolve`` / ``exp2sim convolve``: translate histogram files with a GAN bundle.
 
-Each input (SaveMD ``.nxs``, ``.npy``, ``.npz`` or ``.h5``) is translated on its own; a
-failure is reported in one line and the other files still run. Outputs are written
-atomically, so a failed or interrupted file leaves nothing behind. Exit status: 0 when
-every file succeeded, 1 when any failed, 2 for invalid arguments.
+Before any work, every output path is checked against every input and the model (resolved
+paths, symlinks included), for its extension, its directory (which must exist; only the
+``--output`` folder itself is created) and an existing file (replaced only with
+``--overwrite``); if any check fails nothing is done. Then each input (SaveMD ``.nxs``,
+``.npy``, ``.npz`` or ``.h5``) is translated on its own; a failure is reported in one line and
+the other files still run. Outputs are written atomically, so a failed or interrupted file
+leaves nothing behind. Exit status: 0 when every file succeeded, 1 when any failed or an
+output path was refused, 2 for invalid arguments.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import Exp2SimError
 from ..io import STREAMABLE_EXTENSIONS, SUPPORTED_EXTENSIONS
+from ..io.output_paths import PlannedOutput, output_path_problems, same_file
+from .._console import failure_line
 
 __all__ = ["get_parser", "main", "main_convolve", "main_deconvolve", "plan_outputs"]
 
@@ -47,7 +52,7 @@ def get_parser(task: str | None = None) -> argparse.ArgumentParser:
         "--output",
         required=True,
         metavar="PATH_OR_DIR",
-        help="output file (one input), or a directory (created if missing) receiving "
+        help="output file (one input), or a directory (created if missing; its parent must exist) receiving "
         f"<name>{_SUFFIX.get(task or 'deconvolve')}<ext> per input",
     )
     parser.add_argument("--model", metavar="BUNDLE", help="model bundle (*.exp2sim.h5); default: the shipped one")
@@ -95,6 +100,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _directory_mode(output: str) -> bool:
+    """Whether ``--output`` names a folder: an existing one, a trailing slash, or no extension."""
+    out = Path(output).expanduser()
+    return out.is_dir() or output.endswith(("/", os.sep)) or not out.suffix
+
+
 def plan_outputs(inputs: Sequence[str], output: str, task: str, fmt: str = "same") -> list[tuple[Path, Path | None, str]]:
     """Pair every input with its output path.
 
@@ -105,7 +116,7 @@ def plan_outputs(inputs: Sequence[str], output: str, task: str, fmt: str = "same
     """
     out = Path(output).expanduser()
     ext = out.suffix.lower()
-    directory_mode = out.is_dir() or output.endswith(("/", os.sep)) or not ext
+    directory_mode = _directory_mode(output)
     if not directory_mode and ext not in SUPPORTED_EXTENSIONS:
         raise ValueError(
             f"--output '{output}' has the unsupported extension '{ext}'; use one of "
@@ -127,16 +138,11 @@ def plan_outputs(inputs: Sequence[str], output: str, task: str, fmt: str = "same
         problem = ""
         if dst in seen:
             problem = f"its output '{dst}' would overwrite the output of '{seen[dst]}'"
-        elif src.exists() and dst.exists() and os.path.samefile(src, dst):
-            problem = f"the output '{dst}' is the input file"
+        elif same_file(src, dst):
+            problem = f"the output '{dst}' is the input file; inputs are never overwritten"
         jobs.append((src, None if problem else dst, problem))
         seen.setdefault(dst, src)
     return jobs
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 class _Bar:
@@ -160,8 +166,9 @@ class _Bar:
 
 
 def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, models: dict, bar: _Bar) -> None:
-    from ..algorithms._translate_base import network_ndim, translate_histo
+    from ..histogram import network_ndim
     from ..io import check_output_path, load_histogram, open_md_signal, save_histogram
+    from ..tasks.translate import translate_histo
 
     if dst.exists() and not args.overwrite:
         raise FileExistsError(f"the output '{dst}' exists (use --overwrite to replace it)")
@@ -181,25 +188,37 @@ def _translate_one(src: Path, dst: Path, task: str, args: argparse.Namespace, mo
         with open_md_signal(src) as reader:
             ndim = network_ndim(reader.shape)
         translate_file(src, dst, _model(models, task, ndim, args.model), progress=bar, **options)
+        with open_md_signal(dst) as written:
+            _warn_conservation(task, src, written.metadata)
         return
     histo = load_histogram(src)
     bundle = _model(models, task, network_ndim(histo.shape), args.model)
     result = translate_histo(histo, task, bundle=bundle, progress=bar, **options)
     if result.metadata.get("model_warning"):
         print(f"exp2sim {task}: warning: {result.metadata['model_warning']}", file=sys.stderr)
+    _warn_conservation(task, src, result.metadata)
     if args.model:
         result.metadata["model_file"] = str(Path(args.model).expanduser().absolute())
     result.metadata["source"] = str(src.absolute())
     save_histogram(result, dst)
 
 
+def _warn_conservation(task: str, src: Path, metadata: dict) -> None:
+    """Say on stderr when intensity conservation was skipped (it is recorded in the metadata too)."""
+    from ..inference.conservation import conservation_warning
+
+    warning = conservation_warning(metadata)
+    if warning:
+        print(f"exp2sim {task}: warning: {src}: {warning}", file=sys.stderr)
+
+
 def _model(cache: dict, task: str, ndim: int, model: str | None) -> Any:
     """Load each bundle once per run (errors are cached too, so every file reports them)."""
-    from ..algorithms._translate_base import resolve_model
+    from ..bundle.resolve import generator_bundle
 
     if ndim not in cache:
         try:
-            cache[ndim] = resolve_model(task, ndim, model)[0]
+            cache[ndim] = generator_bundle(task, ndim, model)
         except Exception as exc:  # noqa: BLE001 - re-raised below for every file of this ndim
             cache[ndim] = exc
     value = cache[ndim]
@@ -208,22 +227,45 @@ def _model(cache: dict, task: str, ndim: int, model: str | None) -> Any:
     return value
 
 
+def _planned(jobs: Sequence[tuple[Path, Path | None, str]], args: argparse.Namespace) -> list[PlannedOutput]:
+    """The run's outputs for :func:`~mantid_exp2sim.io.output_paths.output_path_problems`."""
+    out = Path(args.output).expanduser()
+    planned: list[PlannedOutput] = []
+    if _directory_mode(args.output):
+        planned.append(PlannedOutput(out, "the --output folder", directory=True))
+    extensions = STREAMABLE_EXTENSIONS if args.stream else SUPPORTED_EXTENSIONS
+    for src, dst, _ in jobs:
+        if dst is not None:
+            planned.append(PlannedOutput(dst, f"the output of '{src}'", extensions))
+    return planned
+
+
 def run(task: str, args: argparse.Namespace) -> int:
-    """Translate every input; returns the exit status."""
+    """Translate every input; returns the exit status.
+
+    Every output path is checked against every input (and the model) before any work: when
+    one cannot be written, nothing is done (exit status 1).
+    """
     prefix = f"exp2sim {task}"
     try:
         jobs = plan_outputs(args.inputs, args.output, task, args.format)
     except ValueError as exc:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
-    out_dir_needed = {dst.parent for _, dst, _ in jobs if dst is not None}
-    for folder in out_dir_needed:
-        if not folder.exists() and folder == Path(args.output).expanduser().absolute():
-            try:
-                folder.mkdir()
-            except OSError as exc:
-                print(f"{prefix}: error: cannot create the output directory '{folder}': {exc.strerror}", file=sys.stderr)
-                return 1
+    problems = [f"{src}: {problem}" for src, dst, problem in jobs if dst is None]
+    inputs = [src for src, _, _ in jobs] + ([args.model] if args.model else [])
+    problems += output_path_problems(_planned(jobs, args), inputs, overwrite=args.overwrite)
+    if problems:
+        for line in problems:
+            print(f"{prefix}: error: {line}", file=sys.stderr)
+        return 1
+    out = Path(args.output).expanduser().absolute()
+    if _directory_mode(args.output) and not out.exists():
+        try:
+            out.mkdir()
+        except OSError as exc:
+            print(f"{prefix}: error: cannot create the output directory '{out}': {exc.strerror}", file=sys.stderr)
+            return 1
     models: dict = {}
     failed = 0
     for src, dst, problem in jobs:
@@ -234,8 +276,8 @@ def run(task: str, args: argparse.Namespace) -> int:
         bar = _Bar(src.name, enabled=not args.quiet)
         try:
             _translate_one(src, dst, task, args, models, bar)
-        except (Exp2SimError, ValueError, OSError, RuntimeError) as exc:
-            print(f"{prefix}: {src}: {_one_line(exc)}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one line per failed file, the batch goes on
+            print(f"{prefix}: {src}: {failure_line(exc)}", file=sys.stderr)
             failed += 1
             continue
         finally:

@@ -20,11 +20,18 @@ when negative bins cancel more than half of it, as in strongly background-subtra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["IntensitySums", "ConservationResult", "conservation_factor", "NET_FRACTION", "SummingSink"]
+__all__ = [
+    "IntensitySums",
+    "ConservationResult",
+    "conservation_factor",
+    "conservation_warning",
+    "NET_FRACTION",
+    "SummingSink",
+]
 
 #: Smallest ``sum(x) / sum(|x|)`` of input and output for which the integral is conserved.
 NET_FRACTION = 0.5
@@ -87,6 +94,31 @@ def conservation_factor(source: IntensitySums, output: IntensitySums) -> Conserv
                 f"(sum {s.total:.6g}, sum of |x| {s.absolute:.6g})",
             )
     return ConservationResult(source.total / output.total, "applied")
+
+
+def conservation_warning(metadata: Mapping[str, Any]) -> str | None:
+    """The warning to show when intensity conservation was asked for but skipped.
+
+    Parameters
+    ----------
+    metadata
+        A translation's metadata (``intensity_conservation`` as recorded by
+        :meth:`ConservationResult.metadata`).
+
+    Returns
+    -------
+    str or None
+        One line naming the reason and the consequence; None when conservation was applied
+        or switched off on purpose.
+    """
+    reason = str(metadata.get("intensity_conservation") or "")
+    if not reason.startswith("not applied"):
+        return None
+    why = reason.partition(":")[2].strip() or reason
+    return (
+        f"the integrated intensity was not conserved: {why}; the output keeps the network's own "
+        "intensity (check the input: are most of its bins negative, e.g. after background subtraction?)"
+    )
 
 
 class SummingSink:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -31,6 +30,8 @@ import numpy as np
 from .._version import __version__
 from ..errors import BundleError, InputDataError, format_error
 from ..bundle.quality import validation_warning
+from ..bundle.resolve import resolve_bundle
+from .. import histogram
 from ..histogram import MDHisto
 from .backends import InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend, resolve_backend_name, validate_choice
 from .conservation import IntensitySums, conservation_factor
@@ -40,7 +41,6 @@ __all__ = [
     "ModelSpec",
     "model_spec",
     "network_dims",
-    "resolve_bundle",
     "checked_scale",
     "checked_statistics",
     "plan_for",
@@ -210,15 +210,6 @@ def model_spec(bundle: Any) -> ModelSpec:
     )
 
 
-def resolve_bundle(bundle: Any) -> Any:
-    """A loaded bundle: ``bundle`` itself, or :func:`~mantid_exp2sim.bundle.load_bundle` of a path."""
-    if isinstance(bundle, (str, os.PathLike)):
-        from ..bundle import load_bundle
-
-        return load_bundle(bundle)
-    return bundle
-
-
 # --------------------------------------------------------------------------- backends
 _CACHE: "OrderedDict[tuple, InferenceBackend]" = OrderedDict()
 _CACHE_SIZE = 4
@@ -347,13 +338,13 @@ def network_dims(axes: Sequence[Any], spec: ModelSpec, bundle_id: str) -> list[i
     if len(axes) == spec.ndim:
         keep = list(range(len(axes)))
     else:
-        keep = [i for i, ax in enumerate(axes) if ax.bins > 1]
+        keep = histogram.network_dims([ax.bins for ax in axes])
         if len(keep) != spec.ndim or len(axes) < spec.ndim:
             names = ", ".join(f"'{ax.name}' ({ax.bins} bins)" for ax in axes)
             raise InputDataError(
                 format_error(
                     "The input's dimensionality does not match the model",
-                    reason=f"the input has {len(axes)} dimensions ({names}), {sum(ax.bins > 1 for ax in axes)} "
+                    reason=f"the input has {len(axes)} dimensions ({names}), {len(keep)} "
                     f"of them with more than one bin; bundle '{bundle_id}' translates {spec.ndim}D data",
                     fix=f"bin the data to {spec.ndim} non-integrated dimensions (e.g. with BinMD), "
                     f"or use a {'3D' if spec.ndim == 2 else '2D'} bundle",

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..bundle.resolve import resolve_bundle
 from ..errors import InputDataError, format_error
 from .backends import InferenceBackend, OOMBackoff
 from .engine import (
@@ -23,7 +24,6 @@ from .engine import (
     conserve_intensity_metadata,
     model_spec,
     network_dims,
-    resolve_bundle,
     resolve_patch,
     run_metadata,
     translate_array,

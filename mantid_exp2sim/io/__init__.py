@@ -18,6 +18,7 @@ Large ``.nxs``/``.h5`` files can be streamed with :func:`open_md_signal` and
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -77,6 +78,39 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return check_writable(p)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(path: Path, shape: tuple[int, ...], arrays: int) -> None:
+    """Refuse, before allocating, a file whose declared shape needs more than the free memory."""
+    need = 8 * arrays * math.prod(int(n) for n in shape)
+    free = available_memory()
+    if free is None or need <= free:
+        return
+    dims = " x ".join(str(int(n)) for n in shape)
+    raise InputDataError(
+        format_error(
+            f"'{path}' is too large to read into memory",
+            reason=f"it declares {dims} bins ({need / 2**30:.3g} GiB as float64), more than the "
+            f"{free / 2**30:.3g} GiB of memory available",
+            fix="translate it with 'exp2sim deconvolve/convolve --stream' (slab by slab from and to disk), "
+            "or rebin it to fewer bins (e.g. BinMD)",
+        )
+    )
+
+
 def load_histogram(path: str | os.PathLike) -> MDHisto:
     """Read a histogram file (format from the extension).
 
@@ -95,7 +129,8 @@ def load_histogram(path: str | os.PathLike) -> MDHisto:
     FileNotFoundError
         The file does not exist.
     InputDataError
-        Unsupported, corrupted or unusable content; the message names the file.
+        Unsupported, empty, truncated or corrupted content, or an ``.nxs``/``.h5`` whose
+        declared size exceeds the available memory; the message names the file and the fix.
     """
     p = Path(path).expanduser()
     ext = _extension(p, "input")
@@ -113,7 +148,17 @@ def load_histogram(path: str | os.PathLike) -> MDHisto:
                 raise InputDataError(
                     format_error(f"'{p}' is not a SaveMD file", fix="a .nxs input must be written by Mantid's SaveMD")
                 )
-            histo = reader.read()
+            _check_fits_in_memory(p, reader.shape, 1 + reader.has_errors)
+            try:
+                histo = reader.read()
+            except OSError as exc:
+                raise InputDataError(
+                    format_error(
+                        f"Cannot read the data of '{p}'",
+                        reason=f"the file is truncated or damaged ({' '.join(str(exc).split())})",
+                        fix="write it again; it may have been cut off while it was written or copied",
+                    )
+                ) from exc
     except InputDataError as exc:
         if str(p) in str(exc):
             raise

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -74,14 +76,67 @@ def _numeric(array: np.ndarray, where: str, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- .npy
-def read_npy(path: Path) -> MDHisto:
-    """Read a bare ``.npy`` array as a histogram with index axes."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
+#: First bytes of a .npy file, and of a zip archive (.npz): local file header, empty archive.
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _check_signature(path: Path, kind: str) -> None:
+    """Raise a clear error when ``path`` is empty or does not start like a ``kind`` file."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    what = "a numpy .npy array (numpy.save)" if kind == "npy" else "a numpy .npz archive (numpy.savez)"
+    if not head:
         raise InputDataError(
-            format_error(f"Cannot read '{path}'", reason=f"not a plain numeric .npy array ({exc})")
-        ) from exc
+            format_error(
+                f"Cannot read '{path}'",
+                reason="the file is empty (0 bytes)",
+                fix=f"give {what}; the file may have been cut off while it was written",
+            )
+        )
+    ok = head.startswith(_NPY_MAGIC) if kind == "npy" else head.startswith(_ZIP_MAGIC)
+    if not ok:
+        raise InputDataError(
+            format_error(
+                f"Cannot read '{path}'",
+                reason=f"it is not {what}: it starts with {head!r}",
+                fix=f"give {what}, or rename the file to the extension of its real format",
+            )
+        )
+
+
+def _load_problem(path: Path, exc: BaseException, kind: str) -> InputDataError:
+    """An :class:`InputDataError` for a failure of ``numpy.load`` on a file that looked right."""
+    text = " ".join(str(exc).split())
+    if "pickle" in text.lower() or "object arrays" in text.lower():
+        reason = "it holds Python objects (an object array), which are never loaded because that could run code"
+        fix = "save plain numeric arrays (float or int)"
+    elif isinstance(exc, (EOFError, zipfile.BadZipFile, zlib.error)) or any(
+        word in text.lower() for word in ("eof", "read all data", "truncat", "not fully written")
+    ):
+        reason = f"the file is truncated or damaged ({text or type(exc).__name__})"
+        fix = "write it again; it may have been cut off while it was written or copied"
+    else:
+        reason = f"it is not a valid {kind} file ({text or type(exc).__name__})"
+        fix = f"give a file written by numpy.{'save' if kind == '.npy' else 'savez'} or mantid-exp2sim"
+    return InputDataError(format_error(f"Cannot read '{path}'", reason=reason, fix=fix))
+
+
+def read_npy(path: Path) -> MDHisto:
+    """Read a bare ``.npy`` array as a histogram with index axes.
+
+    Raises
+    ------
+    InputDataError
+        Empty, truncated or not a ``.npy`` file, an object (pickled) array, or an array that
+        is not real-valued with at least one dimension; the message names the file.
+    """
+    _check_signature(path, "npy")
+    try:
+        with open(path, "rb") as fh:
+            array = np.load(fh, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise _load_problem(path, exc, ".npy") from exc
     signal = _numeric(np.asarray(array), str(path), "array")
     return MDHisto.from_array(signal, metadata={"source": str(path)})
 
@@ -94,15 +149,22 @@ def write_npy(histo: MDHisto, path: Path) -> None:
 
 # ---------------------------------------------------------------------- .npz
 def read_npz(path: Path) -> MDHisto:
-    """Read an ``.npz`` written by :func:`write_npz`, or one holding a single array."""
+    """Read an ``.npz`` written by :func:`write_npz`, or one holding a single array.
+
+    Raises
+    ------
+    InputDataError
+        Empty, truncated or not a zip archive, object (pickled) arrays, no signal, corrupted
+        axes or metadata; the message names the file.
+    """
     where = str(path)
+    _check_signature(path, "npz")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # numpy leaves its own file handle open when the archive is damaged: pass ours
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             contents = {key: npz[key] for key in npz.files}
-    except ValueError as exc:
-        raise InputDataError(
-            format_error(f"Cannot read '{path}'", reason=f"not a plain .npz archive ({exc})")
-        ) from exc
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _load_problem(path, exc, ".npz") from exc
     arrays = {k: v for k, v in contents.items() if k not in ("axes", "metadata", "format", "format_version")}
     if "signal" in arrays:
         signal = _numeric(arrays["signal"], where, "signal")

@@ -5,7 +5,10 @@ Public entry points (numpy/scipy only; the built-in resolution needs ``resins``)
 * spectra: :func:`simulate_mosaic_pair`, :func:`simulate_volume_pair`,
   :func:`simulate_e_slice_pair`, :func:`simulate_qe_slice_pair` (and the single-spectrum
   ``simulate_mosaic``, ``simulate_volume``, ``simulate_e_slice``, ``simulate_qe_slice``),
-  each returning :class:`~mantid_exp2sim.histogram.MDHisto` objects;
+  each returning :class:`~mantid_exp2sim.histogram.MDHisto` objects, or
+  :func:`simulate_pair` by name;
+* representations: :data:`REPRESENTATIONS` (name -> planner, defaults) and the planners
+  ``plan_mosaic``, ``plan_volume``, ``plan_e_slice``, ``plan_qe_slice``;
 * resolution: :class:`BuiltinMAPSResolution`, :class:`TableResolution`,
   :class:`IntrinsicResolution`, :func:`load_resolution_table`, :func:`get_resolution`;
 * coverage: :class:`DetectorCoverage`, :data:`MAPS_COVERAGE`, :func:`load_mask`;
@@ -32,15 +35,13 @@ from .resolution import (
     get_resolution,
     load_resolution_table,
 )
+from .representations import REPRESENTATIONS, plan_e_slice, plan_mosaic, plan_qe_slice, plan_volume
 from .spectra import (
-    plan_e_slice,
-    plan_mosaic,
-    plan_qe_slice,
-    plan_volume,
     simulate_e_slice,
     simulate_e_slice_pair,
     simulate_mosaic,
     simulate_mosaic_pair,
+    simulate_pair,
     simulate_plan,
     simulate_qe_slice,
     simulate_qe_slice_pair,
@@ -57,7 +58,9 @@ __all__ = [
     "simulate_e_slice",
     "simulate_qe_slice_pair",
     "simulate_qe_slice",
+    "simulate_pair",
     "simulate_plan",
+    "REPRESENTATIONS",
     "plan_mosaic",
     "plan_volume",
     "plan_e_slice",

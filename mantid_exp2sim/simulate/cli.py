@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..errors import Exp2SimError
+from .._console import add_version_option, console_script, failure_line
 from .dataset import REPRESENTATIONS, DatasetSpec, write_dataset
 
 __all__ = ["get_parser", "main"]
@@ -30,8 +30,10 @@ def get_parser() -> argparse.ArgumentParser:
         prog="exp2sim-simulate",
         description="Simulate spin-wave spectra with and without instrument resolution and write "
         "them to an HDF5 data set (one group per model).",
-        epilog="Models: registered names (e.g. goodenough, dimer) or 'package.module:attribute'. "
-        "Rerunning on an existing file appends --n samples per model with the same settings.",
+        epilog="Models: registered names (see --list-models; packages register more under the "
+        "entry-point group mantid_exp2sim.spin_models) or 'package.module:ModelClass' naming a model "
+        "class or object. Rerunning on an existing file appends --n samples per model with the same "
+        "settings. The output's directory must exist; it is never created.",
     )
     p.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="models to simulate (required)")
     p.add_argument("--n", type=int, default=None, help="samples to add per model (required unless --resume)")
@@ -57,9 +59,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="finish an interrupted run instead of appending")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list-models", action="store_true", help="print the registered model names and exit")
+    add_version_option(p)
     return p
 
 
+@console_script("exp2sim-simulate")  # usage errors return 2 (mantid_exp2sim._console)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 success, 1 bad input, 130 interrupted)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -102,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("exp2sim-simulate: interrupted; rerun with --resume to finish", file=sys.stderr)
         return 130
-    except (ValueError, Exp2SimError) as exc:
-        print(f"exp2sim-simulate: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback (bad input, unwritable paths)
+        print(f"exp2sim-simulate: error: {failure_line(exc)}", file=sys.stderr)
         return 1
     if not args.quiet:
         summary = ", ".join(f"{k}: {v}" for k, v in done.items())

@@ -1,4 +1,4 @@
-"""Simulated training data sets: HDF5 files of (convolved, unconvolved) pairs, and a reader.
+"""Simulated training data sets: HDF5 files of (convolved, unconvolved) pairs, written and read.
 
 File layout (``docs/developer/architecture.md``, "Simulator data sets"):
 
@@ -15,10 +15,13 @@ File layout (``docs/developer/architecture.md``, "Simulator data sets"):
   (float32 ``(N, *shape)``, NaN where masked, one sample per chunk, resizable),
   ``parameters`` (float64 ``(N, P)``) and ``sample_index`` (int64 ``(N,)``).
 
-Determinism: sample ``i`` of model ``m`` draws its parameters (and noise) from a generator
-seeded by ``SeedSequence(seed, spawn_key=(crc32(m), i))`` (:func:`sample_rng`), so a file's
-content depends on the seed and the settings only: not on the number of worker processes,
-the order of the models, or how often the run was interrupted and resumed.
+Determinism: every sample is simulated by :func:`~.samples.simulate_sample` from its own
+generator (:func:`~.samples.sample_rng`), so a file's content depends on the seed and the
+settings (:class:`~.samples.DatasetSpec`) only: not on the number of worker processes, the order
+of the models, or how often the run was interrupted and resumed.
+
+Reading: :class:`SpectraDataset` is the one reader of the format (its ``format`` string and
+``format_version``); the training code wraps it.
 
 Crash safety: the skeleton of a new file is written to a temporary file and moved into
 place, so the path always holds a valid data set. Samples are written in order; after each
@@ -31,25 +34,24 @@ samples per model after the ``complete`` ones (refusing different settings).
 
 from __future__ import annotations
 
-import inspect
+import copy
 import json
 import os
 import sys
-import tempfile
-import zlib
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import InputDataError, format_error
 from ..histogram import Axis
-from .modelref import model_name, param_vector, resolve_model
-from .noise import PoissonNoise, SmoothBackground
+from ..io._atomic import OutputPathError, atomic_path
+from ..mosaic import LAYOUT
+from .modelref import model_name, resolve_model
+from .representations import REPRESENTATIONS
 from .resolution import get_resolution
-from .spectra import Plan, plan_e_slice, plan_mosaic, plan_qe_slice, plan_volume, simulate_plan
+from .samples import DatasetSpec, _worker, sample_rng, simulate_sample
 
 __all__ = [
     "FORMAT",
@@ -60,244 +62,14 @@ __all__ = [
     "simulate_sample",
     "write_dataset",
     "SpectraDataset",
+    "is_dataset_file",
 ]
 
 FORMAT = "exp2sim-dataset"
 FORMAT_VERSION = 1
-REPRESENTATIONS = ("mosaic", "volume", "e_slice", "qe_slice")
-_MAX_REDRAWS = 100
-
-
-# ============================================================================ settings
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Everything that shapes one sample of a data set (except the model and the seed).
-
-    Parameters
-    ----------
-    representation
-        ``"mosaic"``, ``"volume"``, ``"e_slice"`` or ``"qe_slice"``.
-    resolution
-        ``"builtin"``, ``"tables:DIR"`` or ``"unconvolved"``.
-    mask
-        ``"kinematic"``, ``"none"`` or a ``.mat``/``.npy`` file.
-    ei
-        Incident energy in meV (not for the mosaic; default 70).
-    bins
-        Bins per dimension (not for the mosaic): volume 3, slices 2 (default 64^3, 40^2,
-        100^2).
-    energy_range
-        (min, max) meV of volumes and Q-E slices (default 0.1..0.7 Ei).
-    energy_window
-        (min, max) meV of an E slice (default 0.28..0.34 Ei).
-    line
-        (start_h, start_k, end_h, end_k) of a Q-E slice in r.l.u. (default -1,0 -> 1,0).
-    noise_flux
-        Poisson noise flux (counts in a bin of mean intensity) or None.
-    background
-        Relative smooth-background level or None.
-    """
-
-    representation: str = "mosaic"
-    resolution: str = "builtin"
-    mask: str = "kinematic"
-    ei: float | None = None
-    bins: tuple[int, ...] | None = None
-    energy_range: tuple[float, float] | None = None
-    energy_window: tuple[float, float] | None = None
-    line: tuple[float, float, float, float] | None = None
-    noise_flux: float | None = None
-    background: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.representation not in REPRESENTATIONS:
-            raise InputDataError(
-                format_error(
-                    "Unknown representation",
-                    reason=f"got {self.representation!r}; allowed: {', '.join(REPRESENTATIONS)}",
-                )
-            )
-        misplaced = {
-            "mosaic": ("ei", "bins", "energy_range", "energy_window", "line"),
-            "volume": ("energy_window", "line"),
-            "e_slice": ("energy_range", "line"),
-            "qe_slice": ("energy_window",),
-        }[self.representation]
-        given = [k for k in misplaced if getattr(self, k) is not None]
-        if given:
-            raise InputDataError(
-                format_error(
-                    f"Settings {given} do not apply to the {self.representation} representation",
-                    reason="the mosaic has the fixed pcsmo-mosaic-v1 layout (6 Ei, 10 windows, 40x40 Q)"
-                    if self.representation == "mosaic" else f"{self.representation} does not use them",
-                    fix="leave them out",
-                )
-            )
-        res = str(self.resolution)
-        if res.startswith("tables:"):
-            res = "tables:" + str(Path(res[len("tables:"):]).expanduser().resolve())
-        object.__setattr__(self, "resolution", res)
-        if self.mask not in ("kinematic", "none"):
-            object.__setattr__(self, "mask", str(Path(self.mask).expanduser().resolve()))
-        for name in ("bins", "energy_range", "energy_window", "line"):
-            v = getattr(self, name)
-            if v is not None:
-                conv = int if name == "bins" else float
-                try:
-                    object.__setattr__(self, name, tuple(conv(x) for x in v))
-                except (TypeError, ValueError):
-                    raise InputDataError(format_error(f"{name} is invalid", reason=f"got {v!r}")) from None
-        if self.ei is not None:
-            object.__setattr__(self, "ei", float(self.ei))
-        if self.noise_flux is not None:
-            PoissonNoise(self.noise_flux)
-            object.__setattr__(self, "noise_flux", float(self.noise_flux))
-        if self.background is not None:
-            SmoothBackground(level=self.background)
-            object.__setattr__(self, "background", float(self.background))
-
-    def settings(self) -> dict[str, Any]:
-        """JSON-safe settings (lists for tuples)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "DatasetSpec":
-        """Inverse of :meth:`settings`."""
-        return cls(**dict(settings))
-
-    def plan(self) -> Plan:
-        """The representation's geometry (validates the settings, reads the mask)."""
-        ei = 70.0 if self.ei is None else self.ei
-        if self.representation == "mosaic":
-            plan = plan_mosaic(mask=self.mask)
-        elif self.representation == "volume":
-            plan = plan_volume(ei=ei, bins=self.bins or (64, 64, 64), energy_range=self.energy_range, mask=self.mask)
-        elif self.representation == "e_slice":
-            plan = plan_e_slice(ei=ei, bins=self.bins or (40, 40), energy_window=self.energy_window, mask=self.mask)
-        else:
-            line = self.line or (-1.0, 0.0, 1.0, 0.0)
-            plan = plan_qe_slice(ei=ei, bins=self.bins or (100, 100), start=line[:2], end=line[2:],
-                                 energy_range=self.energy_range, mask=self.mask)
-        plan.metadata["mask"] = self.mask if self.mask in ("kinematic", "none") else f"file:{self.mask}"
-        return plan
-
-    def noise(self) -> PoissonNoise | None:
-        return None if self.noise_flux is None else PoissonNoise(self.noise_flux)
-
-    def background_model(self) -> SmoothBackground | None:
-        return None if self.background is None else SmoothBackground(level=self.background)
-
-
-def sample_rng(seed: int, model: str, index: int) -> np.random.Generator:
-    """The generator of sample ``index`` of model ``model`` in a data set with ``seed``."""
-    key = zlib.crc32(str(model).encode("utf-8"))
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(key, int(index))))
-
-
-def _draw(model: Any, rng: np.random.Generator) -> Any:
-    sample = model.sample
-    try:
-        if "stable_only" in inspect.signature(sample).parameters:
-            return sample(rng, stable_only=True)
-    except (TypeError, ValueError):  # builtins without a signature
-        pass
-    return sample(rng)
-
-
-def _unstable_error() -> type[BaseException] | None:
-    try:
-        from .spin_models import UnstableGroundStateError
-    except ImportError:
-        return None
-    return UnstableGroundStateError
-
-
-# Per-process caches: worker processes resolve models, tables and masks once.
-_CONTEXT: dict[str, Any] = {}
-
-
-def _context(spec: DatasetSpec) -> tuple[Plan, Any]:
-    key = json.dumps(spec.settings(), sort_keys=True)
-    if _CONTEXT.get("key") != key:
-        _CONTEXT.clear()
-        _CONTEXT.update(key=key, plan=spec.plan(), resolution=get_resolution(spec.resolution), models={})
-    return _CONTEXT["plan"], _CONTEXT["resolution"]
-
-
-def _model(ref: str) -> Any:
-    models = _CONTEXT.setdefault("models", {})
-    if ref not in models:
-        models[ref] = resolve_model(ref)
-    return models[ref]
-
-
-def simulate_sample(
-    spec: DatasetSpec, model_ref: str, index: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sample ``index`` of a data set: ``(convolved, unconvolved, parameters)``.
-
-    Parameters are drawn from the model's ranges (stable ordered states only where the model
-    supports that); a draw whose simulation reports an unstable ground state is replaced by
-    the next draw of the same generator.
-
-    Returns
-    -------
-    convolved, unconvolved
-        float32 arrays of the representation's shape, NaN where masked.
-    parameters
-        float64 ``(P,)`` in ``parameter_names`` order.
-    """
-    plan, res = _context(spec)
-    model = _model(model_ref)
-    rng = sample_rng(seed, model_name(model), index)
-    unstable = _unstable_error()
-    last: BaseException | None = None
-    for _ in range(_MAX_REDRAWS):
-        params = _draw(model, rng)
-        try:
-            conv, unconv = simulate_plan(
-                plan, model, params, resolution=res, rng=rng, noise=spec.noise(), background=spec.background_model()
-            )
-        except Exception as exc:
-            if unstable is not None and isinstance(exc, unstable):
-                last = exc
-                continue
-            raise
-        return conv.signal.astype(np.float32), unconv.signal.astype(np.float32), param_vector(model, params)
-    raise InputDataError(
-        format_error(
-            f"No stable parameters for sample {index} of model {model_name(model)!r}",
-            reason=f"{_MAX_REDRAWS} draws gave unstable ground states (last: {last})",
-        )
-    )
-
-
-def _worker(task: tuple[dict[str, Any], str, str, int, int]) -> tuple[str, int, np.ndarray, np.ndarray, np.ndarray]:
-    settings, group, ref, index, seed = task
-    conv, unconv, params = simulate_sample(DatasetSpec.from_settings(settings), ref, index, seed)
-    return group, index, conv, unconv, params
 
 
 # ============================================================================ writing
-def _atomic_skeleton(path: Path, build: Callable[[Any], None]) -> None:
-    import h5py
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            build(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _no_evictions(f: Any) -> None:
     """Keep HDF5 from writing metadata except at flushes (see the module notes)."""
     cfg = f.id.get_mdc_config()
@@ -308,62 +80,62 @@ def _no_evictions(f: Any) -> None:
     f.id.set_mdc_config(cfg)
 
 
-def _read_json_attr(attrs: Any, key: str, default: Any = None) -> Any:
-    if key not in attrs:
-        return default
-    v = attrs[key]
-    if isinstance(v, bytes):
-        v = v.decode("utf-8")
-    return json.loads(v)
+#: Extensions of a data set file (what the training reads as exp2sim-simulate files).
+DATASET_EXTENSIONS = (".h5", ".hdf5")
+
+
+def _check_output(path: Path, spec: DatasetSpec) -> None:
+    """Refuse, before any work, an output that cannot be written or is the mask file.
+
+    An existing data set is appended to (or resumed), so an existing file is allowed here;
+    :func:`_check_existing` then checks that it is one with the same settings.
+    """
+    from ..io.output_paths import PlannedOutput, output_path_problems
+
+    inputs = [] if spec.mask in ("kinematic", "none") else [spec.mask]
+    problems = output_path_problems(
+        [PlannedOutput(path, "the data set", DATASET_EXTENSIONS)], inputs, overwrite=True
+    )
+    if problems:
+        raise OutputPathError(" ".join(problems))
 
 
 def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, mask: np.ndarray) -> None:
-    import h5py
-
+    """Refuse to extend ``path`` unless it was written with the same settings (read by :class:`SpectraDataset`)."""
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
+        old = SpectraDataset(path)
+    except InputDataError as exc:
         raise InputDataError(
             format_error(
-                f"Output file '{path}' exists but cannot be opened as a data set",
+                f"Output file '{path}' exists and is not a data set this run can extend",
                 reason=str(exc),
-                fix="choose a new output file (or delete the broken one)",
+                fix="choose another --output file; this one is left as it is",
             )
         ) from exc
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise InputDataError(
-                format_error(
-                    f"Output file '{path}' exists and is not an exp2sim data set",
-                    reason=f"format attribute {f.attrs.get('format')!r}",
-                    fix="choose a new output file",
-                )
+    diffs = []
+    if old.format_version != FORMAT_VERSION:
+        diffs.append(f"format_version {old.format_version} != {FORMAT_VERSION}")
+    new = spec.settings()
+    for k in sorted(set(old.settings) | set(new)):
+        if k != "mask" and old.settings.get(k) != new.get(k):
+            diffs.append(f"{k}: file {old.settings.get(k)!r}, requested {new.get(k)!r}")
+    old_mask = old.settings.get("mask")
+    if (old_mask in ("kinematic", "none") or new["mask"] in ("kinematic", "none")) and old_mask != new["mask"]:
+        diffs.append(f"mask: file {old_mask!r}, requested {new['mask']!r}")
+    elif old.mask is None or not np.array_equal(old.mask, mask):
+        diffs.append("mask: the mask arrays differ")
+    if old.class_names != names:
+        diffs.append(f"models: file {old.class_names}, requested {names}")
+    if old.seed != seed:
+        diffs.append(f"seed: file {old.seed}, requested {seed}")
+    if diffs:
+        raise InputDataError(
+            format_error(
+                f"Output file '{path}' was written with different settings",
+                reason="; ".join(diffs),
+                fix="use the same settings to append or resume, or write a new file",
             )
-        diffs = []
-        if int(f.attrs["format_version"]) != FORMAT_VERSION:
-            diffs.append(f"format_version {int(f.attrs['format_version'])} != {FORMAT_VERSION}")
-        old = _read_json_attr(f.attrs, "settings", {})
-        new = spec.settings()
-        for k in sorted(set(old) | set(new)):
-            if k != "mask" and old.get(k) != new.get(k):
-                diffs.append(f"{k}: file {old.get(k)!r}, requested {new.get(k)!r}")
-        if (old.get("mask") in ("kinematic", "none") or new["mask"] in ("kinematic", "none")) and old.get("mask") != new["mask"]:
-            diffs.append(f"mask: file {old.get('mask')!r}, requested {new['mask']!r}")
-        elif not np.array_equal(f["mask"][()].astype(bool), mask):
-            diffs.append("mask: the mask arrays differ")
-        old_models = _read_json_attr(f.attrs, "models", [])
-        if old_models != names:
-            diffs.append(f"models: file {old_models}, requested {names}")
-        if int(f.attrs["seed"]) != seed:
-            diffs.append(f"seed: file {int(f.attrs['seed'])}, requested {seed}")
-        if diffs:
-            raise InputDataError(
-                format_error(
-                    f"Output file '{path}' was written with different settings",
-                    reason="; ".join(diffs),
-                    fix="use the same settings to append or resume, or write a new file",
-                )
-            )
+        )
 
 
 def write_dataset(
@@ -415,6 +187,10 @@ def write_dataset(
     InputDataError
         Bad arguments, unknown models, unusable resolution or mask, or an existing file with
         different settings; nothing is written then.
+    OutputPathError
+        (an ``OSError``) ``path`` cannot be written: its directory is missing (it is never
+        created) or not writable, it is a directory or the mask file, or its extension is
+        not ``.h5``/``.hdf5``; checked before any work.
     """
     import h5py
 
@@ -427,6 +203,7 @@ def write_dataset(
     refs = [str(m) for m in models]
     if not refs:
         raise InputDataError(format_error("No models given", fix="name at least one model, e.g. goodenough dimer"))
+    _check_output(path, spec)
     resolved = [resolve_model(r) for r in refs]
     names = [model_name(m) for m in resolved]
     if len(set(names)) != len(names):
@@ -446,8 +223,7 @@ def write_dataset(
         )
     else:
         meta = dict(plan.metadata)
-
-        def build(f: Any) -> None:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["representation"] = spec.representation
@@ -478,8 +254,6 @@ def write_dataset(
                 g.create_dataset("parameters", shape=(0, p), maxshape=(None, p), dtype=np.float64,
                                  chunks=(64, max(p, 1)))
                 g.create_dataset("sample_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
-
-        _atomic_skeleton(path, build)
 
     with h5py.File(path, "r+") as f:
         _no_evictions(f)
@@ -570,8 +344,39 @@ def _consume(f: Any, results: Iterable[Any], bar: Any, on_sample: Callable[[str,
 
 
 # ============================================================================ reading
+def _text(value: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _json_attr(attrs: Any, key: str, default: Any = None) -> Any:
+    """Root or group attribute ``key`` decoded from JSON (the raw text when it is not JSON)."""
+    if key not in attrs:
+        return default
+    raw = _text(attrs[key])
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return str(raw)
+
+
+def is_dataset_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file whose root says ``format = "exp2sim-dataset"``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return _text(f.attrs.get("format")) == FORMAT
+    except OSError:
+        return False
+
+
 class SpectraDataset:
-    """Lazy reader of a data set file (one sample read per item; picklable).
+    """The reader of ``exp2sim-dataset`` files: samples of one kind, lazily (picklable).
+
+    This class is the only code that interprets the format (its ``format`` string and
+    ``format_version``); the training data sources
+    (:class:`mantid_exp2sim.train.data.SimulatorSource`, :class:`~mantid_exp2sim.train.data.LabelledSpectra`)
+    wrap it.
 
     Parameters
     ----------
@@ -580,13 +385,31 @@ class SpectraDataset:
     kind
         ``"convolved"`` or ``"unconvolved"``.
     models
-        Names of the models to include (default all); labels stay those of the file.
+        Names of the models to include, in this order (default all, in label order);
+        a name the file lacks is an error. Labels stay those of the file.
+
+    Raises
+    ------
+    InputDataError
+        A missing or unreadable file, another kind of file, a newer ``format_version``,
+        an unknown model, or a coverage mask whose shape differs from the samples'.
 
     Notes
     -----
-    Only the first ``complete`` rows of each model are used. The file is opened on first
-    access in each process (so a ``torch.utils.data.DataLoader`` worker opens its own handle)
-    and items are ``(float32 array with NaN where masked, label)``.
+    How files are read (the same for every user of the format):
+
+    * the models are the root groups holding ``kind``, ordered by their ``label`` attribute,
+      then by name; a group without ``label`` reads as label -1;
+    * only the first ``complete`` rows of a model are used (all rows when a hand-made file
+      has no ``complete``);
+    * the file's coverage ``mask`` (1 = masked), when present, is applied on every read (NaN),
+      on top of the NaNs stored in the samples (a no-op for files of :func:`write_dataset`,
+      which store NaN there);
+    * a file without ``format_version`` reads as version 1; ``axes``, ``seed`` and the JSON
+      attributes are optional (empty when absent).
+
+    The file is opened on first access in each process (so a ``torch.utils.data.DataLoader``
+    worker opens its own handle); items are ``(float32 array, label)``.
     """
 
     def __init__(self, path: str | os.PathLike, kind: str = "convolved", models: Sequence[str] | None = None):
@@ -599,45 +422,91 @@ class SpectraDataset:
         self.path = str(path)
         self.kind = kind
         if not Path(self.path).is_file():
-            raise InputDataError(format_error(f"Data set '{self.path}' does not exist", fix="check the path"))
+            raise InputDataError(format_error(f"Data set file '{self.path}' not found", fix="check the path"))
         try:
             f = h5py.File(self.path, "r")
         except OSError as exc:
             raise InputDataError(format_error(f"Data set '{self.path}' cannot be opened", reason=str(exc))) from exc
         with f:
-            if f.attrs.get("format") != FORMAT:
-                raise InputDataError(
-                    format_error(
-                        f"'{self.path}' is not an exp2sim data set",
-                        reason=f"format attribute {f.attrs.get('format')!r}, expected {FORMAT!r}",
-                    )
+            self.format_version = self._check_format(f.attrs)
+            self.representation = str(_text(f.attrs.get("representation", "")))
+            self.axes = tuple(Axis.from_dict(d) for d in _json_attr(f.attrs, "axes", []))
+            meta = _json_attr(f.attrs, "metadata", {})
+            self.metadata: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+            self.settings: dict[str, Any] = _json_attr(f.attrs, "settings", {})
+            self.seed = int(f.attrs["seed"]) if "seed" in f.attrs else None
+            self.command = _json_attr(f.attrs, "command", [])
+            groups = [g for g, v in f.items() if isinstance(v, h5py.Group) and kind in v]
+            labels = {g: int(f[g].attrs.get("label", -1)) for g in groups}
+            self.class_names = sorted(groups, key=lambda g: (labels[g], g))
+            self._all_labels = labels
+            self._all_counts = {g: int(f[g].attrs.get("complete", f[g][kind].shape[0])) for g in groups}
+            self._param_names = {g: _json_attr(f[g].attrs, "parameter_names", []) for g in groups}
+            first = f[self.class_names[0]][kind].shape[1:] if groups else None
+            self.shape: tuple[int, ...] = (
+                tuple(int(n) for n in first) if first is not None else tuple(ax.bins for ax in self.axes)
+            )
+            self.mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
+            layout = _text(f.attrs.get("layout", self.metadata.get("layout")))
+        #: Layout tag (e.g. ``pcsmo-mosaic-v1``): the ``layout`` attribute, the metadata's, or the
+        #: mosaic's by default.
+        self.layout: str | None = str(layout) if layout else (LAYOUT if self.representation == "mosaic" else None)
+        if self.mask is not None and groups and self.mask.shape != self.shape:
+            raise InputDataError(
+                format_error(
+                    f"Data set '{self.path}' has a coverage mask of another shape",
+                    reason=f"mask {self.mask.shape}, samples {self.shape}",
                 )
-            self.representation = str(f.attrs["representation"])
-            self.axes = tuple(Axis.from_dict(d) for d in _read_json_attr(f.attrs, "axes"))
-            self.metadata = _read_json_attr(f.attrs, "metadata", {})
-            self.settings = _read_json_attr(f.attrs, "settings", {})
-            self.seed = int(f.attrs["seed"])
-            self.command = _read_json_attr(f.attrs, "command", [])
-            names = _read_json_attr(f.attrs, "models", [])
-            labels = {n: int(f[n].attrs["label"]) for n in names}
-            self.class_names = [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1])]
-            chosen = list(self.class_names) if models is None else [str(m) for m in models]
-            unknown = [m for m in chosen if m not in labels]
-            if unknown:
-                raise InputDataError(
-                    format_error(
-                        f"Data set '{self.path}' has no model {unknown}",
-                        reason=f"it holds {self.class_names}",
-                    )
-                )
-            self.models = chosen
-            self._labels = [labels[m] for m in chosen]
-            self._counts = [int(f[m].attrs["complete"]) for m in chosen]
-            self._param_names = {m: _read_json_attr(f[m].attrs, "parameter_names", []) for m in chosen}
-            self.mask = f["mask"][()].astype(bool)
-        self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+            )
         self._h5: Any = None
         self._pid: int | None = None
+        self._choose(self.class_names if models is None else [str(m) for m in models])
+
+    def _check_format(self, attrs: Any) -> int:
+        if _text(attrs.get("format")) != FORMAT:
+            raise InputDataError(
+                format_error(
+                    f"'{self.path}' is not an exp2sim-simulate data set",
+                    reason=f"root attribute format={_text(attrs.get('format'))!r}, expected {FORMAT!r}",
+                    fix="make one with exp2sim-simulate",
+                )
+            )
+        try:
+            version = int(attrs.get("format_version", 1))
+        except (TypeError, ValueError):
+            version = -1
+        if not 1 <= version <= FORMAT_VERSION:
+            raise InputDataError(
+                format_error(
+                    f"Data set '{self.path}' has a format version this mantid-exp2sim cannot read",
+                    reason=f"format_version {_text(attrs.get('format_version'))!r}; this version reads 1 to "
+                    f"{FORMAT_VERSION}",
+                    fix="upgrade mantid-exp2sim (or rewrite the file with exp2sim-simulate)",
+                )
+            )
+        return version
+
+    def _choose(self, models: list[str]) -> None:
+        unknown = [m for m in models if m not in self._all_labels]
+        if unknown:
+            raise InputDataError(
+                format_error(
+                    f"Spin model(s) {unknown} not in the data set '{self.path}'",
+                    reason=f"it holds {self.class_names} with {self.kind} samples",
+                    fix="choose --models among those",
+                )
+            )
+        self.models = list(models)
+        self._labels = [self._all_labels[m] for m in self.models]
+        self._counts = [self._all_counts[m] for m in self.models]
+        self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+
+    def select(self, models: Sequence[str]) -> "SpectraDataset":
+        """The same file restricted to ``models`` (in this order; an unknown name is an error)."""
+        view = copy.copy(self)
+        view._h5, view._pid = None, None
+        view._choose([str(m) for m in models])
+        return view
 
     # -- pickling: never carry an open handle into another process
     def __getstate__(self) -> dict[str, Any]:
@@ -674,16 +543,21 @@ class SpectraDataset:
         return int(self._offsets[-1])
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of one sample."""
-        return tuple(ax.bins for ax in self.axes)
-
-    @property
     def counts(self) -> dict[str, int]:
         """Usable samples per model."""
         return dict(zip(self.models, self._counts))
 
-    def _locate(self, i: int) -> tuple[str, int, int]:
+    @property
+    def model_labels(self) -> dict[str, int]:
+        """The file's label of each model read."""
+        return dict(zip(self.models, self._labels))
+
+    def attribute(self, name: str) -> Any:
+        """Root attribute ``name`` decoded from JSON (the raw text when not JSON; None when absent)."""
+        return _json_attr(self._file().attrs, name)
+
+    def locate(self, i: int) -> tuple[str, int]:
+        """``(model name, row)`` of item ``i`` (negative ``i`` counts from the end)."""
         n = len(self)
         ii = int(i)
         if ii < 0:
@@ -691,29 +565,38 @@ class SpectraDataset:
         if not 0 <= ii < n:
             raise IndexError(f"index {i} out of range for a data set of {n} samples")
         j = int(np.searchsorted(self._offsets, ii, side="right") - 1)
-        return self.models[j], ii - int(self._offsets[j]), self._labels[j]
+        return self.models[j], ii - int(self._offsets[j])
+
+    def _masked(self, x: Any) -> np.ndarray:
+        arr = np.array(x, dtype=np.float32)
+        if self.mask is not None:
+            arr[self.mask] = np.nan
+        return arr
+
+    def read(self, i: int) -> np.ndarray:
+        """Sample ``i``: a new float32 array, NaN where masked."""
+        model, row = self.locate(i)
+        return self._masked(self._file()[model][self.kind][row])
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        model, row, label = self._locate(i)
-        arr = np.asarray(self._file()[model][self.kind][row], dtype=np.float32)
-        return arr, label
+        return self.read(i), self.label(i)
 
     def label(self, i: int) -> int:
         """Label of item ``i`` (without reading its data)."""
-        return self._locate(i)[2]
+        return self._all_labels[self.locate(i)[0]]
 
     def model_of(self, i: int) -> str:
         """Model name of item ``i``."""
-        return self._locate(i)[0]
+        return self.locate(i)[0]
 
     def parameters(self, i: int) -> dict[str, float]:
         """Parameters of item ``i`` as ``{name: value}``."""
-        model, row, _ = self._locate(i)
+        model, row = self.locate(i)
         vec = self._file()[model]["parameters"][row]
         return {n: float(v) for n, v in zip(self._param_names[model], vec)}
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(convolved, unconvolved, label)`` of item ``i``."""
-        model, row, label = self._locate(i)
+        model, row = self.locate(i)
         g = self._file()[model]
-        return np.asarray(g["convolved"][row], np.float32), np.asarray(g["unconvolved"][row], np.float32), label
+        return self._masked(g["convolved"][row]), self._masked(g["unconvolved"][row]), self._all_labels[model]

@@ -1,11 +1,21 @@
 """Resolve model arguments (names or objects) and their parameters.
 
-A model argument is a spin-model object (anything with the ``SpinModel`` interface of
-:mod:`mantid_exp2sim.simulate.spin_models`), a registered model name (``"goodenough"``,
-``"dimer"``, see ``spin_models.list_models()``) or an import reference
-``"package.module:attribute"`` naming a model object, a model class (instantiated without
-arguments) or a function returning a model. Import references let users simulate their own
-models with every tool here, the command line and worker processes included.
+A model argument is one of
+
+* a spin-model object: anything with the ``SpinModel`` interface of
+  :mod:`mantid_exp2sim.simulate.spin_models` (at least ``parameter_names`` and the methods
+  ``validate`` and ``spectrum_kinematic``; see :data:`MODEL_CONTRACT`);
+* a registered model name: the built-in ones (``"goodenough"``, ``"dimer"``,
+  ``"square_j1j2"``) and those other installed packages register under the entry-point group
+  ``mantid_exp2sim.spin_models`` (see ``spin_models.list_models()``);
+* an import reference ``"package.module:attribute"`` naming a model object or a model class
+  (instantiated without arguments). Import references let users simulate their own models with
+  every tool here, the command line and worker processes included.
+
+Nothing named by an import reference is called unless it is a class with the model's
+methods: a reference to a plain function (``os:getcwd``) or any other object is refused
+before anything is called. A function that builds a model (a factory) is accepted only when
+a package registers it under the entry-point group, which is an explicit act of its author.
 """
 
 from __future__ import annotations
@@ -16,47 +26,81 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InputDataError, format_error
+from .model_contract import HOW_TO, MODEL_CONTRACT, check_model, describe, missing_contract
 
-__all__ = ["resolve_model", "resolve_params", "param_dict", "param_vector", "model_name"]
-
+__all__ = [
+    "MODEL_CONTRACT",
+    "check_model",
+    "missing_contract",
+    "resolve_model",
+    "resolve_params",
+    "param_dict",
+    "param_vector",
+    "model_name",
+]
 
 def _load_reference(spec: str) -> Any:
+    """The model a ``module:attribute`` reference names; only a model class is ever called."""
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
         obj = module
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise InputDataError(
             format_error(
                 f"Model reference {spec!r} cannot be imported",
                 reason=f"{type(exc).__name__}: {exc}",
-                fix="give 'package.module:attribute' of an importable model, class or factory",
+                fix="give 'package.module:attribute' of an importable model object or model class",
             )
         ) from exc
-    if callable(obj) and not hasattr(obj, "spectrum_kinematic"):
-        obj = obj()
-    elif isinstance(obj, type):
-        obj = obj()
+    if isinstance(obj, type):
+        missing = missing_contract(obj, cls=True)
+        if missing:
+            raise InputDataError(
+                format_error(
+                    f"Model reference {spec!r} is not a spin model",
+                    reason=f"{describe(obj)} lacks {', '.join(missing)}, so it is not instantiated",
+                    fix=HOW_TO,
+                )
+            )
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - a user class: report whatever it raised
+            raise InputDataError(
+                format_error(
+                    f"Model class {spec!r} cannot be instantiated without arguments",
+                    reason=f"{type(exc).__name__}: {exc}",
+                    fix="give it defaults for every constructor argument, or name a model object",
+                )
+            ) from exc
+        return check_model(obj, f"Model reference {spec!r}")
+    if missing_contract(obj):
+        raise InputDataError(
+            format_error(
+                f"Model reference {spec!r} is not a spin model",
+                reason=f"it names {describe(obj)}, which lacks {', '.join(missing_contract(obj))}; "
+                "import references are never called unless they name a model class",
+                fix=HOW_TO,
+            )
+        )
     return obj
 
 
 def resolve_model(model: Any) -> Any:
-    """A model object from a model, a registered name or a ``module:attribute`` reference."""
+    """A model object from a model, a registered name or a ``module:attribute`` reference.
+
+    Raises
+    ------
+    InputDataError
+        Unknown name, unimportable reference, or an object that is not a spin model (checked
+        before anything it names is called).
+    """
     if not isinstance(model, str):
-        missing = [a for a in ("parameter_names", "spectrum_kinematic", "validate") if not hasattr(model, a)]
-        if missing:
-            raise InputDataError(
-                format_error(
-                    "model is not a spin model",
-                    reason=f"{type(model).__name__} lacks {missing}",
-                    fix="pass a model name (e.g. 'goodenough', 'dimer') or a SpinModel",
-                )
-            )
-        return model
+        return check_model(model, "model")
     if ":" in model:
-        return resolve_model(_load_reference(model))
+        return _load_reference(model)
     try:
         from .spin_models import get_model
     except ImportError as exc:  # pragma: no cover - only before the spin models exist

@@ -1,6 +1,8 @@
 """Named spin-wave models of the simulator: parameters, sampling, spectra, twins.
 
-``get_model(name)`` returns a :class:`SpinModel`; ``list_models()`` lists the names.
+``get_model(name)`` returns a :class:`SpinModel` (or a model another installed package
+registers under the entry-point group :data:`ENTRY_POINT_GROUP`); ``list_models()`` lists the
+names.
 
 Every model is a parameterised :class:`~mantid_exp2sim.simulate.lswt.SpinSystem`
 (Hamiltonian ``H = sum_bonds J S_i.S_j + sum_i S_i.A_i.S_i``, each bond once,
@@ -31,13 +33,15 @@ evaluates each mode's intensity at the L fixed by its own energy; modes with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from importlib import metadata
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InputDataError, format_error
 from . import _pcsmo, _square_lattice
 from .lswt import Modes, SpinSystem, UnstableGroundStateError, _compile, diagonalise
+from .model_contract import check_model, missing_contract
 
 __all__ = [
     "SpinModel",
@@ -46,6 +50,7 @@ __all__ = [
     "TwinModes",
     "get_model",
     "list_models",
+    "ENTRY_POINT_GROUP",
     "kinematic_qc",
     "E_TO_K2",
     "UnstableGroundStateError",
@@ -461,25 +466,77 @@ _FACTORIES: dict[str, Callable[[], SpinModel]] = {
 }
 _CACHE: dict[str, SpinModel] = {}
 
+#: Entry-point group through which installed packages register their own spin models: in the
+#: package's ``pyproject.toml``, ``[project.entry-points."mantid_exp2sim.spin_models"]`` with
+#: ``mymodel = "mypackage.models:MyModel"`` (a model class, a model object or a function
+#: returning one). The model is then ``"mymodel"`` everywhere, worker processes included.
+ENTRY_POINT_GROUP = "mantid_exp2sim.spin_models"
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    """The installed packages' entry points of :data:`ENTRY_POINT_GROUP`."""
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _registered() -> dict[str, metadata.EntryPoint]:
+    """Registered third-party models by lower-case name (the built-in names cannot be taken)."""
+    out: dict[str, metadata.EntryPoint] = {}
+    for ep in _entry_points():
+        key = ep.name.strip().lower()
+        if key and key not in _FACTORIES:
+            out.setdefault(key, ep)
+    return out
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> Any:
+    """The model an entry point names: loaded, called if it is a class or factory, checked."""
+    dist = getattr(getattr(ep, "dist", None), "name", None)
+    where = f"The spin model {ep.name!r} registered by {f'the package {dist!r}' if dist else ep.value!r}"
+    try:
+        obj = ep.load()
+        if isinstance(obj, type) or (missing_contract(obj) and callable(obj)):
+            obj = obj()  # a model class or a factory, registered on purpose by its package
+    except Exception as exc:  # noqa: BLE001 - third-party code: report whatever it raised
+        raise InputDataError(
+            format_error(
+                f"{where} cannot be loaded",
+                reason=f"{ep.value}: {type(exc).__name__}: {exc}",
+                fix="reinstall or fix that package, or uninstall it",
+            )
+        ) from exc
+    return check_model(obj, where)
+
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`get_model`."""
-    return list(_FACTORIES)
+    """Names accepted by :func:`get_model`: the built-in models, then the registered ones."""
+    return list(_FACTORIES) + sorted(_registered())
 
 
-def get_model(name: str) -> SpinModel:
-    """The spin model called ``name`` (case-insensitive).
+def get_model(name: str) -> Any:
+    """The spin model called ``name`` (case-insensitive): built in or registered.
+
+    Parameters
+    ----------
+    name
+        One of :func:`list_models`; third-party models are registered under the entry-point
+        group :data:`ENTRY_POINT_GROUP`.
 
     Raises
     ------
     InputDataError
-        (a ``ValueError``) for an unknown name, listing the allowed ones.
+        (a ``ValueError``) for an unknown name, listing the allowed ones, or a registered
+        model that cannot be loaded or is not a spin model.
     """
     key = name.strip().lower() if isinstance(name, str) else None
-    if key not in _FACTORIES:
-        raise InputDataError(format_error(
-            f"Unknown spin model {name!r}", reason=f"allowed models are {', '.join(_FACTORIES)}",
-            fix="pick one of those names"))
-    if key not in _CACHE:
+    if key in _CACHE:
+        return _CACHE[key]
+    if key in _FACTORIES:
         _CACHE[key] = _FACTORIES[key]()
+        return _CACHE[key]
+    registered = _registered() if key else {}
+    if key not in registered:
+        raise InputDataError(format_error(
+            f"Unknown spin model {name!r}", reason=f"allowed models are {', '.join(list_models())}",
+            fix=f"pick one of those names, or register a model under the entry-point group '{ENTRY_POINT_GROUP}'"))
+    _CACHE[key] = _load_entry_point(registered[key])
     return _CACHE[key]

@@ -2,21 +2,22 @@
 
 A checkpoint is one ``torch.save`` file holding only tensors, numbers, strings, lists and
 dicts (so ``torch.load(weights_only=True)`` reads it: no pickled code). It is written to a
-temporary file in the same folder and moved into place with ``os.replace``, so a reader (or
-a run killed mid-write) only ever sees a complete old or a complete new file.
+temporary file in the same folder and moved into place with ``os.replace``
+(:mod:`mantid_exp2sim.io._atomic`), so a reader (or a run killed mid-write) only ever sees a
+complete old or a complete new file.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import InputDataError, format_error
+from ..io._atomic import atomic_path, default_file_mode
 
 __all__ = [
     "atomic_torch_save",
@@ -42,7 +43,10 @@ def best_checkpoint_name(task: str) -> str:
 
 
 def atomic_torch_save(obj: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``obj`` with ``torch.save`` to ``path`` atomically (temp file + ``os.replace``).
+    """Write ``obj`` with ``torch.save`` to ``path`` atomically and durably (``fsync``).
+
+    Through :func:`mantid_exp2sim.io._atomic.atomic_path`: parent folders are created, the
+    file gets the umask's permissions, and a failed write leaves the old file as it was.
 
     Returns
     -------
@@ -52,31 +56,10 @@ def atomic_torch_save(obj: Mapping[str, Any], path: str | os.PathLike) -> Path:
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path, parents=True, durable=True) as tmp:
+        with open(tmp, "wb") as fh:
             torch.save(dict(obj), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
-
-
-def default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open()`` would give a new file.
-
-    ``tempfile.mkstemp`` creates files readable by the owner only; atomic writes restore the
-    usual mode before moving the file into place.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:

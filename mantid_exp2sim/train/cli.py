@@ -8,7 +8,8 @@ Subcommands::
     exp2sim-train classifier ...                          # mantid_exp2sim.train.classifier
 
 Multi-process training: ``torchrun --nproc_per_node 2 -m mantid_exp2sim.train gan ...``.
-See docs/training.md.
+See docs/training.md. The subcommands are a :data:`COMMANDS` table run by the convention of
+every console script of the package (:mod:`mantid_exp2sim._console`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,34 @@ import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, Sequence
 
-from ..errors import BundleError, Exp2SimError, InputDataError, format_error
-from .config import GanConfig, config_from_checkpoint, load_config, preset_names
+from .._console import dispatch
+from ..errors import InputDataError, format_error
+from .config import GanConfig, add_config_options, config_from_checkpoint, load_config, preset_names
 
-__all__ = ["main", "get_parser", "gan_main", "export_main", "config_from_args", "RESUME_OVERRIDABLE"]
+__all__ = [
+    "COMMANDS",
+    "RESUME_OVERRIDABLE",
+    "config_from_args",
+    "export_command",
+    "export_main",
+    "gan_command",
+    "gan_main",
+    "get_parser",
+    "main",
+]
+
+DESCRIPTION = (
+    "Train Exp2SimGAN generators (gan), export them to model bundles (export), "
+    "train the DUQ classifier (classifier)."
+)
+#: command name -> ("module[:function]", one-line help), as in ``exp2sim``'s table.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gan": ("mantid_exp2sim.train.cli:gan_command", "train the two generators on unpaired domains A and B"),
+    "export": ("mantid_exp2sim.train.cli:export_command", "write the bundle of one generator of a checkpoint"),
+    "classifier": ("mantid_exp2sim.train.classifier", "train the DUQ classifier (see exp2sim-train classifier --help)"),
+}
 
 #: Settings that may differ when a run is resumed (they do not change what is trained).
 RESUME_OVERRIDABLE = frozenset({
@@ -90,46 +113,28 @@ _HELP: dict[str, str] = {
 }
 
 
+#: argparse keywords of the GAN options that differ from the generated ones.
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "models": {"metavar": "NAME"},
+    "gan_mode": {"choices": ["hinge", "lsgan"]},
+    "kind_a": {"choices": ["convolved", "unconvolved"]},
+    "kind_b": {"choices": ["convolved", "unconvolved"]},
+    "amp": {"choices": ["auto", "on", "off"]},
+    "device": {"choices": ["auto", "cpu", "gpu"]},
+    "ndim": {"choices": [2, 3]},
+}
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """One option per :class:`GanConfig` field; absent options keep their earlier value."""
-    hints = get_type_hints(GanConfig)
-    for f in fields(GanConfig):
-        if f.name == "preset":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": _HELP.get(f.name, f.name)}
-        t = hints[f.name]
-        if get_origin(t) is not None and type(None) in get_args(t):
-            t = next(a for a in get_args(t) if a is not type(None))
-        if t is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif get_origin(t) is list:
-            inner = get_args(t)[0]
-            kw.update(nargs="+", type=inner, metavar="N" if inner is int else ("NAME" if f.name == "models" else "SPEC"))
-        else:
-            kw["type"] = t
-            if f.name in ("gan_mode",):
-                kw["choices"] = ["hinge", "lsgan"]
-            elif f.name in ("kind_a", "kind_b"):
-                kw["choices"] = ["convolved", "unconvolved"]
-            elif f.name == "amp":
-                kw["choices"] = ["auto", "on", "off"]
-            elif f.name == "device":
-                kw["choices"] = ["auto", "cpu", "gpu"]
-            elif f.name == "ndim":
-                kw["choices"] = [2, 3]
-        p.add_argument(flag, **kw)
+    add_config_options(p, GanConfig, _HELP, options=_OPTIONS, skip={"preset"})
 
 
 def get_parser() -> argparse.ArgumentParser:
     """The ``exp2sim-train`` argument parser (also used to build the docs)."""
-    parser = argparse.ArgumentParser(
-        prog="exp2sim-train",
-        description="Train Exp2SimGAN generators (gan), export them to model bundles (export), "
-                    "train the DUQ classifier (classifier).",
-    )
+    parser = argparse.ArgumentParser(prog="exp2sim-train", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="{gan,export,classifier}")
-    g = sub.add_parser("gan", help="train the two generators on unpaired domains A and B",
+    g = sub.add_parser("gan", help=COMMANDS["gan"][1],
                        description="Train Exp2SimGAN: G_A (A -> B, deconvolve) and G_B (B -> A, convolve).")
     g.add_argument("--config", metavar="PRESET|JSON",
                    help=f"preset ({', '.join(preset_names())}) or JSON file of settings; "
@@ -141,7 +146,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress messages")
     _add_config_options(g)
 
-    e = sub.add_parser("export", help="write the bundle of one generator of a checkpoint",
+    e = sub.add_parser("export", help=COMMANDS["export"][1],
                        description="Checkpoint -> *.exp2sim.h5 bundle (ONNX, weights, reference bank, manifest).")
     e.add_argument("checkpoint", help="checkpoint file or run folder")
     e.add_argument("--task", required=True, choices=["deconvolve", "convolve"],
@@ -160,10 +165,10 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None, help="calibration seed (default: the training seed)")
     e.add_argument("--onnx-exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                    help="torch ONNX exporter (auto: dynamo, falling back to TorchScript)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle file at --output")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
 
-    sub.add_parser("classifier", help="train the DUQ classifier (see exp2sim-train classifier --help)",
-                   add_help=False)
+    sub.add_parser("classifier", help=COMMANDS["classifier"][1], add_help=False)
     return parser
 
 
@@ -298,29 +303,26 @@ def export_main(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         onnx_exporter=ns.onnx_exporter,
         command=["exp2sim-train", *argv],
         log=None if ns.quiet else (lambda msg: print(msg, flush=True)),
+        overwrite=ns.overwrite,
     )
     return 0
 
 
+def gan_command(argv: Sequence[str]) -> int:
+    """``exp2sim-train gan ARGS``."""
+    argv = ["gan", *argv]
+    return gan_main(get_parser().parse_args(argv), argv)
+
+
+def export_command(argv: Sequence[str]) -> int:
+    """``exp2sim-train export ARGS``."""
+    argv = ["export", *argv]
+    return export_main(get_parser().parse_args(argv), argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``exp2sim-train`` (and ``python -m mantid_exp2sim.train``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "classifier":
-        from .classifier import main as classifier_main
-
-        return int(classifier_main(argv[1:]) or 0)
-    parser = get_parser()
-    ns = parser.parse_args(argv)
-    if ns.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        if ns.command == "gan":
-            return gan_main(ns, argv)
-        return export_main(ns, argv)
-    except (InputDataError, BundleError, Exp2SimError) as exc:
-        print(f"exp2sim-train {ns.command}: error: {exc}", file=sys.stderr)
-        return 1
+    return dispatch("exp2sim-train", DESCRIPTION, COMMANDS, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,21 +1,38 @@
-"""Settings of a GAN training run: one dataclass, named presets, JSON files.
+"""Settings of training runs: one dataclass per training, and their command-line options.
 
-Precedence when the command line builds a configuration (lowest first): the dataclass
+:class:`GanConfig` (``exp2sim-train gan``) with named presets and JSON files, and
+:class:`ClassifierConfig` (``exp2sim-train classifier``). Every field is one command-line
+option, generated from the dataclass by :func:`add_config_options` (``--batch-size`` for
+``batch_size``; the type, list-ness and on/off switches come from the annotations).
+
+Precedence when the command line builds a GAN configuration (lowest first): the dataclass
 defaults, a preset (``--config pcsmo-2d``) or a JSON file (``--config my.json``), then every
 option given explicitly on the command line.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping, get_args, get_origin, get_type_hints
 
 from ..errors import InputDataError, format_error
 
-__all__ = ["GanConfig", "PRESETS", "LEGACY_DEFAULTS", "config_from_checkpoint", "load_config", "preset_names"]
+__all__ = [
+    "GanConfig",
+    "ClassifierConfig",
+    "CLASSIFIER_HELP",
+    "PRESETS",
+    "LEGACY_DEFAULTS",
+    "add_classifier_options",
+    "add_config_options",
+    "config_from_checkpoint",
+    "load_config",
+    "preset_names",
+]
 
 
 @dataclass
@@ -285,3 +302,161 @@ def load_config(spec: str | os.PathLike | None) -> dict[str, Any]:
     if base is not None:
         return {**load_config(base), **data}
     return data
+
+
+@dataclass
+class ClassifierConfig:
+    """Settings of a classifier training run (every field has a command-line option)."""
+
+    train: list[str] = field(default_factory=list)
+    kind: str = "unconvolved"
+    models: list[str] | None = None
+    out: str = "runs/classifier/classify_2d.exp2sim.h5"
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    max_samples: int | None = None
+    seed: int = 0
+    gamma: float = 0.99
+    length_scale: float = 0.1
+    gp_weight: float = 0.5
+    widths: list[int] = field(default_factory=lambda: [16, 32, 32, 32])
+    feature_dim: int = 64
+    embedding_dim: int = 64
+    noise: float = 0.1
+    blur: float = 1.0
+    energy_blur: float = 0.0
+    cycle_augment: float = 0.0
+    cycle_models: list[str] | None = None
+    align: list[str] | None = None
+    align_generator: str | None = None
+    align_weight: float = 1.0
+    align_samples: int = 1000
+    mask_prob: float = 0.5
+    flip: bool = True
+    batch_norm: bool = True
+    confident_coverage: float = 0.95
+    ood_quantile: float = 0.01
+    threads: int | None = None
+    exporter: str = "auto"
+
+
+#: Help text of every :class:`ClassifierConfig` option.
+CLASSIFIER_HELP: dict[str, str] = {
+    "train": "exp2sim-simulate mosaic data set(s); every model group is a class",
+    "kind": "which spectra to learn from (default unconvolved, as in seed 000)",
+    "models": "model groups to use (default all)",
+    "out": f"bundle to write (default {ClassifierConfig.out})",
+    "epochs": "training epochs",
+    "batch_size": "samples per step",
+    "lr": "Adam learning rate (cosine decay to 0)",
+    "weight_decay": "Adam weight decay",
+    "val_fraction": "fraction of each class held out for model selection and threshold calibration",
+    "max_samples": "use at most this many samples (balanced)",
+    "seed": "seed of the split, initialisation and augmentation",
+    "gamma": "centroid EMA factor (1 freezes them)",
+    "length_scale": "RBF length scale sigma",
+    "gp_weight": "gradient-penalty weight lambda",
+    "widths": "channels of the 4 convolutions, e.g. 16,32,32,32",
+    "feature_dim": "feature vector size",
+    "embedding_dim": "DUQ embedding size",
+    "noise": "largest augmentation noise amplitude (0: off)",
+    "blur": "largest augmentation blur sigma in bins (0: off)",
+    "energy_blur": "largest augmentation blur sigma along the mosaic's energy-window axis, in windows (0: off)",
+    "cycle_augment": "probability of replacing a training spectrum by deconvolve(convolve(spectrum)) "
+                     "through the 2D generators (0: off)",
+    "cycle_models": "generator bundles for --cycle-augment (default: the shipped 2D ones)",
+    "align": "unsupervised domain alignment: match the features of the training spectra to "
+             "those of these data sets' convolved spectra (labels unused), deconvolved by "
+             "--align-generator (default: off)",
+    "align_generator": "2D deconvolve bundle for the --align spectra (default: the shipped one; "
+                       "'none': align to the convolved spectra themselves)",
+    "align_weight": "weight of the alignment (MMD) term",
+    "align_samples": "use at most this many --align spectra",
+    "mask_prob": "probability of extra random masking",
+    "flip": "random Q -> -Q inversion inside the tiles (an exact symmetry; default on)",
+    "batch_norm": "batch normalisation in the feature extractor (default on)",
+    "confident_coverage": "fraction of correct held-out predictions that must be 'confident'",
+    "ood_quantile": "quantile of held-out max K below which inputs are 'out of distribution'",
+    "threads": "torch CPU threads",
+    "exporter": "ONNX exporter",
+}
+
+
+def _int_list(text: str) -> list[int]:
+    """``"16,32,32,32"`` (or space-separated) -> ``[16, 32, 32, 32]``."""
+    return [int(t) for t in text.replace(",", " ").split()]
+
+
+#: argparse keywords of the classifier options that differ from the generated ones.
+_CLASSIFIER_OPTIONS: dict[str, dict[str, Any]] = {
+    "train": {"required": True, "metavar": "FILE.h5"},
+    "kind": {"choices": ["unconvolved", "convolved"]},
+    "models": {"metavar": "NAME"},
+    "widths": {"type": _int_list, "nargs": None, "metavar": None},
+    "cycle_augment": {"metavar": "P"},
+    "cycle_models": {"nargs": 2, "metavar": ("CONVOLVE", "DECONVOLVE")},
+    "align": {"metavar": "FILE.h5"},
+    "align_generator": {"metavar": "BUNDLE"},
+    "exporter": {"choices": ["auto", "dynamo", "torchscript"]},
+}
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    config: type,
+    help: Mapping[str, str],
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    skip: Collection[str] = (),
+    defaults: bool = False,
+) -> None:
+    """Add one option per field of the dataclass ``config`` (``--batch-size`` for ``batch_size``).
+
+    From each field's annotation (``X | None`` counts as ``X``): ``bool`` -> an on/off switch
+    (``--flip``/``--no-flip``), ``list[T]`` -> one or more values of type ``T``, anything else
+    -> one value of that type.
+
+    Parameters
+    ----------
+    parser
+        Where the options go.
+    config
+        The dataclass.
+    help
+        Help text per field name (the field name when absent).
+    options
+        argparse keywords per field that replace the generated ones (``choices``,
+        ``metavar``, ``required``, a ``type`` with ``nargs=None``, ...).
+    skip
+        Fields without an option.
+    defaults
+        True: absent options take the dataclass defaults. False: absent options are left out
+        of the namespace (``argparse.SUPPRESS``), so that a preset or a checkpoint can fill them.
+    """
+    hints = get_type_hints(config)
+    base = config() if defaults else None
+    for f in fields(config):
+        if f.name in skip:
+            continue
+        kw: dict[str, Any] = {"dest": f.name, "help": help.get(f.name, f.name)}
+        kw["default"] = getattr(base, f.name) if defaults else argparse.SUPPRESS
+        t = hints[f.name]
+        if get_origin(t) is not None and type(None) in get_args(t):
+            t = next(a for a in get_args(t) if a is not type(None))
+        if t is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif get_origin(t) is list:
+            inner = get_args(t)[0]
+            kw.update(nargs="+", type=inner, metavar="N" if inner is int else "SPEC")
+        else:
+            kw["type"] = t
+        kw.update((options or {}).get(f.name, {}))
+        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def add_classifier_options(parser: argparse.ArgumentParser) -> None:
+    """Add the ``exp2sim-train classifier`` options (one per :class:`ClassifierConfig` field)."""
+    add_config_options(parser, ClassifierConfig, CLASSIFIER_HELP, options=_CLASSIFIER_OPTIONS, defaults=True)

@@ -1,9 +1,10 @@
-"""Training data for Exp2SimGAN: sample sources, the unpaired split, patch sampling.
+"""Training data: sample sources, the GAN's unpaired split, the classifier's labelled spectra.
 
 Sources (each yields whole samples, float32, NaN = masked bin):
 
-* simulator data sets (``exp2sim-simulate`` HDF5; see docs/developer/architecture.md):
-  ``convolved`` or ``unconvolved`` samples of one or more spin models;
+* simulator data sets (``exp2sim-simulate`` HDF5, read by
+  :class:`mantid_exp2sim.simulate.dataset.SpectraDataset`): ``convolved`` or ``unconvolved``
+  samples of one or more spin models;
 * user HDF5 arrays ``file.h5:/path/to/dataset`` holding ``(N, *shape)`` (or one sample);
 * ``.npy`` arrays ``(N, *shape)`` (or one sample);
 * Mantid SaveMD files (``.nxs``; one MDHistoWorkspace per file, read with
@@ -12,13 +13,11 @@ Sources (each yields whole samples, float32, NaN = masked bin):
 Unpaired by construction: when domains A and B come from the same simulator file, the sample
 indices are split three ways with a seeded permutation: a held-out set (both sides kept, as
 *paired* validation data) and two disjoint training halves, one per domain, so no training
-sample of A has its counterpart in B.
+sample of A has its counterpart in B. Patches are cut from the samples by
+:class:`mantid_exp2sim.train.patches.PatchSampler`.
 
-Patches: every sample is normalised by the RMS of the *whole* sample (as at inference), then a
-random patch is cut (padded with masked bins where the sample is smaller than the patch) and
-optionally flipped along the allowed axes. The order of samples and all patch randomness come
-from numpy generators seeded by ``(seed, domain, epoch)`` and ``(seed, domain, rank, draw)``, so
-a sampler's state is three integers and resuming a run reproduces the same batches.
+The classifier reads :class:`LabelledSpectra` (every model of the data sets is a class), split
+by :func:`stratified_split` and normalised per sample by :func:`normalised_batch`.
 """
 
 from __future__ import annotations
@@ -45,8 +44,9 @@ __all__ = [
     "TrainingData",
     "prepare_data",
     "data_from_config",
-    "PatchSampler",
-    "normalised_input",
+    "LabelledSpectra",
+    "stratified_split",
+    "normalised_batch",
 ]
 
 
@@ -119,90 +119,69 @@ class ArraySource(Source):
 class SimulatorSource(Source):
     """One kind (``convolved``/``unconvolved``) of an ``exp2sim-simulate`` data set.
 
-    Samples of several models are concatenated in the order of ``models`` (default: the file's
-    model groups sorted by label then name); only the first ``complete`` rows of each group are
-    used (the rest may be unwritten). The file's shared coverage ``mask`` is applied on top of
-    the NaNs stored in the samples.
+    A thin wrapper of :class:`mantid_exp2sim.simulate.dataset.SpectraDataset`, which reads the
+    format (models in label order, the first ``complete`` rows, the coverage ``mask`` applied;
+    see its notes). Samples of several models are concatenated in the order of ``models``
+    (default: the file's models in label order, then by name).
     """
 
     def __init__(self, path: str | os.PathLike, kind: str, models: Sequence[str] | None = None):
-        import h5py
+        from ..simulate.dataset import SpectraDataset
 
         self.path = Path(path)
         self.kind = kind
-        if kind not in ("convolved", "unconvolved"):
-            raise InputDataError(
-                format_error("Invalid simulator data kind", reason=f"{kind!r}; allowed: convolved, unconvolved")
-            )
-        self._h5 = h5py.File(self.path, "r")
-        attrs = self._h5.attrs
-        if attrs.get("format") != "exp2sim-dataset":
-            raise InputDataError(
-                format_error(
-                    f"'{self.path}' is not an exp2sim-simulate data set",
-                    reason=f"root attribute format={attrs.get('format')!r}",
-                    fix="pass file.h5:/dataset for a plain HDF5 array",
-                )
-            )
-        groups = [k for k, v in self._h5.items() if isinstance(v, h5py.Group) and kind in v]
-        if models:
-            missing = [m for m in models if m not in groups]
-            if missing:
-                raise InputDataError(
-                    format_error(
-                        f"Spin model(s) {missing} not in '{self.path}'",
-                        reason=f"the file holds {sorted(groups)}",
-                        fix="choose --models among those",
-                    )
-                )
-            groups = list(models)
-        else:
-            groups.sort(key=lambda g: (int(self._h5[g].attrs.get("label", 0)), g))
-        self.models = groups
-        self.counts = [int(self._h5[g].attrs.get("complete", self._h5[g][kind].shape[0])) for g in groups]
-        self.offsets = np.cumsum([0] + self.counts)
-        self.representation = str(attrs.get("representation", ""))
-        self.mask = np.asarray(self._h5["mask"][...], dtype=bool) if "mask" in self._h5 else None
+        self.dataset = SpectraDataset(self.path, kind, models)
         self.name = f"{self.path.name}[{kind}]"
         if len(self) == 0:
             raise InputDataError(
                 format_error(f"'{self.path}' holds no complete samples", fix="let exp2sim-simulate finish")
             )
 
+    @property
+    def models(self) -> list[str]:
+        """The models read, in index order."""
+        return self.dataset.models
+
+    @property
+    def counts(self) -> list[int]:
+        """Samples of each model, in index order."""
+        return list(self.dataset.counts.values())
+
+    @property
+    def representation(self) -> str:
+        """The data set's representation (``mosaic``, ``volume``, ...)."""
+        return self.dataset.representation
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The shared coverage mask (True = masked), or None."""
+        return self.dataset.mask
+
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return len(self.dataset)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """Spatial shape of every sample."""
-        return tuple(int(s) for s in self._h5[self.models[0]][self.kind].shape[1:])
+        return self.dataset.shape
 
     def locate(self, index: int) -> tuple[str, int]:
         """(model name, row) of global sample ``index``."""
-        i = self._check_index(index)
-        g = int(np.searchsorted(self.offsets, i, side="right") - 1)
-        return self.models[g], i - int(self.offsets[g])
+        return self.dataset.locate(self._check_index(index))
 
     def read(self, index: int) -> np.ndarray:
-        model, row = self.locate(index)
-        x = np.array(self._h5[model][self.kind][row], dtype=np.float32)
-        if self.mask is not None and self.mask.shape == x.shape:
-            x[self.mask] = np.nan
-        return x
+        return self.dataset.read(self._check_index(index))
 
     def axes(self) -> list[dict]:
         """The file's axis descriptions (``Axis.to_dict`` dicts), or [] when absent."""
-        import json
-
-        raw = self._h5.attrs.get("axes")
-        return json.loads(raw) if raw is not None else []
+        return self.dataset.attribute("axes") or []
 
     def same_file(self, other: "SimulatorSource") -> bool:
         """True when both read the same file and models (so indices pair up)."""
         return self.path.resolve() == other.path.resolve() and self.models == other.models
 
     def describe(self) -> dict[str, Any]:
-        attrs = self._h5.attrs
+        ds = self.dataset
         return {
             "name": self.name,
             "type": "exp2sim-dataset",
@@ -210,39 +189,22 @@ class SimulatorSource(Source):
             "kind": self.kind,
             "representation": self.representation,
             "models": list(self.models),
-            "samples_per_model": list(self.counts),
+            "samples_per_model": self.counts,
             "shape": list(self.sample_shape),
-            "seed": int(attrs["seed"]) if "seed" in attrs else None,
+            "seed": ds.seed,
             "layout": self.layout(),
-            "settings": self._json_attr("settings"),
+            "settings": ds.attribute("settings"),
             "metadata": self.metadata(),
-            "resolution": self._json_attr("resolution"),
+            "resolution": ds.attribute("resolution"),
         }
-
-    def _json_attr(self, name: str) -> Any:
-        import json
-
-        raw = self._h5.attrs.get(name)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except (TypeError, ValueError):
-            return str(raw)
 
     def metadata(self) -> dict[str, Any]:
         """The file's ``metadata`` attribute (JSON), or {} when absent."""
-        meta = self._json_attr("metadata")
-        return dict(meta) if isinstance(meta, dict) else {}
+        return dict(self.dataset.metadata)
 
     def layout(self) -> str | None:
         """Layout tag (e.g. ``pcsmo-mosaic-v1``) when the file records one."""
-        if "layout" in self._h5.attrs:
-            return str(self._h5.attrs["layout"])
-        layout = self.metadata().get("layout")
-        if layout:
-            return str(layout)
-        return "pcsmo-mosaic-v1" if self.representation == "mosaic" else None
+        return self.dataset.layout
 
 
 class HistogramSource(Source):
@@ -350,11 +312,12 @@ def open_source(spec: str, kind: str, models: Sequence[str] | None = None) -> So
     if suffix in (".h5", ".hdf5"):
         import h5py
 
-        with h5py.File(path, "r") as f:
-            is_sim = f.attrs.get("format") == "exp2sim-dataset"
-            datasets = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
-        if is_sim:
+        from ..simulate.dataset import is_dataset_file
+
+        if is_dataset_file(path):
             return SimulatorSource(path, kind, models)
+        with h5py.File(path, "r") as f:
+            datasets = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
         if len(datasets) == 1:
             return open_source(f"{path}:/{datasets[0]}", kind, models)
         raise InputDataError(
@@ -516,133 +479,6 @@ def prepare_data(
     return TrainingData(doms[0], doms[1], pairs, split="independent")
 
 
-# ---------------------------------------------------------------------------- patches
-def normalised_input(sample: np.ndarray) -> tuple[np.ndarray, float]:
-    """Whole-sample network input ``(2, *shape)`` and its intensity scale (RMS of unmasked bins)."""
-    from ..models.normalisation import intensity_scale, to_network_input
-
-    scale = intensity_scale(sample)
-    return to_network_input(sample, scale)[0], scale
-
-
-def _crop(x: np.ndarray, starts: Sequence[int], size: Sequence[int]) -> np.ndarray:
-    """Cut ``size`` bins from ``starts``; bins beyond the array become NaN (masked)."""
-    out = np.full(tuple(size), np.nan, dtype=np.float32)
-    src, dst = [], []
-    for s, n, full in zip(starts, size, x.shape):
-        lo, hi = max(s, 0), min(s + n, full)
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - s, hi - s))
-    out[tuple(dst)] = x[tuple(src)]
-    return out
-
-
-class PatchSampler:
-    """Endless, seeded, shardable stream of patch batches from one domain.
-
-    Parameters
-    ----------
-    source, indices
-        The domain's samples and the training indices to draw from.
-    patch_size
-        Patch size per spatial dimension (bins).
-    batch_size
-        Patches per batch (per rank).
-    seed, stream
-        Seed and a stream id (0 for domain A, 1 for B) so the domains draw independently.
-    rank, world_size
-        Shard: each epoch's permutation is split ``perm[rank::world_size]`` (padded by
-        wrapping so every rank has the same count), like ``DistributedSampler``.
-    flip_axes
-        Spatial axes that may be flipped (each with probability 1/2).
-    """
-
-    def __init__(
-        self,
-        source: Source,
-        indices: np.ndarray,
-        patch_size: Sequence[int],
-        batch_size: int,
-        *,
-        seed: int,
-        stream: int,
-        rank: int = 0,
-        world_size: int = 1,
-        flip_axes: Sequence[int] = (),
-    ):
-        self.source = source
-        self.indices = np.asarray(indices, dtype=np.int64)
-        if self.indices.size == 0:
-            raise InputDataError(
-                format_error(
-                    f"No training samples in '{source.name}'",
-                    reason="the split left no sample for training",
-                    fix="add samples or lower --val-fraction",
-                )
-            )
-        self.patch_size = tuple(int(p) for p in patch_size)
-        self.batch_size = int(batch_size)
-        self.seed, self.stream = int(seed), int(stream)
-        self.rank, self.world_size = int(rank), int(world_size)
-        self.flip_axes = tuple(int(a) for a in flip_axes)
-        self.epoch = 0
-        self.cursor = 0
-        self.draws = 0
-        self._order = self._epoch_order(0)
-
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        perm = self.indices[np.random.default_rng([self.seed, self.stream, 7, epoch]).permutation(self.indices.size)]
-        per_rank = -(-perm.size // self.world_size)
-        total = per_rank * self.world_size
-        if total > perm.size:
-            perm = np.concatenate([perm, np.resize(perm, total - perm.size)])
-        return perm[self.rank :: self.world_size]
-
-    def state_dict(self) -> dict[str, int]:
-        """Position in the stream (all that is needed to resume it)."""
-        return {"epoch": self.epoch, "cursor": self.cursor, "draws": self.draws}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from :meth:`state_dict`."""
-        self.epoch, self.cursor, self.draws = int(state["epoch"]), int(state["cursor"]), int(state["draws"])
-        self._order = self._epoch_order(self.epoch)
-
-    def _next_index(self) -> int:
-        if self.cursor >= self._order.size:
-            self.epoch += 1
-            self.cursor = 0
-            self._order = self._epoch_order(self.epoch)
-        i = int(self._order[self.cursor])
-        self.cursor += 1
-        return i
-
-    def next_batch(self) -> np.ndarray:
-        """The next batch, float32 ``(batch, 2, *patch)``: scaled signal and valid mask."""
-        from ..models.normalisation import intensity_scale, to_network_input
-
-        rng = np.random.default_rng([self.seed, self.stream, 11, self.rank, self.draws])
-        self.draws += 1
-        out = np.empty((self.batch_size, 2) + self.patch_size, dtype=np.float32)
-        for b in range(self.batch_size):
-            sample = self.source.read(self._next_index())
-            if sample.ndim != len(self.patch_size):
-                raise InputDataError(
-                    format_error(
-                        f"A sample of '{self.source.name}' has {sample.ndim} dimensions",
-                        reason=f"the patch size {list(self.patch_size)} has {len(self.patch_size)}",
-                        fix="set --patch-size (and --ndim) to match the data",
-                    )
-                )
-            scale = intensity_scale(sample)
-            starts = [int(rng.integers(0, max(n - p, 0) + 1)) for n, p in zip(sample.shape, self.patch_size)]
-            patch = _crop(sample, starts, self.patch_size)
-            for ax in self.flip_axes:
-                if rng.random() < 0.5:
-                    patch = np.flip(patch, axis=ax)
-            out[b] = to_network_input(patch, scale)[0]
-        return out
-
-
 def data_from_config(cfg: Any, *, val_samples: int | None = None) -> TrainingData:
     """Open the sources named in a :class:`~mantid_exp2sim.train.config.GanConfig` and split them.
 
@@ -671,3 +507,168 @@ def data_from_config(cfg: Any, *, val_samples: int | None = None) -> TrainingDat
         max_samples=cfg.max_samples,
         val_source=val,
     )
+
+
+# ------------------------------------------------------------- labelled spectra (classifier)
+class LabelledSpectra:
+    """Labelled samples of one kind from ``exp2sim-simulate`` data sets (lazy reads).
+
+    One :class:`~mantid_exp2sim.simulate.dataset.SpectraDataset` per file reads the format
+    (the first ``complete`` rows, the coverage mask applied; see its notes). Every model group
+    holding ``kind`` is a class; the class names are sorted by the files' ``label`` attribute,
+    then by name, and a model must have the same label in every file. Samples are ordered file
+    by file, then model by name, then row by row (the order of earlier versions, so that a seed
+    gives the same split and batches).
+
+    Parameters
+    ----------
+    paths
+        Data-set files.
+    kind
+        ``"unconvolved"`` or ``"convolved"``.
+    models
+        Model groups to use (default: all groups holding ``kind``). A file may hold only some
+        of them; a name found in no file is an error.
+
+    Attributes
+    ----------
+    classes
+        Class names in label order (label i -> ``classes[i]``).
+    labels
+        ``(n,)`` class index of every sample.
+    shape
+        Shape of one sample.
+    """
+
+    def __init__(self, paths: Sequence[str], kind: str = "unconvolved", models: Sequence[str] | None = None):
+        from ..simulate.dataset import SpectraDataset
+
+        if not paths:
+            raise InputDataError(format_error("No training data given", fix="pass --train FILE.h5"))
+        self.kind = kind
+        self.datasets: list[SpectraDataset] = []
+        label_of: dict[str, int] = {}
+        entries: list[tuple[int, str]] = []
+        shape: tuple[int, ...] | None = None
+        held: set[str] = set()
+        for fi, p in enumerate(paths):
+            ds = SpectraDataset(p, kind)
+            held.update(ds.models)
+            ds = ds.select(sorted(m for m in ds.models if not models or m in models))
+            self.datasets.append(ds)
+            for g, lab in ds.model_labels.items():
+                if g in label_of and label_of[g] != lab:
+                    raise InputDataError(
+                        format_error(
+                            f"Model '{g}' has different labels in different files",
+                            reason=f"{label_of[g]} and {lab}",
+                        )
+                    )
+                label_of[g] = lab
+                entries.append((fi, g))
+            if ds.models and shape is None:
+                shape = ds.shape
+            elif ds.models and ds.shape != shape:
+                raise InputDataError(
+                    format_error("Training samples differ in shape", reason=f"{shape} and {ds.shape} ({p})")
+                )
+        missing = sorted(set(models or ()) - held)
+        if missing:
+            raise InputDataError(
+                format_error(
+                    f"Spin model(s) {missing} are in none of the data sets",
+                    reason=f"they hold {sorted(held)} with '{kind}' samples",
+                    fix="choose --models among those",
+                )
+            )
+        if len(label_of) < 2:
+            raise InputDataError(
+                format_error(
+                    "The classifier needs at least two spin models",
+                    reason=f"found {sorted(label_of)} with '{kind}' samples",
+                    fix="simulate both models (e.g. dimer and goodenough) or check --models",
+                )
+            )
+        self.classes = sorted(label_of, key=lambda g: (label_of[g], g))
+        index = {g: i for i, g in enumerate(self.classes)}
+        self.shape = shape
+        self._entries = [(fi, i) for fi, ds in enumerate(self.datasets) for i in range(len(ds))]
+        self.labels = np.array(
+            [index[self.datasets[fi].model_of(i)] for fi, i in self._entries], dtype=np.int64
+        )
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def preload(self, indices: Sequence[int], *, max_bytes: float = 4e9) -> bool:
+        """Keep samples ``indices`` in memory (float32) when they fit in ``max_bytes``.
+
+        Returns
+        -------
+        bool
+            Whether they were loaded (later reads of them come from memory).
+        """
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        size = idx.size * int(np.prod(self.shape or (0,))) * 4
+        if size > max_bytes:
+            return False
+        self._cache = {int(i): self._read_file(int(i)) for i in idx}
+        return True
+
+    def read(self, i: int) -> np.ndarray:
+        """Sample ``i`` as float32 with NaN at masked bins (the file's coverage mask applied)."""
+        cached = self._cache.get(int(i))
+        if cached is not None:
+            return cached.copy()
+        return self._read_file(int(i))
+
+    def _read_file(self, i: int) -> np.ndarray:
+        fi, j = self._entries[int(i)]
+        return self.datasets[fi].read(j)
+
+    def read_batch(self, idx: Sequence[int]) -> np.ndarray:
+        """``(len(idx), *shape)`` samples."""
+        return np.stack([self.read(i) for i in idx])
+
+    def close(self) -> None:
+        """Close the files."""
+        for ds in self.datasets:
+            ds.close()
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split sample indices into (training, held-out): the same held-out fraction of every class.
+
+    At least one sample of every class is held out and one kept for training. Returns the
+    training indices in a random order and the held-out ones sorted.
+    """
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = max(1, int(round(val_fraction * idx.size)))
+        if idx.size - n_val < 1:
+            raise InputDataError(
+                format_error(
+                    f"Too few samples of class {c} to hold some out",
+                    reason=f"{idx.size} samples",
+                    fix="simulate more samples",
+                )
+            )
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return rng.permutation(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def normalised_batch(signal: np.ndarray) -> np.ndarray:
+    """Scale-free network input ``(N, 2, *shape)`` of a batch: each sample over the RMS of its unmasked bins."""
+    from ..models.normalisation import to_network_input
+
+    x = np.asarray(signal, dtype=np.float64)
+    valid = ~np.isnan(x)
+    sq = np.where(valid, x, 0.0) ** 2
+    n = valid.reshape(x.shape[0], -1).sum(1)
+    scale = np.sqrt(sq.reshape(x.shape[0], -1).sum(1) / np.maximum(n, 1))
+    return to_network_input(x, scale, batched=True)

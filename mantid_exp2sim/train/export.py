@@ -1,5 +1,6 @@
-"""Checkpoint -> model bundle for one generator (deconvolve = G_A, convolve = G_B).
+"""Trained networks -> model bundles: a generator of a GAN checkpoint, or a classifier.
 
+:func:`export_bundle` writes one generator of a checkpoint (deconvolve = G_A, convolve = G_B).
 The bundle holds the ONNX graph of the generator (checked against PyTorch on input sizes not
 used in training), the ONNX graph of its encoder, the float32 weights, tiling settings, the
 normalisation, the training-data description, validation metrics on held-out simulated pairs,
@@ -8,10 +9,15 @@ features of training samples of the generator's input domain plus held-out ones,
 with :func:`mantid_exp2sim.domain.build_reference_bank`. The features are computed with
 :func:`mantid_exp2sim.inference.encode_features` on the bundle itself (written first without
 the bank), so scoring at inference time uses exactly the same encoder, padding and pooling.
+
+:func:`export_classifier` writes a trained DUQ classifier: thresholds calibrated on held-out
+data (:func:`mantid_exp2sim.tasks.classify.calibrate_thresholds`), the ONNX graph (checked against
+PyTorch), the weights, class names, the mosaic layout and the exact command.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -22,8 +28,9 @@ import numpy as np
 
 from ..errors import BundleError, InputDataError, format_error
 from ..histogram import Axis, MDHisto
+from ..io._atomic import discard_temp, reserve_temp
 
-__all__ = ["export_bundle", "TASK_GENERATOR", "DEFAULT_TILE"]
+__all__ = ["export_bundle", "export_classifier", "TASK_GENERATOR", "DEFAULT_TILE", "REFERENCE_SET"]
 
 #: Which generator of a run each task exports, and its manifest direction.
 TASK_GENERATOR = {"deconvolve": ("G_A", "exp2sim", "a"), "convolve": ("G_B", "sim2exp", "b")}
@@ -91,6 +98,60 @@ def _direction_metrics(generator: Any, pairs: Sequence[tuple[np.ndarray, np.ndar
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
+#: Reference samples per repeat of the domain score's calibration (``build_reference_bank``).
+REFERENCE_SET = 20
+
+
+def _data_paths(specs: Sequence[str] | str | None) -> list[str]:
+    """The files a data specification reads (``file.h5:/dataset``, globs and plain paths)."""
+    out: list[str] = []
+    for spec in [specs] if isinstance(specs, str) else list(specs or []):
+        for sep in (".hdf5:", ".h5:"):
+            if sep in spec:
+                spec = spec.partition(sep)[0] + sep[:-1]
+                break
+        out.append(spec)
+        out.extend(glob.glob(spec))
+    return out
+
+
+def _check_output(output: Path, checkpoint: str | os.PathLike, cfg: Any, overwrite: bool) -> None:
+    """Refuse, before any export work, a bundle path that is an input or cannot be written."""
+    from ..io.output_paths import PlannedOutput, check_output_paths
+    from .checkpoint import CHECKPOINT_NAME
+
+    inputs = [checkpoint, Path(checkpoint).expanduser() / CHECKPOINT_NAME]
+    inputs += _data_paths(cfg.domain_a) + _data_paths(cfg.domain_b) + _data_paths(cfg.val_data)
+    check_output_paths([PlannedOutput(output, "the bundle", (".h5",))], inputs, overwrite=overwrite)
+
+
+def _check_bank_size(dom: Any, n_train_features: int, n_holdout_features: int) -> None:
+    """Refuse, before the ONNX export, a data set too small for the domain-score reference bank."""
+    n_train = min(int(n_train_features), int(dom.train.size))
+    n_hold = min(int(n_holdout_features), int(dom.holdout.size))
+    if n_train > 2 * REFERENCE_SET and n_hold >= 1:
+        return
+    problems = []
+    if n_train <= 2 * REFERENCE_SET:
+        problems.append(
+            f"{n_train} training samples of the input domain would be encoded (the run has {dom.train.size}, "
+            f"--n-train-features is {n_train_features}; more than {2 * REFERENCE_SET} are needed)"
+        )
+    if n_hold < 1:
+        problems.append(
+            f"no held-out samples (the run holds out {dom.holdout.size}, --n-holdout-features is "
+            f"{n_holdout_features}; at least 1 is needed)"
+        )
+    raise InputDataError(
+        format_error(
+            "Too few samples for the domain-score reference bank of the bundle",
+            reason="; ".join(problems),
+            fix="export a run trained on more data (500 or more training samples recommended, with "
+            "--val-fraction > 0), or raise --n-train-features / --n-holdout-features",
+        )
+    )
+
+
 def export_bundle(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -107,6 +168,7 @@ def export_bundle(
     command: Sequence[str] | None = None,
     onnx_exporter: str = "auto",
     log: Callable[[str], None] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write the bundle of one generator of a training checkpoint.
 
@@ -139,11 +201,23 @@ def export_bundle(
         ``"torchscript"`` (much faster to export; the graph is checked the same way).
     log
         Progress messages.
+    overwrite
+        Whether an existing file at ``output`` may be replaced (``exp2sim-train export``
+        passes its ``--overwrite``).
 
     Returns
     -------
     pathlib.Path
         The bundle path.
+
+    Raises
+    ------
+    OutputPathError
+        Before any export work: ``output`` is the checkpoint or a data file, a directory, not
+        ``.h5``, in a missing or unwritable directory, or exists without ``overwrite``.
+    InputDataError
+        Bad task, unreadable checkpoint, data that differ from the training run's, or too few
+        samples for the domain-score reference bank (checked before the ONNX export).
     """
     import torch
 
@@ -173,7 +247,8 @@ def export_bundle(
     if val_data:
         cfg.val_data = val_data
     seed = cfg.seed if seed is None else int(seed)
-    output = Path(output)
+    output = Path(output).expanduser()
+    _check_output(output, checkpoint, cfg, overwrite)
 
     g = build_generator(ckpt["architecture"]["generator"]["config"])
     g.load_state_dict(ckpt["models"][gen_key])
@@ -187,6 +262,7 @@ def export_bundle(
     data = data_from_config(cfg, val_samples=val_pairs)
     check_split(ckpt, data)
     dom = data.a if side == "a" else data.b
+    _check_bank_size(dom, n_train_features, n_holdout_features)
     axes = None
     src = dom.source
     if hasattr(src, "axes"):
@@ -266,21 +342,14 @@ def export_bundle(
     manifest["patch"].setdefault("min_size", int(g.min_spatial_size()))
 
     # ---- reference bank: features through the bundle's own encoder graph
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.prelim.tmp")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = reserve_temp(output, suffix=".prelim.h5")  # removed like any stale temp if killed
     try:
         write_bundle(tmp, manifest, onnx=onnx_bytes, onnx_encoder=enc_bytes, weights=weights)
         prelim = load_bundle(tmp)
         r = np.random.default_rng([seed, 6])
         train_idx = dom.train[np.sort(r.permutation(dom.train.size)[: int(n_train_features)])]
         hold_idx = dom.holdout[: int(n_holdout_features)]
-        if hold_idx.size == 0:
-            raise InputDataError(
-                format_error(
-                    "No held-out samples of the input domain for the domain-score calibration",
-                    reason="the checkpoint's split holds none out (val_fraction = 0?)",
-                    fix="train with --val-fraction > 0",
-                )
-            )
         say(f"encoding {train_idx.size} training and {hold_idx.size} held-out samples for the reference bank")
         if train_idx.size < 500:
             say(f"warning: only {train_idx.size} training samples for the reference bank (500 recommended)")
@@ -294,9 +363,8 @@ def export_bundle(
 
         f_train, f_hold = feats(train_idx), feats(hold_idx)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    arrays, calibration = build_reference_bank(f_train, f_hold, seed=seed)
+        discard_temp(tmp)
+    arrays, calibration = build_reference_bank(f_train, f_hold, seed=seed, n_reference=REFERENCE_SET)
     calibration = {**calibration, "features": "inference.encode_features: pooled (mean, std) bottleneck features",
                    "train_samples_encoded": int(train_idx.size), "holdout_samples_encoded": int(hold_idx.size)}
     manifest["domain"] = calibration
@@ -304,3 +372,91 @@ def export_bundle(
     load_bundle(path, kind="generator", task=task, ndim=ndim)  # the file must read back
     say(f"wrote {path}")
     return path
+
+
+def export_classifier(
+    model: Any,
+    path: str | Path,
+    *,
+    classes: Sequence[str],
+    thresholds: dict[str, Any],
+    training: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
+    seed: int | None = None,
+    command: Sequence[str] | None = None,
+    exporter: str = "auto",
+    tolerance: float = 1e-4,
+) -> Path:
+    """Write a classifier bundle (ONNX graph, weights, classes, thresholds, provenance).
+
+    Parameters
+    ----------
+    model
+        A trained :class:`~mantid_exp2sim.models.duq.DUQClassifier`.
+    path
+        Bundle file to write (atomically).
+    classes
+        Class names in output order.
+    thresholds
+        From :func:`mantid_exp2sim.tasks.classify.calibrate_thresholds`.
+    training, validation
+        Free-form descriptions stored in the manifest.
+    seed, command
+        Provenance.
+    exporter
+        ONNX exporter (see :func:`mantid_exp2sim.onnx.export_onnx`).
+    tolerance
+        Largest allowed ONNX-vs-PyTorch difference of the kernel values.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import torch
+
+    from ..bundle import make_manifest, write_bundle
+    from ..mosaic import LAYOUT, mosaic_axes
+    from ..onnx import export_onnx, verify_onnx
+
+    if len(classes) != model.n_classes:
+        raise BundleError(
+            format_error("Class names do not match the model", reason=f"{len(classes)} names, {model.n_classes} outputs")
+        )
+    model = model.eval()
+    shape = (2, 2, *model.input_shape)
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(shape, generator=gen)
+    example[:, 1] = 1.0
+    blob = export_onnx(model, example, dynamic_spatial=False, output_names=["K"], exporter=exporter)
+    check = torch.rand((3, 2, *model.input_shape), generator=gen)
+    check[:, 1] = (check[:, 1] > 0.2).float()
+    diff = verify_onnx(blob, model, [check])
+    if not diff <= tolerance:
+        raise BundleError(
+            format_error(
+                "The exported ONNX classifier disagrees with PyTorch",
+                reason=f"max |K_onnx - K_torch| = {diff:.3g} > {tolerance:g}",
+                fix="report this; try --exporter torchscript",
+            )
+        )
+    axes = [a.to_dict() for a in mosaic_axes(tuple(model.input_shape))]
+    manifest = make_manifest(
+        kind="classifier",
+        task="classify",
+        ndim=2,
+        architecture=model.architecture(),
+        halo=0,
+        multiple=1,
+        patch_size=None,
+        in_channels=model.in_channels,
+        out_channels=model.n_classes,
+        expected_axes=axes,
+        layout=LAYOUT,
+        classes=list(classes),
+        thresholds=thresholds,
+        training=training,
+        validation={**(validation or {}), "onnx_max_abs_diff": float(diff)},
+        seed=seed,
+        command=list(command) if command is not None else None,
+    )
+    return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())

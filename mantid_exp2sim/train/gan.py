@@ -51,7 +51,8 @@ from .checkpoint import (
     restore_rng_state,
 )
 from .config import GanConfig
-from .data import PatchSampler, TrainingData, normalised_input
+from .data import TrainingData
+from .patches import PatchSampler, normalised_input
 from .distributed import DistInfo, average_gradients, broadcast_flag, broadcast_module
 from .logging_utils import CsvTable, atomic_write_text, plot_table
 from .metrics import frechet_distance, intensity_ratio, masked_psnr, masked_ssim, summarise

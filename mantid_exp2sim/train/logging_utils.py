@@ -11,30 +11,13 @@ import csv
 import io
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .checkpoint import default_file_mode
+from ..io._atomic import atomic_path, atomic_write_text
 
 __all__ = ["CsvTable", "atomic_write_text", "plot_table"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` through a temporary file in the same folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _fmt(value: Any) -> str:
@@ -160,14 +143,6 @@ def plot_table(
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, parents=True) as tmp:
         fig.savefig(tmp, dpi=90)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

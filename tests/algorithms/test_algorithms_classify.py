@@ -1,7 +1,7 @@
 """ClassifySpinWaveModel on MDHistoWorkspaces (real Mantid when importable, else the test double).
 
 Uses a tiny randomly initialised DUQ classifier bundle written by the real exporter, and
-compares every result with the Mantid-free pipeline (mantid_exp2sim.classify).
+compares every result with the Mantid-free classify task (mantid_exp2sim.tasks.classify).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mantid_exp2sim  # noqa: F401  (registers the algorithms)
-from mantid_exp2sim.classify import classify, combine_verdict, verdict_of
+from mantid_exp2sim import classify, score_histograms  # importing the package registers the algorithms
+from mantid_exp2sim.tasks.classify import combine_verdict, verdict_of
 from mantid_exp2sim.histogram import Axis, MDHisto
 from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
 from workspace_helpers import make_ws
@@ -25,7 +25,7 @@ def clf(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from mantid_exp2sim.models.duq import DUQClassifier
-    from mantid_exp2sim.train.classifier import export_classifier
+    from mantid_exp2sim.train.export import export_classifier
 
     torch.manual_seed(1)
     model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)
@@ -159,7 +159,6 @@ def test_domain_check_options(mantid, clf, tmp_path_factory):
     api, simpleapi = mantid
     from scored_bundles import write_scored_generator
 
-    from mantid_exp2sim.domain.applicability import score_histograms
 
     rng = np.random.default_rng(9)
     bank = [MDHisto(rng.gamma(2.0, 1.0, MOSAIC_SHAPE), mosaic_axes()) for _ in range(50)]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mantid_exp2sim  # noqa: F401  (registers the algorithms)
-from mantid_exp2sim.algorithms._translate_base import ERRORS_DESCRIPTION, propagate_errors
+from mantid_exp2sim.tasks.translate import ERRORS_DESCRIPTION, propagate_errors
 from mantid_exp2sim.bundle import load_bundle
 from mantid_exp2sim.histogram import Axis, MDHisto
 from workspace_helpers import make_ws as _make_ws
@@ -214,7 +214,7 @@ def test_model_file_problems(mantid, tiny_bundle, tmp_path, monkeypatch):
     issues = _alg(api, "ResolutionDeconvolveGAN", ws, ModelFile=str(corrupted)).validateInputs()
     assert "broken.exp2sim.h5" in issues["ModelFile"]
     wrong_ndim = _alg(api, "ResolutionDeconvolveGAN", ws, ModelFile=str(tiny_bundle("deconvolve", 3))).validateInputs()
-    assert "translates 3D data" in wrong_ndim["ModelFile"]
+    assert "made for 3D data" in wrong_ndim["ModelFile"]
     wrong_task = _alg(api, "ResolutionConvolveGAN", ws, ModelFile=str(tiny_bundle("deconvolve", 2))).validateInputs()
     assert "ModelFile" in wrong_task
     monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(tmp_path / "empty"))
@@ -310,3 +310,22 @@ def test_output_errors_rule():
     errors = propagate_errors(source, result)
     np.testing.assert_allclose(errors, [[1.0, 1.0], [np.nan, 1.0]])
     assert propagate_errors(MDHisto(source.signal, axes), result) is None
+
+
+def test_skipped_intensity_conservation_is_logged_as_a_warning(mantid, tiny_bundle, real_mantid, caplog):
+    if real_mantid:
+        pytest.skip("the algorithm log of real Mantid is not captured by Python logging")
+    api, simpleapi = mantid
+    path = tiny_bundle("deconvolve", 2)
+    negative = -random_signal((24, 28), seed=8)
+    ws = make_ws(simpleapi, negative, HKL2)
+    with caplog.at_level("WARNING", logger="mantid"):
+        out = simpleapi.ResolutionDeconvolveGAN(InputWorkspace=ws, ModelFile=str(path), OutputWorkspace="neg_ws")
+    assert logs(out)["exp2sim_intensity_conservation"].startswith("not applied")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("integrated intensity was not conserved" in w and "not positive" in w for w in warnings), warnings
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mantid"):
+        simpleapi.ResolutionDeconvolveGAN(InputWorkspace=make_ws(simpleapi, -negative, HKL2, name="pos"),
+                                          ModelFile=str(path), OutputWorkspace="pos_ws")
+    assert not any("not conserved" in r.getMessage() for r in caplog.records)

@@ -2,7 +2,7 @@
 
 Uses a tiny generator bundle with an encoder graph and a reference bank built by
 build_reference_bank from its own encoder features; results are compared with the
-Mantid-free scorer (mantid_exp2sim.domain.applicability).
+Mantid-free score task (mantid_exp2sim.tasks.score).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mantid_exp2sim  # noqa: F401  (registers the algorithms)
+from mantid_exp2sim import score_histograms  # importing the package registers the algorithms
 from mantid_exp2sim.domain import zone_of
-from mantid_exp2sim.domain.applicability import score_histograms
 from mantid_exp2sim.histogram import Axis, MDHisto
 from workspace_helpers import make_ws
 

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mantid_exp2sim.classify import classify
+from mantid_exp2sim import classify, score_histograms
 from mantid_exp2sim.cli.main import COMMANDS, main
-from mantid_exp2sim.domain.applicability import score_histograms
 from mantid_exp2sim.histogram import Axis, MDHisto
 from mantid_exp2sim.io import save_histogram
 from mantid_exp2sim.mosaic import EI_LIST, MOSAIC_SHAPE, build_mosaic, mosaic_axes
@@ -24,7 +23,7 @@ def clf(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from mantid_exp2sim.models.duq import DUQClassifier
-    from mantid_exp2sim.train.classifier import export_classifier
+    from mantid_exp2sim.train.export import export_classifier
 
     torch.manual_seed(2)
     model = DUQClassifier(widths=(4, 8, 8, 8), feature_dim=8, embedding_dim=8, length_scale=1.0)
@@ -140,3 +139,119 @@ def test_score_errors(scorer, tmp_path, capsys, monkeypatch):
     assert main(["score", str(pv)]) == 1
     assert "missing" in capsys.readouterr().err
     assert main(["score", str(pv), "--repeats", "0"]) == 2
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _mosaic_file(path, seed=0):
+    s = np.random.default_rng(seed).gamma(2.0, 1.0, MOSAIC_SHAPE)
+    return save_histogram(MDHisto(s, mosaic_axes()), path)
+
+
+def test_classify_never_writes_the_activation_map_over_an_input_or_an_existing_file(clf, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import mantid_exp2sim.tasks.classify as classify_module
+
+    m = _mosaic_file(tmp_path / "m.nxs")
+    (tmp_path / "old.nxs").write_bytes(b"old")
+    (tmp_path / "alias.nxs").symlink_to(m)
+    before = _snapshot(tmp_path)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("classification started")
+
+    monkeypatch.setattr(classify_module, "classify", must_not_run)
+    for target, extra, words in (
+        (m, ["--overwrite"], "is the input"),
+        (tmp_path / "alias.nxs", ["--overwrite"], "is the input"),
+        (tmp_path / "old.nxs", [], "--overwrite"),
+        (tmp_path / "no" / "cam.nxs", [], "does not exist"),
+        (tmp_path / "cam.txt", [], "extension '.txt'"),
+    ):
+        rc = main(["classify", str(m), "--model", str(clf), "--no-domain-check", "--activation-map", str(target),
+                   *extra])
+        err = capsys.readouterr().err
+        assert rc == 1 and words in err and len(err.splitlines()) == 1 and "Traceback" not in err, target
+    assert _snapshot(tmp_path) == before
+    monkeypatch.undo()
+    rc = main(["classify", str(m), "--model", str(clf), "--no-domain-check", "--activation-map",
+               str(tmp_path / "old.nxs"), "--overwrite"])
+    assert rc == 0
+    from mantid_exp2sim.io import load_histogram
+
+    assert load_histogram(tmp_path / "old.nxs").shape == MOSAIC_SHAPE
+
+
+def test_classify_reports_every_unreadable_file_and_classifies_the_rest(clf, tmp_path, capsys):
+    good = [_mosaic_file(tmp_path / f"m{i}.npz", seed=i) for i in range(2)]
+    (tmp_path / "empty.npy").write_bytes(b"")
+    data = good[0].read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 3])
+    masked = save_histogram(MDHisto(np.full(MOSAIC_SHAPE, np.nan), mosaic_axes()), tmp_path / "masked.npz")
+    args = [str(good[0]), str(tmp_path / "missing.npz"), str(tmp_path / "empty.npy"), str(tmp_path / "cut.npz"),
+            str(masked), str(good[1])]
+    before = _snapshot(tmp_path)
+    rc = main(["classify", *args, "--model", str(clf), "--no-domain-check"])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [str(good[0]), str(good[1])]
+    err = captured.err.splitlines()
+    assert "Traceback" not in captured.err and len(err) == 4
+    assert "does not exist" in err[0] and "empty (0 bytes)" in err[1] and "truncated" in err[2]
+    assert err[3].startswith(f"exp2sim classify: {masked}:")
+    assert _snapshot(tmp_path) == before
+
+
+def test_classify_volumes_with_an_unreadable_one_are_not_classified(clf, tmp_path, capsys):
+    paths = []
+    for ei in EI_LIST:
+        v = MDHisto(np.ones((4, 4, 6)), (Axis("[H,0,0]", "r.l.u.", -1, 1, 4), Axis("[0,K,0]", "r.l.u.", -1, 1, 4),
+                                          Axis("DeltaE", "meV", 0, ei, 6)))
+        paths.append(str(save_histogram(v, tmp_path / f"v{int(ei)}.npz")))
+    (tmp_path / "v25.npz").write_bytes(b"")
+    rc = main(["classify", *paths, "--ei", *map(str, EI_LIST), "--model", str(clf)])
+    assert rc == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert captured.out == "" and len(err) == 2
+    assert "v25.npz" in err[0] and "not classified: 1 of the 6 volume file(s)" in err[1]
+
+
+def test_score_checks_the_plot_before_any_work_and_keeps_going_past_bad_files(scorer, tmp_path, capsys,
+                                                                             monkeypatch):
+    import mantid_exp2sim.tasks.score as applicability
+
+    rng = np.random.default_rng(5)
+    pa = save_histogram(MDHisto(sample(rng), DIMS2), tmp_path / "a.npz")
+    (tmp_path / "old.png").write_bytes(b"old")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    before = _snapshot(tmp_path)
+    real = applicability.score_histograms
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("scoring started")
+
+    monkeypatch.setattr(applicability, "score_histograms", must_not_run)
+    for target, extra, words in (
+        (tmp_path / "old.png", [], "the file exists"),
+        (pa, ["--overwrite"], "is the input"),
+        (tmp_path / "d.txt", [], "'.txt' is not one of .png"),
+        (tmp_path / "missing" / "d.png", [], f"'{tmp_path / 'missing'}' does not exist"),
+        (tmp_path, [], "a directory with that name exists"),
+    ):
+        rc = main(["score", str(pa), "--model", str(scorer), "--repeats", "10", "--plot", str(target), *extra])
+        err = capsys.readouterr().err
+        assert rc == 1 and words in err and len(err.splitlines()) == 1, target
+    assert _snapshot(tmp_path) == before
+
+    monkeypatch.setattr(applicability, "score_histograms", real)
+    rc = main(["score", str(tmp_path / "empty.npy"), str(pa), "--model", str(scorer), "--repeats", "10",
+               "--plot", str(tmp_path / "old.png"), "--overwrite"])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert "empty (0 bytes)" in captured.err and len(captured.err.splitlines()) == 1
+    assert captured.out.startswith(f"{pa}: mean")
+    assert (tmp_path / "old.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "empty.npy", "old.png"]  # no temporary files

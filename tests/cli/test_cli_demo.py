@@ -69,3 +69,62 @@ def test_demo_reports_a_clear_error_for_a_missing_default_model(tmp_path, capsys
     err = capsys.readouterr().err
     assert "exp2sim demo:" in err and "exp2sim deconvolve" in err
     assert "EXP2SIM_BUNDLE_DIR" in err or "deconvolve_2d" in err
+
+
+@pytest.mark.parametrize("case", ["file", "nested", "earlier", "read-only"])
+def test_demo_checks_its_folder_before_any_work(tmp_path, capsys, monkeypatch, case):
+    import mantid_exp2sim.cli.demo as demo
+    import mantid_exp2sim.io.output_paths as output_paths
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr(demo, "_simulate", must_not_run)
+    target = tmp_path / "results"
+    if case == "file":
+        target.write_bytes(b"a file")
+        words = "a file with that name exists"
+    elif case == "nested":
+        target = tmp_path / "missing" / "results"
+        words = f"the directory '{tmp_path / 'missing'}' does not exist"
+    elif case == "earlier":
+        target.mkdir()
+        (target / "measured.nxs").write_bytes(b"earlier")
+        words = "holds the results of an earlier demo: measured.nxs exist"
+    else:
+        target.mkdir()
+        monkeypatch.setattr(output_paths, "_writable", lambda folder: False)
+        words = "no write permission"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["demo", "--output-dir", str(target), "--no-plot"]) == 1
+    err = capsys.readouterr().err
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    if case == "earlier":
+        assert (target / "measured.nxs").read_bytes() == b"earlier"
+
+
+def test_a_failed_demo_removes_what_it_wrote(tmp_path, capsys, monkeypatch):
+    import mantid_exp2sim.bundle as bundle
+    import mantid_exp2sim.cli.demo as demo
+    from mantid_exp2sim.errors import Exp2SimError
+    from mantid_exp2sim.histogram import MDHisto
+
+    monkeypatch.setattr(bundle, "default_bundle_path", lambda task, ndim: tmp_path / f"{task}.h5")
+    monkeypatch.setattr(demo, "_simulate", lambda *a, **k: (None, None, MDHisto.from_array(np.ones((4, 5))),
+                                                            MDHisto.from_array(np.ones((4, 5)))))
+
+    def fails(task, source, target):
+        assert source.is_file()  # the simulated files were written
+        raise Exp2SimError(f"the 'exp2sim {task}' step failed")
+
+    monkeypatch.setattr(demo, "_run_pipeline_command", fails)
+    out = tmp_path / "new"
+    assert main(["demo", "--output-dir", str(out), "--no-plot"]) == 1
+    assert "exp2sim deconvolve' step failed" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "measured.nxs").write_bytes(b"earlier")
+    assert main(["demo", "--output-dir", str(out), "--no-plot", "--overwrite"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["measured.nxs", "notes.txt"]  # only what it wrote is gone

@@ -177,3 +177,129 @@ def test_plan_outputs_detects_collisions(tmp_path):
     assert jobs[1][1] is None and "would overwrite" in jobs[1][2]
     jobs = cli_translate.plan_outputs([str(tmp_path / "x" / "s.nxs")], str(tmp_path / "out"), "convolve", "h5")
     assert jobs[0][1].name == "s_convolved.h5"
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_directory_mode_refuses_an_output_that_is_another_input_before_any_work(
+    tmp_path, tiny_bundle, monkeypatch, capsys
+):
+    a = save_histogram(_histo(seed=1), tmp_path / "a.nxs")
+    save_histogram(_histo(seed=2), tmp_path / "a_deconvolved.nxs")
+    before = _snapshot(tmp_path)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("translation started")
+
+    monkeypatch.setattr(inference, "translate", must_not_run)
+    model = str(tiny_bundle("deconvolve", 2))
+    rc = main(["deconvolve", str(a), str(tmp_path / "a_deconvolved.nxs"), "-o", str(tmp_path), "--overwrite",
+               "--model", model, "-q"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert f"the output of '{a}'" in line and "a_deconvolved.nxs' of this run" in line and "Traceback" not in err
+    assert _snapshot(tmp_path) == before  # inputs byte for byte, nothing new
+
+    # the same through a symbolic link in another folder, and into a folder still to be created
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "a_deconvolved.nxs").symlink_to(tmp_path / "a_deconvolved.nxs")
+    rc = main(["deconvolve", str(a), str(other / "a_deconvolved.nxs"), "-o", str(tmp_path), "--overwrite",
+               "--model", model, "-q"])
+    assert rc == 1 and "of this run" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+    rc = main(["deconvolve", str(a), "-o", str(tmp_path / "new" / "deeper/"), "--model", model, "-q"])
+    assert rc == 1 and f"'{tmp_path / 'new'}' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_output_checks_run_before_work_and_name_the_fix(tmp_path, tiny_bundle, capsys):
+    src = save_histogram(_histo(), tmp_path / "in.npz")
+    model = str(tiny_bundle("deconvolve", 2))
+    (tmp_path / "afile").write_bytes(b"x")
+    rc = main(["deconvolve", str(src), "-o", str(tmp_path / "afile"), "--model", model, "-q"])
+    assert rc == 1
+    assert "as the --output folder: a file with that name exists" in capsys.readouterr().err
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "in_deconvolved.npz").write_bytes(b"old")
+    rc = main(["deconvolve", str(src), str(src), "-o", str(tmp_path / "out"), "--model", model, "-q"])
+    assert rc == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "would overwrite the output of" in lines[0] and "--overwrite" in lines[1]
+    assert (tmp_path / "out" / "in_deconvolved.npz").read_bytes() == b"old"
+    rc = main(["deconvolve", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "x.npz"), "--stream", "--model", model])
+    assert rc == 1 and "'.npz' is not one of .nxs, .h5, .hdf5" in capsys.readouterr().err
+
+
+def test_damaged_files_are_reported_one_line_each_and_the_batch_goes_on(tmp_path, tiny_bundle, capsys):
+    good = save_histogram(_histo(), tmp_path / "good.npz")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    data = good.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    names = ["empty.npy", "text.npz", "cut.npz", "good.npz"]
+    before = _snapshot(tmp_path)
+    rc = main(["deconvolve", *(str(tmp_path / n) for n in names), "-o", str(tmp_path / "out"),
+               "--model", str(tiny_bundle("deconvolve", 2)), "-q"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "Traceback" not in err and len(lines) == 4
+    assert "empty (0 bytes)" in lines[0] and "not a numpy .npz archive" in lines[1] and "truncated" in lines[2]
+    assert lines[3] == "exp2sim deconvolve: 3 of 4 input(s) failed"
+    assert _files(tmp_path / "out") == ["good_deconvolved.npz"]
+    assert _snapshot(tmp_path) == before
+
+
+def test_unexpected_errors_and_memory_errors_stay_one_line(tmp_path, tiny_bundle, monkeypatch, capsys):
+    import mantid_exp2sim.io as io
+
+    files = [save_histogram(_histo(seed=s), tmp_path / f"{n}.npz") for s, n in enumerate(("odd", "big", "fine"))]
+    real = io.load_histogram
+
+    def load(path):
+        if "odd" in str(path):
+            raise KeyError("weird")
+        if "big" in str(path):
+            raise MemoryError("Unable to allocate 74.5 GiB")
+        return real(path)
+
+    monkeypatch.setattr(io, "load_histogram", load)
+    rc = main(["convolve", *map(str, files), "-o", str(tmp_path / "out"), "--model", str(tiny_bundle("convolve", 2)),
+               "-q"])
+    assert rc == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and "unexpected KeyError" in lines[0] and "please report" in lines[0]
+    assert "not enough memory" in lines[1] and "--stream" in lines[1]
+    assert _files(tmp_path / "out") == ["fine_convolved.npz"]
+
+
+def test_skipped_intensity_conservation_is_a_console_warning(tmp_path, tiny_bundle, capsys):
+    histo = _histo()
+    negative = MDHisto(-np.abs(histo.signal), histo.axes)
+    src = save_histogram(negative, tmp_path / "neg.npy")
+    model = str(tiny_bundle("deconvolve", 2))
+    for extra, name in (([], "o.npy"), (["--stream"], "o.h5")):
+        if extra:
+            src = save_histogram(negative, tmp_path / "neg.h5")
+        assert main(["deconvolve", str(src), "-o", str(tmp_path / name), "--model", model, "-q", *extra]) == 0
+        err = capsys.readouterr().err
+        assert f"warning: {src}: the integrated intensity was not conserved" in err and "not positive" in err
+    positive = save_histogram(histo, tmp_path / "pos.npz")
+    assert main(["deconvolve", str(positive), "-o", str(tmp_path / "p.npz"), "--model", model, "-q"]) == 0
+    assert "not conserved" not in capsys.readouterr().err
+
+
+def test_the_dispatcher_turns_any_escaping_error_into_one_line(monkeypatch, capsys):
+    import mantid_exp2sim._console as console
+
+    def broken(argv):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(console, "_target", lambda spec: broken)
+    assert main(["score", "x.npz"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("exp2sim score: error: unexpected KeyError") and len(err.splitlines()) == 1

@@ -85,3 +85,79 @@ def test_h5_streaming_reads_slabs_dimension_0_first(tmp_path):
     with open_md_signal(path) as reader:
         assert reader.layout == "exp2sim-h5"
         np.testing.assert_array_equal(reader.read_signal((slice(1, 3), slice(2, 6))), histo.signal[1:3, 2:6])
+
+
+AXES2 = (Axis("a", "", 0.0, 1.0, 64), Axis("b", "", 0.0, 1.0, 64))
+
+
+def _damaged_files(folder):
+    """name -> (file, words the message must contain)."""
+    rng = np.random.default_rng(0)
+    np.save(folder / "ok.npy", rng.random((6, 7)))
+    np.savez(folder / "ok.npz", signal=rng.random((6, 7)))
+    npy, npz = (folder / "ok.npy").read_bytes(), (folder / "ok.npz").read_bytes()
+    files = {
+        "empty.npy": (b"", ["empty (0 bytes)"]),
+        "empty.npz": (b"", ["empty (0 bytes)"]),
+        "text.npz": (b"hello world\n", ["not a numpy .npz archive", "rename"]),
+        "text.npy": (b"hello world\n", ["not a numpy .npy array", "rename"]),
+        "cut.npy": (npy[: len(npy) // 2], ["truncated or damaged", "write it again"]),
+        "cut.npz": (npz[: len(npz) // 2], ["truncated or damaged", "write it again"]),
+        "header.npy": (npy[:20], ["truncated or damaged"]),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    np.savez(folder / "objects.npz", signal=np.array([{"a": 1}], dtype=object))
+    files["objects.npz"] = (None, ["Python objects", "numeric arrays"])
+    np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    files["objects.npy"] = (None, ["Python objects"])
+    return {name: (folder / name, words) for name, (_, words) in files.items()}
+
+
+def test_damaged_array_files_give_one_clear_line(tmp_path):
+    for name, (path, words) in _damaged_files(tmp_path).items():
+        before = path.read_bytes()
+        with pytest.raises(InputDataError) as info:
+            load_histogram(path)
+        text = str(info.value)
+        assert "\n" not in text and f"'{path}'" in text, name
+        for word in words:
+            assert word in text, (name, text)
+        assert "allow_pickle" not in text and "pickle.load" not in text, name
+        assert path.read_bytes() == before
+
+
+def test_truncated_h5_data_is_reported_as_damaged(tmp_path):
+    path = save_histogram(MDHisto(np.random.default_rng(1).random((64, 64)), AXES2), tmp_path / "x.h5")
+    with h5py.File(path, "r") as f:
+        offset = f["signal"].id.get_offset()
+    data = path.read_bytes()
+    if offset is None:  # chunked: cut the end of the file off
+        path.write_bytes(data[: len(data) - 2000])
+    else:
+        path.write_bytes(data[:offset])
+    with pytest.raises(InputDataError) as info:
+        load_histogram(path)
+    assert f"'{path}'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_h5_declaring_more_bins_than_memory_suggests_stream(tmp_path, monkeypatch):
+    import mantid_exp2sim.io as io
+
+    from mantid_exp2sim.io.arrays import create_h5_layout
+
+    path = tmp_path / "declared.h5"
+    with h5py.File(path, "w") as f:  # tiny on disk: nothing is written, the fill value is NaN
+        create_h5_layout(f, [Axis("a", "", 0, 1, 100_000), Axis("b", "", 0, 1, 100_000)], with_errors=False)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(InputDataError) as info:
+        load_histogram(path)
+    text = str(info.value)
+    assert "100000 x 100000 bins" in text and "74.5 GiB" in text and "--stream" in text
+    # the check uses the memory actually available
+    small = save_histogram(MDHisto.from_array(np.ones((30, 40))), tmp_path / "s.h5")
+    monkeypatch.setattr(io, "available_memory", lambda: 1000)
+    with pytest.raises(InputDataError, match="too large to read into memory"):
+        load_histogram(small)
+    monkeypatch.setattr(io, "available_memory", lambda: None)
+    assert load_histogram(small).shape == (30, 40)

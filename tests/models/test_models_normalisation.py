@@ -159,3 +159,15 @@ def test_pad_reflect_folds_short_axes_and_rejects_bad_mode():
     np.testing.assert_array_equal(padded[0, 0], [0, 1, 0, 1, 0, 1, 0, 1])
     with pytest.raises(ValueError, match="mode"):
         pad_to_multiple(x, 4, mode="wrap")
+
+
+@pytest.mark.parametrize("value", [1e300, -1e200, 1e155])
+def test_values_whose_squares_overflow_give_a_clear_error(value):
+    x = np.full((30, 30), value)
+    x[0, 0] = np.nan
+    with pytest.raises(InputDataError) as info:
+        intensity_scale(x)
+    text = str(info.value)
+    assert "too large" in text and f"{abs(value):.3g}" in text and "rescale" in text
+    assert "intensity_scale(" not in text  # no internal function names
+    assert intensity_scale(np.full((30, 30), 1e100)) == pytest.approx(1e100)

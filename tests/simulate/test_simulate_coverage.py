@@ -6,7 +6,7 @@ from scipy.io import savemat
 
 from mantid_exp2sim.mosaic import EI_LIST, WINDOW_FRACTIONS
 from mantid_exp2sim.simulate import MAPS_COVERAGE, load_mask, plan_mosaic, simulate_mosaic_pair, simulate_volume_pair
-from mantid_exp2sim.simulate.spectra import mosaic_to_tiles
+from mantid_exp2sim.mosaic import mosaic_tiles
 
 
 def _pattern(shape=(240, 400)):
@@ -59,7 +59,7 @@ def test_mask_file_errors(tmp_path):
 
 def test_kinematic_mosaic_mask_geometry():
     plan = plan_mosaic(mask="kinematic")
-    tiles = mosaic_to_tiles(plan.mask, 6, 10)  # [b, ih, ik, j]
+    tiles = mosaic_tiles(plan.mask)  # [b, ih, ik, j]
     qc = np.linspace(-1.0, 1.0, 40)  # the mosaic's bin centres (step 2/39)
     # A bin is masked iff none of 5 energies across its window is covered at the bin centre.
     for b, ei in enumerate(EI_LIST):

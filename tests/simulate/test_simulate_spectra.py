@@ -16,7 +16,8 @@ from mantid_exp2sim.simulate import (
     simulate_volume_pair,
 )
 from mantid_exp2sim.simulate.binning import ModeEvaluator, bin_modes, evaluate_modes, mode_variance
-from mantid_exp2sim.simulate.spectra import mosaic_to_tiles, qe_line, tiles_to_mosaic
+from mantid_exp2sim.mosaic import mosaic_tiles, tiles_to_mosaic
+from mantid_exp2sim.simulate.representations import qe_line
 from resolution_doubles import WIDE
 
 
@@ -151,7 +152,7 @@ def test_mosaic_axes_metadata_and_point_feature_layout(mosaic_spot_model):
 def test_tiles_roundtrip_and_orientation():
     tiles = np.random.default_rng(0).random((6, 40, 40, 10))
     mosaic = tiles_to_mosaic(tiles)
-    np.testing.assert_array_equal(mosaic_to_tiles(mosaic, 6, 10), tiles)
+    np.testing.assert_array_equal(mosaic_tiles(mosaic), tiles)
     # tile [b=2, ih=0 (Qh=-0.975), ik=5, j=3] sits at the bottom row of its block.
     assert mosaic[2 * 40 + 39, 3 * 40 + 5] == tiles[2, 0, 5, 3]
 
@@ -287,7 +288,7 @@ def test_published_mosaic_matches_the_reference_layout(pcsmo_dir):
     # The faithful spectrum is nearly symmetric under Qh <-> Qk and Qh -> -Qh (two equal a/b
     # twins), so the tile orientation is tested with SpotModel; here the Ei blocks and the
     # energy windows must be in the right order.
-    tiles = mosaic_to_tiles(conv.signal, 6, 10)
+    tiles = mosaic_tiles(conv.signal)
     for wrong in (tiles[::-1], tiles[..., ::-1]):
         w = tiles_to_mosaic(wrong)
         ok_w = ok & np.isfinite(w)

@@ -12,7 +12,8 @@ from mantid_exp2sim.simulate import (
     simulate_volume_pair,
 )
 from mantid_exp2sim.simulate.binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
-from mantid_exp2sim.simulate.spectra import MAX_Q_SUBSAMPLES, plan_volume
+from mantid_exp2sim.simulate.representations import plan_volume
+from mantid_exp2sim.simulate.spectra import MAX_Q_SUBSAMPLES
 from resolution_doubles import WIDE
 
 

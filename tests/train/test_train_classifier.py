@@ -10,7 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mantid_exp2sim.train.classifier import LabelledSpectra, augment_batch, main  # noqa: E402
+from mantid_exp2sim.train.augment import augment_batch  # noqa: E402
+from mantid_exp2sim.train.classifier import main  # noqa: E402
+from mantid_exp2sim.train.data import LabelledSpectra  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -114,7 +116,7 @@ def test_energy_blur_mixes_energy_windows_only_and_respects_the_mask():
 @pytest.mark.slow
 def test_train_and_export_end_to_end(tmp_path, capsys):
     from mantid_exp2sim.bundle import load_bundle
-    from mantid_exp2sim.classify import classify
+    from mantid_exp2sim import classify
     from mantid_exp2sim.histogram import MDHisto
     from mantid_exp2sim.mosaic import mosaic_axes
 
@@ -159,7 +161,7 @@ def test_cycled_spectra_go_through_both_generators(tmp_path, tiny_bundle):
     from mantid_exp2sim.bundle import load_bundle
     from mantid_exp2sim.histogram import MDHisto
     from mantid_exp2sim.inference import translate
-    from mantid_exp2sim.train.classifier import cycled_spectra
+    from mantid_exp2sim.train.augment import cycled_spectra
 
     d = LabelledSpectra([str(write_dataset(tmp_path / "d.h5", n=(2, 2)))])
     conv, dec = tiny_bundle("convolve", 2), tiny_bundle("deconvolve", 2)
@@ -187,9 +189,9 @@ def test_cycle_augmentation_replaces_training_spectra(tmp_path, tiny_bundle, mon
         return {int(i): np.full(SHAPE, 7.0 + i, np.float32) for i in indices}
 
     seen = []
-    real_normalise = clf._normalise
+    real_normalise = clf.normalised_batch
     monkeypatch.setattr(clf, "cycled_spectra", fake_cycled)
-    monkeypatch.setattr(clf, "_normalise", lambda b: (seen.append(np.array(b)), real_normalise(b))[1])
+    monkeypatch.setattr(clf, "normalised_batch", lambda b: (seen.append(np.array(b)), real_normalise(b))[1])
     conv, dec = str(tiny_bundle("convolve", 2)), str(tiny_bundle("deconvolve", 2))
     argv = ["--train", str(data), "--out", str(tmp_path / "c.exp2sim.h5"), "--epochs", "1", "--batch-size", "4",
             "--widths", "4,4,4,4", "--feature-dim", "4", "--embedding-dim", "4", "--val-fraction", "0.34",
@@ -205,7 +207,7 @@ def test_alignment_spectra_are_deconvolved_convolved_spectra(tmp_path, tiny_bund
     from mantid_exp2sim.bundle import load_bundle
     from mantid_exp2sim.histogram import MDHisto
     from mantid_exp2sim.inference import translate
-    from mantid_exp2sim.train.classifier import alignment_spectra
+    from mantid_exp2sim.train.augment import alignment_spectra
 
     p = str(write_dataset(tmp_path / "d.h5", n=(3, 3)))
     conv = LabelledSpectra([p], "convolved")

@@ -10,12 +10,12 @@ h5py = pytest.importorskip("h5py")
 from mantid_exp2sim.errors import InputDataError  # noqa: E402
 from mantid_exp2sim.train.data import (  # noqa: E402
     ArraySource,
-    PatchSampler,
     SimulatorSource,
     data_from_config,
     open_source,
     prepare_data,
 )
+from mantid_exp2sim.train.patches import PatchSampler  # noqa: E402
 
 
 def write_sim(path, n_per_model=(30, 20), shape=(16, 16), seed=0, garbage_in_mask=False, complete=None):
@@ -203,3 +203,50 @@ def test_sampler_is_seeded_resumable_and_sharded():
     assert sorted(order) == list(range(10))
     odd = PatchSampler(src, np.arange(9), (8, 8), 1, seed=5, stream=0, rank=1, world_size=2)
     assert odd._order.size == 5  # padded by wrapping, like DistributedSampler
+
+
+def test_one_reader_for_the_gan_and_the_classifier(tmp_path):
+    """SpectraDataset reads the format; SimulatorSource and LabelledSpectra give the same samples."""
+    from mantid_exp2sim.simulate.dataset import SpectraDataset
+    from mantid_exp2sim.train.data import LabelledSpectra
+
+    p = write_sim(tmp_path / "sim.h5", garbage_in_mask=True)
+    ds, src, lab = SpectraDataset(p, "convolved"), SimulatorSource(p, "convolved"), LabelledSpectra([str(p)], "convolved")
+    assert ds.models == src.models == lab.classes == ["dimer", "goodenough"] and len(ds) == len(src) == len(lab) == 50
+    for i in (0, 29, 30, 49):
+        x = ds.read(i)
+        assert np.isnan(x[:2, :3]).all() and np.isfinite(x[2:]).all()  # the mask applies everywhere
+        np.testing.assert_array_equal(src.read(i), x)
+        np.testing.assert_array_equal(lab.read(i), x)
+        assert ds.label(i) == lab.labels[i] == (i >= 30)
+    np.testing.assert_array_equal(ds.pair(31)[0], ds.read(31))
+
+
+def test_reader_rules_for_versions_labels_and_models(tmp_path):
+    from mantid_exp2sim.simulate.dataset import FORMAT_VERSION, SpectraDataset
+    from mantid_exp2sim.train.data import LabelledSpectra
+
+    newer = write_sim(tmp_path / "newer.h5")
+    with h5py.File(newer, "r+") as f:
+        f.attrs["format_version"] = FORMAT_VERSION + 1
+    for read in (lambda: SpectraDataset(newer), lambda: open_source(str(newer), "convolved"),
+                 lambda: LabelledSpectra([str(newer)])):
+        with pytest.raises(InputDataError, match="format version"):
+            read()
+    unlabelled = write_sim(tmp_path / "unlabelled.h5")
+    with h5py.File(unlabelled, "r+") as f:
+        del f["goodenough"].attrs["label"]
+        del f.attrs["format_version"]  # hand-made files without a version read as version 1
+    ds = SpectraDataset(unlabelled)
+    assert ds.models == ["goodenough", "dimer"] and ds.model_labels == {"goodenough": -1, "dimer": 0}
+    assert ds.select(["dimer"]).counts == {"dimer": 30}
+    # the classifier takes each model from the files that hold it; a model in none is an error
+    a, b = write_sim(tmp_path / "a.h5"), write_sim(tmp_path / "b.h5", seed=1)
+    with h5py.File(a, "r+") as f:
+        del f["goodenough"]
+    with h5py.File(b, "r+") as f:
+        del f["dimer"]
+    both = LabelledSpectra([str(a), str(b)], "unconvolved", models=["goodenough", "dimer"])
+    assert both.classes == ["dimer", "goodenough"] and np.bincount(both.labels).tolist() == [30, 20]
+    with pytest.raises(InputDataError, match=r"\['square'\] are in none of the data sets"):
+        LabelledSpectra([str(a), str(b)], "unconvolved", models=["goodenough", "dimer", "square"])

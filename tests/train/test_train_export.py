@@ -132,3 +132,41 @@ def test_export_convolve_and_errors(run):
     assert b.manifest["direction"] == "sim2exp"
     assert b.manifest["provenance"]["command"][:2] == ["exp2sim-train", "export"]
     assert "psnr_convolve" in b.manifest["validation"]
+
+
+def _listing(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_checks_its_output_and_the_data_size_before_any_export_work(run, monkeypatch, capsys):
+    import mantid_exp2sim.onnx as onnx_module
+
+    tmp, sim = run
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the ONNX export started")
+
+    monkeypatch.setattr(onnx_module, "export_onnx", must_not_run)
+    (tmp / "old.exp2sim.h5").write_bytes(b"old bundle")
+    (tmp / "adir.h5").mkdir(exist_ok=True)
+    before = _listing(tmp)
+    ckpt = str(tmp / "run" / "checkpoint.pt")
+    for output, extra, words in (
+        (tmp / "old.exp2sim.h5", [], "the file exists. pass --overwrite"),
+        (tmp / "sim.h5", ["--overwrite"], "is the input"),  # the training data
+        (tmp / "run" / "checkpoint.pt", ["--overwrite"], "is the input"),
+        (tmp / "adir.h5", [], "a directory with that name exists"),
+        (tmp / "b.onnx", [], "'.onnx' is not one of .h5"),
+        (tmp / "missing" / "b.exp2sim.h5", [], f"'{tmp / 'missing'}' does not exist"),
+    ):
+        rc = cli.main(["export", ckpt, "--task", "deconvolve", "-o", str(output), "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert rc == 1 and words in err and len(err.splitlines()) == 1 and "Traceback" not in err, output
+    # 48 training samples of domain A: too few for a bank when only 40 may be encoded, none held out when 0
+    for extra, words in ((["--n-train-features", "40"], "40 training samples of the input domain"),
+                         (["--n-holdout-features", "0"], "no held-out samples")):
+        rc = cli.main(["export", ckpt, "--task", "deconvolve", "-o", str(tmp / "small.exp2sim.h5"), "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert rc == 1 and "Too few samples for the domain-score reference bank" in err and words in err
+        assert len(err.splitlines()) == 1
+    assert _listing(tmp) == before

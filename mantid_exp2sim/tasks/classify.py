@@ -1,4 +1,4 @@
-"""Spin-wave model classification of PCSMO mosaics with a DUQ classifier bundle (Mantid-free).
+"""Classify task: spin-wave model classification of PCSMO mosaics with a DUQ classifier bundle (Mantid-free).
 
 Pipeline: a 240x400 mosaic (given, or built from per-Ei (Qh, Qk, E) volumes by
 :func:`mantid_exp2sim.mosaic.build_mosaic`) -> optionally the 2D deconvolution generator
@@ -25,16 +25,18 @@ other spin models through as confident.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._version import __version__
-from .errors import BundleError, InputDataError, format_error
-from .histogram import MDHisto
-from .mosaic import LAYOUT, MOSAIC_SHAPE, build_mosaic, mosaic_axes, validate_mosaic
+from .._version import __version__
+from ..bundle.format import Bundle
+from ..bundle.resolve import BundleSource, classifier_bundle, generator_bundle, score_bundle
+from ..errors import BundleError, InputDataError, format_error
+from ..histogram import MDHisto, network_ndim
+from ..mosaic import LAYOUT, MOSAIC_SHAPE, build_mosaic, mosaic_axes, validate_mosaic
+from .score import score_histograms
 
 _log = logging.getLogger("mantid_exp2sim.classify")
 
@@ -44,7 +46,6 @@ __all__ = [
     "calibrate_thresholds",
     "combine_verdict",
     "verdict_of",
-    "load_classifier",
     "prepare_mosaic",
     "network_input",
     "run_classifier",
@@ -130,7 +131,7 @@ def combine_verdict(verdict: str, zone: str | None) -> str:
     ``untrustworthy`` makes any verdict ``out of distribution``; ``expert opinion`` turns
     ``confident`` into ``uncertain``; ``trustworthy`` or no zone (no check) keeps the verdict.
     """
-    from .domain import ZONES
+    from ..domain import ZONES
 
     if zone is None or zone == ZONES[0]:
         return verdict
@@ -219,40 +220,6 @@ class Classification:
         return d
 
 
-def load_classifier(bundle: Any = None) -> Any:
-    """A loaded classifier bundle: the shipped default when None, a path, or a Bundle.
-
-    Raises
-    ------
-    BundleError
-        When the file is not a 2D ``classify`` classifier bundle or lacks classes/thresholds.
-    """
-    from .bundle import default_bundle_path, load_bundle
-
-    if bundle is None:
-        bundle = default_bundle_path("classify", 2)
-    if isinstance(bundle, (str, os.PathLike)):
-        bundle = load_bundle(bundle, kind="classifier", task="classify", ndim=2)
-    man = getattr(bundle, "manifest", None)
-    if not isinstance(man, Mapping) or man.get("kind") != "classifier" or man.get("task") != "classify":
-        raise BundleError(
-            format_error(
-                "Not a classifier bundle",
-                reason=f"kind={None if man is None else man.get('kind')!r}, "
-                f"task={None if man is None else man.get('task')!r}",
-                fix="pass a classify_2d bundle (default_bundle_path('classify', 2))",
-            )
-        )
-    if not man.get("classes") or not man.get("thresholds"):
-        raise BundleError(
-            format_error(
-                f"Classifier bundle {getattr(bundle, 'path', '')} lacks class names or thresholds",
-                fix="re-export it with exp2sim-train classifier",
-            )
-        )
-    return bundle
-
-
 def prepare_mosaic(
     inputs: MDHisto | Sequence[MDHisto],
     ei: Sequence[float] | None = None,
@@ -271,7 +238,7 @@ def prepare_mosaic(
     items = [inputs] if isinstance(inputs, MDHisto) else list(inputs)
     if not items:
         raise InputDataError(format_error(f"No {argument} given", fix="pass a mosaic or per-Ei volumes"))
-    dims = [len(h.non_integrated_dims()) for h in items]
+    dims = [network_ndim(h.shape) for h in items]
     if len(items) == 1 and dims[0] == 2:
         h = items[0]
         validate_mosaic(h, argument=argument)
@@ -293,14 +260,14 @@ def prepare_mosaic(
 
 def network_input(mosaic: MDHisto) -> np.ndarray:
     """The classifier's input ``(1, 2, 240, 400)`` float32 (scaled signal, valid mask)."""
-    from .models.normalisation import intensity_scale, to_network_input
+    from ..models.normalisation import intensity_scale, to_network_input
 
     sig = mosaic.signal.reshape(MOSAIC_SHAPE)
     return to_network_input(sig, intensity_scale(sig))
 
 
 def run_classifier(
-    x: np.ndarray, bundle: Any, *, backend: str = "auto", device: str = "auto"
+    x: np.ndarray, bundle: Bundle, *, backend: str = "auto", device: str = "auto"
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Kernel values ``(N, n_classes)`` for network inputs ``(N, 2, 240, 400)``.
 
@@ -311,7 +278,7 @@ def run_classifier(
     info
         ``backend`` and ``device`` actually used.
     """
-    from .inference import get_backend
+    from ..inference import get_backend
 
     engine = get_backend(bundle, backend=backend, device=device)
     k = np.asarray(engine(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float64)
@@ -327,11 +294,11 @@ def run_classifier(
     return k, {"backend": engine.name, "device": engine.device}
 
 
-def _activation_map(bundle: Any, x: np.ndarray, class_index: int, mosaic: MDHisto) -> tuple[MDHisto, np.ndarray]:
-    from .errors import require
+def _activation_map(bundle: Bundle, x: np.ndarray, class_index: int, mosaic: MDHisto) -> tuple[MDHisto, np.ndarray]:
+    from ..errors import require
 
     require("torch", extra="torch", feature="The class activation map (Grad-CAM)")
-    from .models.gradcam import grad_cam
+    from ..models.gradcam import grad_cam
 
     model = bundle.build_torch_model()
     res = grad_cam(model, x, class_index)
@@ -350,17 +317,17 @@ def _activation_map(bundle: Any, x: np.ndarray, class_index: int, mosaic: MDHist
 
 def classify(
     inputs: MDHisto | Sequence[MDHisto],
-    bundle: Any = None,
+    bundle: BundleSource = None,
     *,
     ei: Sequence[float] | None = None,
     deconvolve: bool = False,
-    deconvolution_bundle: Any = None,
+    deconvolution_bundle: BundleSource = None,
     backend: str = "auto",
     device: str = "auto",
     activation_map: bool = False,
     progress: Callable[[int, int], None] | None = None,
     domain_check: bool = True,
-    domain_bundle: Any = None,
+    domain_bundle: BundleSource = None,
     domain_repeats: int = 1000,
     domain_seed: int = 0,
 ) -> Classification:
@@ -399,7 +366,7 @@ def classify(
     -------
     Classification
     """
-    b = load_classifier(bundle)
+    b = classifier_bundle(bundle)
     mosaic = prepare_mosaic(inputs, ei)
     domain = None
     if domain_check:
@@ -411,13 +378,9 @@ def classify(
         "deconvolved": bool(deconvolve),
     }
     if deconvolve:
-        from .bundle import default_bundle_path, load_bundle
-        from .inference import translate
+        from ..inference import translate
 
-        if deconvolution_bundle is None:
-            deconvolution_bundle = default_bundle_path("deconvolve", 2)
-        if isinstance(deconvolution_bundle, (str, os.PathLike)):
-            deconvolution_bundle = load_bundle(deconvolution_bundle, kind="generator", task="deconvolve", ndim=2)
+        deconvolution_bundle = generator_bundle("deconvolve", 2, deconvolution_bundle)
         mosaic = translate(mosaic, deconvolution_bundle, backend=backend, device=device, progress=progress)
         prov["deconvolution_bundle_id"] = deconvolution_bundle.bundle_id
         prov["deconvolution_bundle_sha256"] = getattr(deconvolution_bundle, "sha256", "")
@@ -445,22 +408,20 @@ def classify(
 
 
 def _domain_of(
-    mosaic: MDHisto, bundle: Any, deconvolve: bool, repeats: int, seed: int, backend: str, device: str
+    mosaic: MDHisto, bundle: BundleSource, deconvolve: bool, repeats: int, seed: int, backend: str, device: str
 ) -> dict[str, Any] | None:
     """Domain-applicability summary of the classifier's input (see :func:`classify`)."""
-    from .bundle import default_bundle_path
-    from .domain.applicability import resolve_score_bundle, score_histograms
-    from .errors import Exp2SimError
+    from ..bundle import default_bundle_path
+    from ..errors import Exp2SimError
 
+    task = "deconvolve" if deconvolve else "convolve"
     if bundle is None:
-        task = "deconvolve" if deconvolve else "convolve"
         try:
-            bundle = default_bundle_path(task, 2)
+            default_bundle_path(task, 2)
         except Exp2SimError as exc:
             _log.warning("domain check skipped: %s", exc)
             return None
-    if isinstance(bundle, (str, os.PathLike)):
-        bundle, _ = resolve_score_bundle(2, bundle)
+    bundle = score_bundle(2, bundle, default_task=task)
     (score,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
     return {
         "mean": float(score.mean),

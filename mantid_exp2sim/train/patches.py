@@ -1,0 +1,147 @@
+"""Patches for Exp2SimGAN training: whole-sample normalisation, random crops, a shardable sampler.
+
+Every sample is normalised by the RMS of the *whole* sample (as at inference), then a random
+patch is cut (padded with masked bins where the sample is smaller than the patch) and
+optionally flipped along the allowed axes. The order of samples and all patch randomness come
+from numpy generators seeded by ``(seed, domain, epoch)`` and ``(seed, domain, rank, draw)``, so
+a sampler's state is three integers and resuming a run reproduces the same batches.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+
+if TYPE_CHECKING:
+    from .data import Source
+
+__all__ = ["PatchSampler", "normalised_input"]
+
+
+def normalised_input(sample: np.ndarray) -> tuple[np.ndarray, float]:
+    """Whole-sample network input ``(2, *shape)`` and its intensity scale (RMS of unmasked bins)."""
+    from ..models.normalisation import intensity_scale, to_network_input
+
+    scale = intensity_scale(sample)
+    return to_network_input(sample, scale)[0], scale
+
+
+def _crop(x: np.ndarray, starts: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """Cut ``size`` bins from ``starts``; bins beyond the array become NaN (masked)."""
+    out = np.full(tuple(size), np.nan, dtype=np.float32)
+    src, dst = [], []
+    for s, n, full in zip(starts, size, x.shape):
+        lo, hi = max(s, 0), min(s + n, full)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - s, hi - s))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+class PatchSampler:
+    """Endless, seeded, shardable stream of patch batches from one domain.
+
+    Parameters
+    ----------
+    source, indices
+        The domain's samples and the training indices to draw from.
+    patch_size
+        Patch size per spatial dimension (bins).
+    batch_size
+        Patches per batch (per rank).
+    seed, stream
+        Seed and a stream id (0 for domain A, 1 for B) so the domains draw independently.
+    rank, world_size
+        Shard: each epoch's permutation is split ``perm[rank::world_size]`` (padded by
+        wrapping so every rank has the same count), like ``DistributedSampler``.
+    flip_axes
+        Spatial axes that may be flipped (each with probability 1/2).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        indices: np.ndarray,
+        patch_size: Sequence[int],
+        batch_size: int,
+        *,
+        seed: int,
+        stream: int,
+        rank: int = 0,
+        world_size: int = 1,
+        flip_axes: Sequence[int] = (),
+    ):
+        self.source = source
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if self.indices.size == 0:
+            raise InputDataError(
+                format_error(
+                    f"No training samples in '{source.name}'",
+                    reason="the split left no sample for training",
+                    fix="add samples or lower --val-fraction",
+                )
+            )
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.batch_size = int(batch_size)
+        self.seed, self.stream = int(seed), int(stream)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.flip_axes = tuple(int(a) for a in flip_axes)
+        self.epoch = 0
+        self.cursor = 0
+        self.draws = 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        perm = self.indices[np.random.default_rng([self.seed, self.stream, 7, epoch]).permutation(self.indices.size)]
+        per_rank = -(-perm.size // self.world_size)
+        total = per_rank * self.world_size
+        if total > perm.size:
+            perm = np.concatenate([perm, np.resize(perm, total - perm.size)])
+        return perm[self.rank :: self.world_size]
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the stream (all that is needed to resume it)."""
+        return {"epoch": self.epoch, "cursor": self.cursor, "draws": self.draws}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from :meth:`state_dict`."""
+        self.epoch, self.cursor, self.draws = int(state["epoch"]), int(state["cursor"]), int(state["draws"])
+        self._order = self._epoch_order(self.epoch)
+
+    def _next_index(self) -> int:
+        if self.cursor >= self._order.size:
+            self.epoch += 1
+            self.cursor = 0
+            self._order = self._epoch_order(self.epoch)
+        i = int(self._order[self.cursor])
+        self.cursor += 1
+        return i
+
+    def next_batch(self) -> np.ndarray:
+        """The next batch, float32 ``(batch, 2, *patch)``: scaled signal and valid mask."""
+        from ..models.normalisation import intensity_scale, to_network_input
+
+        rng = np.random.default_rng([self.seed, self.stream, 11, self.rank, self.draws])
+        self.draws += 1
+        out = np.empty((self.batch_size, 2) + self.patch_size, dtype=np.float32)
+        for b in range(self.batch_size):
+            sample = self.source.read(self._next_index())
+            if sample.ndim != len(self.patch_size):
+                raise InputDataError(
+                    format_error(
+                        f"A sample of '{self.source.name}' has {sample.ndim} dimensions",
+                        reason=f"the patch size {list(self.patch_size)} has {len(self.patch_size)}",
+                        fix="set --patch-size (and --ndim) to match the data",
+                    )
+                )
+            scale = intensity_scale(sample)
+            starts = [int(rng.integers(0, max(n - p, 0) + 1)) for n, p in zip(sample.shape, self.patch_size)]
+            patch = _crop(sample, starts, self.patch_size)
+            for ax in self.flip_axes:
+                if rng.random() < 0.5:
+                    patch = np.flip(patch, axis=ax)
+            out[b] = to_network_input(patch, scale)[0]
+        return out
