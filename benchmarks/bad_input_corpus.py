@@ -1500,11 +1500,19 @@ def _(r, d):
                  mentions=["nowhere/deep"], note="the message must name the missing parent folder")
 
 
+def _temporary_of_a_killed_writer(target: Path) -> Path:
+    """The temporary file a writer killed mid-way leaves: reserved by a process that is gone."""
+    code = ("import sys; from pathlib import Path; from mantid_exp2sim.io._atomic import reserve_temp; "
+            "t = reserve_temp(Path(sys.argv[1])); t.write_bytes(b'\\x89HDF\\r\\n\\x1a\\n' + bytes(512)); print(t)")
+    done = subprocess.run([sys.executable, "-c", code, str(target.absolute())], capture_output=True, text=True,
+                          check=True)
+    return Path(done.stdout.strip())
+
+
 @case("stale_stream_temporary_removed_by_a_rerun_convolve", "interrupted", "5")
 def _(r, d):
     good(d, "big.h5")
-    stale = d / ".out.h5.k1ll3d00.tmp.h5"
-    stale.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 512)
+    stale = _temporary_of_a_killed_writer(d / "out.h5")
     return _case(["exp2sim", "convolve", "big.h5", "-o", "out.h5", "--stream", *_Q], d, expect="success",
                  expected_outputs=[d / "out.h5"], stale=[stale],
                  note="what a SIGKILL during --stream leaves; a successful rerun must remove it")

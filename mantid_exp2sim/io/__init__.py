@@ -129,11 +129,16 @@ def load_histogram(path: str | os.PathLike) -> MDHisto:
     FileNotFoundError
         The file does not exist.
     InputDataError
-        Unsupported, empty, truncated or corrupted content, or an ``.nxs``/``.h5`` whose
+        A directory; unsupported, empty, truncated or corrupted content, or an ``.nxs``/``.h5`` whose
         declared size exceeds the available memory; the message names the file and the fix.
     """
     p = Path(path).expanduser()
     ext = _extension(p, "input")
+    if p.is_dir():
+        raise InputDataError(
+            format_error(f"Input '{p}' is a directory", reason="a histogram file was expected",
+                         fix="give the files in it (e.g. DIR/*.nxs), not the directory")
+        )
     if not p.is_file():
         raise FileNotFoundError(
             format_error(f"Input file '{p}' does not exist", fix="check the path and the file name")

@@ -10,7 +10,9 @@ complete old or a complete new file.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -84,10 +86,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
             )
         )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt file, wrong format
+        with warnings.catch_warnings():  # torch warns about the pickle it refuses; the error says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: never run it
         raise InputDataError(
-            format_error(f"Checkpoint '{path}' cannot be read", reason=str(exc), fix="use another checkpoint")
+            format_error(
+                f"Checkpoint '{path}' cannot be read",
+                reason="it holds pickled Python objects, which are never loaded (they could run code)",
+                fix="pass a checkpoint written by 'exp2sim-train gan'",
+            )
+        ) from exc
+    except Exception as exc:  # corrupt file, wrong format
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputDataError(
+            format_error(f"Checkpoint '{path}' cannot be read", reason=first, fix="use another checkpoint")
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != "exp2sim-gan-checkpoint":
         raise InputDataError(
