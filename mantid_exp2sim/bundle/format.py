@@ -100,7 +100,8 @@ def _is_bundle_file(path: Path) -> bool:
 
 def _check_target(path: Path) -> None:
     """Refuse, before writing anything, a target that is a folder or an existing file that is
-    not a model bundle (a checkpoint, a data set...): a bundle only ever replaces a bundle."""
+    not a model bundle (a checkpoint, a data set...): a bundle only ever replaces a bundle (or
+    an empty file, such as a temporary name reserved by :func:`~mantid_exp2sim.io._atomic.reserve_temp`)."""
     if path.is_dir():
         raise BundleError(
             format_error(
@@ -109,7 +110,7 @@ def _check_target(path: Path) -> None:
                 fix="give a file name such as model.exp2sim.h5",
             )
         )
-    if path.exists() and not _is_bundle_file(path):
+    if path.exists() and path.stat().st_size > 0 and not _is_bundle_file(path):  # empty: a reserved name
         raise BundleError(
             format_error(
                 f"Refusing to replace {path} with a model bundle",
