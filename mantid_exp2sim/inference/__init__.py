@@ -4,15 +4,18 @@ Importing this package imports neither torch nor onnxruntime; a backend imports 
 package when it is first asked for. See docs/inference.md.
 """
 
-from .backends import BACKENDS, DEVICES, InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend
-from .engine import (
+from .backends import (
+    BACKENDS,
+    DEVICES,
+    InferenceBackend,
+    OnnxBackend,
+    OOMBackoff,
+    TorchBackend,
     clear_backend_cache,
-    encode_features,
-    encoder_feature_maps,
     get_backend,
-    model_spec,
-    translate,
 )
+from .engine import model_spec, translate
+from .features import encode_features, encoder_feature_maps
 from .streaming import translate_file
 from .tiler import TilePlan, plan_tiles, run_tiled
 

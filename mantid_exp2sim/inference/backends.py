@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import MissingDependencyError, format_error, require
+from ..errors import BundleError, MissingDependencyError, format_error, require
 
 __all__ = [
     "BACKENDS",
@@ -33,6 +34,8 @@ __all__ = [
     "OnnxBackend",
     "TorchBackend",
     "OOMBackoff",
+    "clear_backend_cache",
+    "get_backend",
     "import_onnxruntime",
     "is_out_of_memory",
     "resolve_backend_name",
@@ -386,3 +389,81 @@ class OOMBackoff:
                 continue
             i += size
         return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+
+
+# ------------------------------------------------------- a bundle's network, cached
+_CACHE: "OrderedDict[tuple, InferenceBackend]" = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def clear_backend_cache() -> None:
+    """Forget the ONNX Runtime sessions and torch models kept for repeated calls."""
+    _CACHE.clear()
+
+
+def get_backend(
+    bundle: Any,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+    half: bool = False,
+    graph: str = "onnx",
+) -> InferenceBackend:
+    """A ready backend for a bundle's network, cached per bundle checksum and choice.
+
+    Parameters
+    ----------
+    bundle
+        A loaded bundle (``.manifest``, ``.onnx_bytes(name)``, ``.build_torch_model()``).
+    backend
+        ``"auto"``, ``"onnx"``, ``"torch"``, or an already built backend (returned as is).
+    device
+        ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    half
+        Half precision (torch on GPU only).
+    graph
+        ``"onnx"`` for the generator, ``"onnx_encoder"`` for the feature encoder (torch:
+        the module's ``encode`` method).
+    """
+    if isinstance(backend, InferenceBackend):
+        return backend
+    validate_choice(backend, device)
+    name = resolve_backend_name(backend, device)
+    if half and name != "torch":
+        if backend == "auto":
+            name = "torch"
+            resolve_backend_name("torch", device)
+        else:
+            raise ValueError(
+                format_error(
+                    "Half precision is only available with the PyTorch backend",
+                    reason=f"backend={backend!r}, half=True",
+                    fix="use backend='torch' with device='gpu', or half=False",
+                )
+            )
+    sha = str(getattr(bundle, "sha256", "") or id(bundle))
+    key = (sha, name, device, bool(half), graph)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    if name == "onnx":
+        try:
+            data = bundle.onnx_bytes(graph)
+        except (KeyError, BundleError) as exc:
+            raise BundleError(
+                format_error(
+                    f"The bundle has no '{graph}' graph",
+                    reason=str(exc),
+                    fix="use backend='torch' (rebuilds the network from the weights) or re-export the bundle",
+                )
+            ) from exc
+        made: InferenceBackend = OnnxBackend(data, device=device)
+    else:
+        module = bundle.build_torch_model()
+        method = "encode" if graph == "onnx_encoder" else "forward"
+        made = TorchBackend(module, device=device, half=half, method=method)
+    _CACHE[key] = made
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return made

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -33,7 +32,7 @@ from ..bundle.quality import validation_warning
 from ..bundle.resolve import resolve_bundle
 from .. import histogram
 from ..histogram import MDHisto
-from .backends import InferenceBackend, OnnxBackend, OOMBackoff, TorchBackend, resolve_backend_name, validate_choice
+from .backends import InferenceBackend, OOMBackoff, get_backend
 from .conservation import IntensitySums, conservation_factor
 from .tiler import TilePlan, plan_tiles, run_tiled
 
@@ -47,16 +46,12 @@ __all__ = [
     "provenance",
     "resolve_batch_size",
     "resolve_patch",
-    "get_backend",
     "translate",
     "translate_array",
-    "encoder_feature_maps",
-    "encode_features",
     "default_batch_size",
     "default_tile",
     "TILE_MEMORY_BUDGET",
     "DEFAULT_PATCH",
-    "clear_backend_cache",
 ]
 
 log = logging.getLogger("mantid_exp2sim.inference")
@@ -209,83 +204,6 @@ def model_spec(bundle: Any) -> ModelSpec:
         sha256=str(getattr(bundle, "sha256", "") or ""),
     )
 
-
-# --------------------------------------------------------------------------- backends
-_CACHE: "OrderedDict[tuple, InferenceBackend]" = OrderedDict()
-_CACHE_SIZE = 4
-
-
-def clear_backend_cache() -> None:
-    """Forget the ONNX Runtime sessions and torch models kept for repeated calls."""
-    _CACHE.clear()
-
-
-def get_backend(
-    bundle: Any,
-    *,
-    backend: str | InferenceBackend = "auto",
-    device: str = "auto",
-    half: bool = False,
-    graph: str = "onnx",
-) -> InferenceBackend:
-    """A ready backend for a bundle's network, cached per bundle checksum and choice.
-
-    Parameters
-    ----------
-    bundle
-        A loaded bundle (``.manifest``, ``.onnx_bytes(name)``, ``.build_torch_model()``).
-    backend
-        ``"auto"``, ``"onnx"``, ``"torch"``, or an already built backend (returned as is).
-    device
-        ``"auto"``, ``"cpu"`` or ``"gpu"``.
-    half
-        Half precision (torch on GPU only).
-    graph
-        ``"onnx"`` for the generator, ``"onnx_encoder"`` for the feature encoder (torch:
-        the module's ``encode`` method).
-    """
-    if isinstance(backend, InferenceBackend):
-        return backend
-    validate_choice(backend, device)
-    name = resolve_backend_name(backend, device)
-    if half and name != "torch":
-        if backend == "auto":
-            name = "torch"
-            resolve_backend_name("torch", device)
-        else:
-            raise ValueError(
-                format_error(
-                    "Half precision is only available with the PyTorch backend",
-                    reason=f"backend={backend!r}, half=True",
-                    fix="use backend='torch' with device='gpu', or half=False",
-                )
-            )
-    sha = str(getattr(bundle, "sha256", "") or id(bundle))
-    key = (sha, name, device, bool(half), graph)
-    hit = _CACHE.get(key)
-    if hit is not None:
-        _CACHE.move_to_end(key)
-        return hit
-    if name == "onnx":
-        try:
-            data = bundle.onnx_bytes(graph)
-        except (KeyError, BundleError) as exc:
-            raise BundleError(
-                format_error(
-                    f"The bundle has no '{graph}' graph",
-                    reason=str(exc),
-                    fix="use backend='torch' (rebuilds the network from the weights) or re-export the bundle",
-                )
-            ) from exc
-        made: InferenceBackend = OnnxBackend(data, device=device)
-    else:
-        module = bundle.build_torch_model()
-        method = "encode" if graph == "onnx_encoder" else "forward"
-        made = TorchBackend(module, device=device, half=half, method=method)
-    _CACHE[key] = made
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return made
 
 
 def resolve_batch_size(batch_size: int | None, plan: TilePlan, spec: ModelSpec, engine: InferenceBackend) -> int:
@@ -665,70 +583,3 @@ def provenance(spec: ModelSpec, engine: InferenceBackend) -> dict[str, Any]:
         "task": spec.task,
         "direction": spec.direction,
     }
-
-
-# ---------------------------------------------------------------------- features
-def encoder_feature_maps(
-    histo: MDHisto,
-    bundle: Any,
-    *,
-    backend: str | InferenceBackend = "auto",
-    device: str = "auto",
-) -> tuple[np.ndarray, np.ndarray]:
-    """The generator encoder's bottleneck feature map of one input (whole input, untiled).
-
-    Returns
-    -------
-    feature_map
-        ``(1, C, *padded_spatial / 2**n_down)`` float32, from the bundle's ``onnx_encoder``
-        graph (ONNX Runtime) or the torch module's ``encode``.
-    valid
-        Boolean ``(1, *padded_spatial)`` at input resolution: True at unmasked input bins,
-        False at masked bins and at the end padding.
-    """
-    from ..models.normalisation import to_network_input
-
-    b = resolve_bundle(bundle)
-    spec = model_spec(b)
-    keep = network_dims(histo.axes, spec, spec.bundle_id)
-    signal = histo.signal.reshape([histo.shape[i] for i in keep])
-    scale = checked_scale(signal)
-    m = spec.multiple
-    after = [max(int(math.ceil(s / m) * m), spec.min_size) - s for s in signal.shape]
-    x = to_network_input(signal, scale)
-    x = np.pad(x, [(0, 0), (0, 0)] + [(0, a) for a in after], mode=spec.pad_mode)  # type: ignore[call-overload]
-    valid = np.pad(~np.isnan(signal), [(0, a) for a in after], mode="constant", constant_values=False)
-    engine = get_backend(b, backend=backend, device=device, graph="onnx_encoder")
-    fmap = OOMBackoff(engine)(x)
-    return fmap, valid[None]
-
-
-def encode_features(
-    histos: Sequence[MDHisto] | MDHisto,
-    bundle: Any,
-    *,
-    backend: str | InferenceBackend = "auto",
-    device: str = "auto",
-) -> np.ndarray:
-    """Pooled encoder features for the domain-of-applicability score.
-
-    Each input's bottleneck feature map (:func:`encoder_feature_maps`) is pooled over its
-    valid positions by :func:`mantid_exp2sim.domain.features.pooled_features` (per-channel
-    mean, then standard deviation), so the vector does not depend on the input size.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n, 2 C)`` float64, one row per input.
-    """
-    from ..domain.features import pooled_features
-
-    items = [histos] if isinstance(histos, MDHisto) else list(histos)
-    if not items:
-        raise InputDataError(format_error("encode_features() got no inputs", fix="pass at least one MDHisto"))
-    b = resolve_bundle(bundle)
-    rows = []
-    for h in items:
-        fmap, valid = encoder_feature_maps(h, b, backend=backend, device=device)
-        rows.append(pooled_features(fmap, valid)[0])
-    return np.stack(rows)
