@@ -8,8 +8,7 @@ MissingDependencyError with the install hint.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 # public name -> submodule that defines it; only modules that exist are listed
 _LAZY = {
@@ -33,15 +32,10 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _require_torch(name: str) -> None:
     from ..errors import require
 
     require("torch", extra="torch", feature=f"mantid_exp2sim.models.{name}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), before_import=_require_torch)
