@@ -88,6 +88,21 @@ def _cost(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
     return np.maximum(np.asarray(c, dtype=np.float64), 0.0)
 
 
+def _feature_sets(x: Any, y: Any, summary: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature sets as float64 ``(n, F)`` arrays (one sample may be ``(F,)``).
+
+    Raises
+    ------
+    InputDataError
+        With ``summary``, when their feature counts F differ.
+    """
+    a = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    if a.shape[1] != b.shape[1]:
+        raise InputDataError(format_error(summary, reason=f"{a.shape[1]} and {b.shape[1]} features"))
+    return a, b
+
+
 def _emd_cost(m: np.ndarray) -> float:
     """Exact OT cost between uniform distributions for a cost matrix ``m`` (n x k)."""
     n, k = m.shape
@@ -115,15 +130,7 @@ def wasserstein_distance(x: np.ndarray, y: np.ndarray, *, metric: str = "sqeucli
         ``min_T sum T_ij C_ij`` over couplings with uniform marginals.
     """
     _check_metric(metric)
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
-    if x.shape[1] != y.shape[1]:
-        raise InputDataError(
-            format_error(
-                "Feature dimensions differ",
-                reason=f"{x.shape[1]} and {y.shape[1]} features",
-            )
-        )
+    x, y = _feature_sets(x, y, "Feature dimensions differ")
     return _emd_cost(_cost(x, y, metric))
 
 
@@ -338,15 +345,7 @@ def build_reference_bank(
         ``thresholds[str(set_size)]`` for set sizes 1 and ``min(n_holdout, n_reference)``.
     """
     _check_metric(metric)
-    train = np.atleast_2d(np.asarray(features_train, dtype=np.float64))
-    hold = np.atleast_2d(np.asarray(features_holdout, dtype=np.float64))
-    if train.shape[1] != hold.shape[1]:
-        raise InputDataError(
-            format_error(
-                "Training and held-out features differ in size",
-                reason=f"{train.shape[1]} and {hold.shape[1]} features",
-            )
-        )
+    train, hold = _feature_sets(features_train, features_holdout, "Training and held-out features differ in size")
     if not (np.isfinite(train).all() and np.isfinite(hold).all()):
         raise InputDataError(
             format_error("Reference features contain NaN or infinite values", fix="drop fully masked samples")

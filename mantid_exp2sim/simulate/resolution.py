@@ -89,12 +89,9 @@ class ResolutionModel(ABC):
 
         Parameters
         ----------
-        qh, qk
-            In-plane momentum in r.l.u., broadcastable with ``e``.
-        e
-            Energy transfer in meV.
-        ei
-            Incident energy in meV.
+        qh, qk, e, ei
+            The points, as in :func:`~mantid_exp2sim.simulate.kinematics.kinematic_l`: in-plane
+            momentum (r.l.u.) and energy transfer (meV), broadcastable, at incident energy ``ei``.
 
         Returns
         -------
