@@ -36,30 +36,11 @@ from .resolution import (
     load_resolution_table,
 )
 from .representations import REPRESENTATIONS, plan_e_slice, plan_mosaic, plan_qe_slice, plan_volume
-from .spectra import (
-    simulate_e_slice,
-    simulate_e_slice_pair,
-    simulate_mosaic,
-    simulate_mosaic_pair,
-    simulate_pair,
-    simulate_plan,
-    simulate_qe_slice,
-    simulate_qe_slice_pair,
-    simulate_volume,
-    simulate_volume_pair,
-)
+from . import spectra as _spectra
+from .spectra import *  # noqa: F403 - its public names, listed once in spectra.__all__
 
 __all__ = [
-    "simulate_mosaic_pair",
-    "simulate_mosaic",
-    "simulate_volume_pair",
-    "simulate_volume",
-    "simulate_e_slice_pair",
-    "simulate_e_slice",
-    "simulate_qe_slice_pair",
-    "simulate_qe_slice",
-    "simulate_pair",
-    "simulate_plan",
+    *_spectra.__all__,
     "REPRESENTATIONS",
     "plan_mosaic",
     "plan_volume",
