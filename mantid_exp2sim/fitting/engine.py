@@ -1,0 +1,452 @@
+"""The fitting engine: weighted least squares of a spectrum against spin models.
+
+``fit_model(data, model, ...)`` fits one model, ``fit_models(data, models, ...)`` several and
+compares them (:mod:`.compare`). Steps:
+
+1. **Data** (:func:`~.data.prepare_data`): values, errors (given, or estimated from the
+   counts: :mod:`.weights`), the bins to fit, one group per incident energy, and the
+   simulator plan of the representation (mosaic, volume, slice).
+2. **Model** (:mod:`.forward`): a spin model through the simulator
+   (:class:`~.evaluator.PlanEvaluator`: everything that does not depend on the parameters
+   is computed once), or any function.
+3. **Nuisances** (:mod:`.nuisance`): per-group scale (>= 0) and flat (or linear) background,
+   solved by weighted linear least squares inside the residual (variable projection), so the
+   optimiser sees only the model's own free parameters.
+4. **Starts** (:mod:`.starts`): published values, extra starts (e.g. a network's), a
+   scrambled Sobol design; all screened with one evaluation each, local fits from the best
+   ``n_local``.
+5. **Local fits**: ``lmfit.Minimizer(...).minimize(method="least_squares")`` (scipy's trust
+   region reflective with the ranges as bounds), ``x_scale`` = range widths; the Jacobian is
+   forward differences of the projected residual with steps ``fd_step`` x range width,
+   columns evaluated in parallel threads (``workers``; numpy releases the GIL in the heavy
+   parts: 1.9x on 2 cores, measured).
+6. **Errors** at the best optimum: the full Jacobian (model parameters by forward
+   differences, nuisances analytically), covariance ``(J^T J)^-1``, inflated by
+   ``sqrt(reduced chi2)`` when that exceeds 1 (stated in the result).
+
+Fixed parameters are held at their given values (which must lie inside the model's ranges).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+from .compare import ModelComparison, compare_models
+from .data import FitData, prepare_data
+from .forward import SpinWaveForward
+from .nuisance import NuisanceModel
+from .result import FitResult, StartRecord
+from .starts import design_starts
+
+__all__ = ["fit_model", "fit_models", "DEFAULTS"]
+
+#: Default options of :func:`fit_model`.
+DEFAULTS: dict[str, Any] = {
+    "n_sobol": 8,
+    "n_local": 3,
+    "fd_step": 1e-4,
+    "ftol": 1e-6,
+    "xtol": 1e-6,
+    "gtol": 1e-8,
+    "max_nfev": 40,
+    "workers": 2,
+}
+
+
+def _is_forward(model: Any) -> bool:
+    return callable(getattr(model, "evaluate", None)) and hasattr(model, "parameter_names") and hasattr(model, "ranges")
+
+
+class _Objective:
+    """Residuals, Jacobians and screening of one forward model on one data set."""
+
+    def __init__(self, forward: Any, data: FitData, nuisance: NuisanceModel, free: list[int], base: np.ndarray,
+                 pool: ThreadPoolExecutor | None, fd_step: float) -> None:
+        self.forward = forward
+        self.data = data
+        self.nuis = nuisance
+        self.free = free
+        self.base = base
+        self.pool = pool
+        names = list(forward.parameter_names)
+        self.lo = np.array([forward.ranges[n][0] for n in names])
+        self.hi = np.array([forward.ranges[n][1] for n in names])
+        self.step = fd_step * (self.hi - self.lo)
+        self.y = data.signal[data.fitted]
+        self.sw = 1.0 / data.sigma[data.fitted]
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.nfev = 0
+        self.progress: Callable[[], None] | None = None
+
+    # --------------------------------------------------------------- model values
+    def theta(self, x: np.ndarray) -> np.ndarray:
+        t = self.base.copy()
+        t[self.free] = x
+        return t
+
+    def _eval(self, theta: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.forward.evaluate(theta), dtype=float)
+        if out.shape != self.data.shape:
+            raise InputDataError(format_error(
+                f"Model {self.forward.name!r} returned the wrong shape",
+                reason=f"{out.shape}, the data are {self.data.shape}",
+                fix="build the model on the data's plan/axes"))
+        return out[self.data.fitted]
+
+    def values(self, thetas: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Model values at the fitted bins for several parameter sets (parallel, cached)."""
+        keys = [np.asarray(t, dtype=float).tobytes() for t in thetas]
+        todo = [(k, t) for k, t in zip(keys, thetas) if k not in self._cache]
+        uniq = list(OrderedDict((k, t) for k, t in todo).items())
+        if uniq:
+            if self.pool is not None and len(uniq) > 1:
+                vals = list(self.pool.map(self._eval, [t for _, t in uniq]))
+            else:
+                vals = [self._eval(t) for _, t in uniq]
+            self.nfev += len(uniq)
+            for (k, _), v in zip(uniq, vals):
+                bad = ~np.isfinite(v)
+                if bad.any():
+                    raise InputDataError(format_error(
+                        f"Model {self.forward.name!r} has no value at {int(bad.sum())} fitted bins",
+                        reason="it returned NaN or infinity where the data are finite",
+                        fix="mask those bins or fix the model"))
+                self._cache[k] = v
+                while len(self._cache) > 16:
+                    self._cache.popitem(last=False)
+            if self.progress is not None:
+                self.progress()
+        return [self._cache[k] for k in keys]
+
+    # --------------------------------------------------------------- residuals
+    def project(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nuisances, model and weighted residual for the spectrum ``f``."""
+        vals, model = self.nuis.solve(f, self.y, self.sw)
+        return vals, model, (self.y - model) * self.sw
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        return self.project(self.values([self.theta(x)])[0])[2]
+
+    def chi2(self, thetas: Sequence[np.ndarray]) -> list[float]:
+        return [float(np.sum(self.project(f)[2] ** 2)) for f in self.values(thetas)]
+
+    def _steps(self, x: np.ndarray) -> np.ndarray:
+        h = self.step[self.free].copy()
+        up = x + h > self.hi[self.free]
+        h[up] = -h[up]
+        return h
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """Forward-difference Jacobian of the projected residual in the free parameters."""
+        h = self._steps(x)
+        pts = [self.theta(x)] + [self.theta(x + np.eye(x.size)[j] * h[j]) for j in range(x.size)]
+        fs = self.values(pts)
+        r0 = self.project(fs[0])[2]
+        return np.stack([(self.project(fs[j + 1])[2] - r0) / h[j] for j in range(x.size)], axis=1)
+
+    def model_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``d f / d x`` at the fitted bins (forward differences) and ``f`` itself."""
+        h = self._steps(x)
+        pts = [self.theta(x)] + [self.theta(x + np.eye(x.size)[j] * h[j]) for j in range(x.size)]
+        fs = self.values(pts)
+        if x.size == 0:
+            return np.zeros((fs[0].size, 0)), fs[0]
+        return np.stack([(fs[j + 1] - fs[0]) / h[j] for j in range(x.size)], axis=1), fs[0]
+
+
+def _check_fixed(forward: Any, fixed: Mapping[str, Any] | None) -> dict[str, float]:
+    names = list(forward.parameter_names)
+    out: dict[str, float] = {}
+    for n, v in (fixed or {}).items():
+        if n not in names:
+            raise InputDataError(format_error(
+                f"Cannot fix parameter {n!r}: model {forward.name!r} has no such parameter",
+                reason=f"its parameters are {names}", fix="use one of those names"))
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = float("nan")
+        lo, hi = forward.ranges[n]
+        if not np.isfinite(x):
+            raise InputDataError(format_error(f"Fixed value of {n!r} is not a finite number", reason=f"got {v!r}"))
+        if not lo <= x <= hi:
+            raise InputDataError(format_error(
+                f"Fixed value of {n!r} is outside its range",
+                reason=f"got {x:g}; model {forward.name!r} allows [{lo:g}, {hi:g}]",
+                fix="fix it at a value inside the range"))
+        out[n] = x
+    return out
+
+
+def _lmfit_local(obj: _Objective, x0: np.ndarray, *, ftol: float, xtol: float, gtol: float,
+                 max_nfev: int) -> tuple[np.ndarray, str, int, bool]:
+    import lmfit
+
+    lo, hi = obj.lo[obj.free], obj.hi[obj.free]
+    params = lmfit.Parameters()
+    for j in range(x0.size):
+        params.add(f"p{j}", value=float(np.clip(x0[j], lo[j], hi[j])), min=float(lo[j]), max=float(hi[j]))
+
+    def vec(p: Any) -> np.ndarray:
+        return np.array([p[f"p{j}"].value for j in range(x0.size)], dtype=float)
+
+    def residual(p: Any) -> np.ndarray:
+        return obj.residual(vec(p))
+
+    def jac(p: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        return obj.jacobian(vec(p))
+
+    mini = lmfit.Minimizer(residual, params)
+    out = mini.minimize(method="least_squares", jac=jac, x_scale=hi - lo, ftol=ftol, xtol=xtol, gtol=gtol,
+                        max_nfev=max_nfev)
+    return vec(out.params), str(out.message), int(out.nfev), bool(out.success)
+
+
+def fit_model(
+    data: Any,
+    model: Any,
+    *,
+    plan: Any = None,
+    resolution: Any = "builtin",
+    errors: Any = None,
+    mask: Any = None,
+    groups: Any = None,
+    fixed: Mapping[str, Any] | None = None,
+    background: str = "flat",
+    scale: bool = True,
+    n_sobol: int = DEFAULTS["n_sobol"],
+    n_local: int = DEFAULTS["n_local"],
+    extra_starts: Sequence[Any] | None = None,
+    include_published: bool = True,
+    seed: int = 0,
+    workers: int = DEFAULTS["workers"],
+    fd_step: float = DEFAULTS["fd_step"],
+    ftol: float = DEFAULTS["ftol"],
+    xtol: float = DEFAULTS["xtol"],
+    gtol: float = DEFAULTS["gtol"],
+    max_nfev: int = DEFAULTS["max_nfev"],
+    progress: Callable[[float, str], None] | None = None,
+) -> FitResult:
+    """Fit one model to a measured spectrum.
+
+    Parameters
+    ----------
+    data
+        The spectrum: array or MDHisto (NaN = masked), or :class:`~.data.FitData`.
+    model
+        A spin-model name (``"goodenough"``, ``"dimer"``, ...), a ``SpinModel``, a
+        ``module:attribute`` reference, or a forward model (:mod:`.forward`: anything with
+        ``evaluate``).
+    plan
+        The simulator plan for non-mosaic spectra (see :func:`~.data.prepare_data`).
+    resolution
+        Resolution of the simulator (``"builtin"``, ``"tables:DIR"``, ...).
+    errors, mask, groups
+        As :func:`~.data.prepare_data`.
+    fixed
+        ``{name: value}`` held fixed; a value outside the model's range is an
+        ``InputDataError``.
+    background
+        ``"flat"`` (per incident energy), ``"linear"`` (flat + slope in E/Ei) or ``"none"``.
+    scale
+        Fit a scale per incident energy (default); False for a model in the data's units.
+    n_sobol, n_local, extra_starts, include_published, seed
+        The start design (:mod:`.starts`).
+    workers
+        Threads evaluating the model in parallel (Jacobian columns, screening).
+    fd_step
+        Forward-difference step as a fraction of each parameter's range width.
+    ftol, xtol, gtol, max_nfev
+        Stopping rules of each local fit (scipy ``least_squares``; ``max_nfev`` counts
+        residual evaluations per local fit).
+    progress
+        Called as ``progress(fraction, message)`` after every batch of model evaluations
+        (raise from it to cancel).
+
+    Returns
+    -------
+    FitResult
+    """
+    t0 = time.perf_counter()
+    forward_given = _is_forward(model)
+    fd = prepare_data(data, errors=errors, mask=mask, plan=plan, groups=groups, spin_model=not forward_given)
+    if not forward_given and fd.plan is None:
+        raise InputDataError(format_error(
+            "The data have no simulator plan for a spin model",
+            reason="they were prepared for function models only",
+            fix="pass the spectrum itself (or prepare_data(..., spin_model=True))"))
+    forward = model if forward_given else SpinWaveForward(model, fd.plan, resolution=resolution)
+    fix = _check_fixed(forward, fixed)
+    names = list(forward.parameter_names)
+    free = [i for i, n in enumerate(names) if n not in fix]
+    for name, v in (("n_sobol", n_sobol), ("n_local", n_local), ("workers", workers), ("max_nfev", max_nfev)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "n_sobol" else 1):
+            raise InputDataError(format_error(f"{name} is invalid", reason=f"got {v!r}; need a whole number"
+                                              f" >= {0 if name == 'n_sobol' else 1}"))
+    if not (np.isfinite(fd_step) and 0 < fd_step < 0.1):
+        raise InputDataError(format_error("fd_step is invalid", reason=f"got {fd_step!r}; need 0 < fd_step < 0.1"))
+    energy = None if fd.energy is None else fd.energy[fd.fitted]
+    nuis = NuisanceModel(fd.groups[fd.fitted], fd.group_names, background=background, energy=energy, scale=scale)
+    k = len(free) + nuis.n_parameters
+    if fd.n <= k:
+        raise InputDataError(format_error(
+            "Too few bins to fit", reason=f"{fd.n} fitted bins for {k} free parameters",
+            fix="unmask more bins or fix parameters"))
+    candidates = design_starts(forward, fix, n_sobol=n_sobol, seed=seed, extra_starts=extra_starts,
+                               include_published=include_published)
+    if not candidates:
+        raise InputDataError(format_error("No start to fit from", reason="no published start, no extra start and "
+                                          "no Sobol point", fix="allow the published start or n_sobol > 0"))
+    base = candidates[0].theta.copy()
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        obj = _Objective(forward, fd, nuis, free, base, pool, fd_step)
+        budget = len(candidates) + n_local * (max_nfev + 1) * (len(free) + 1) + len(free) + 1
+        if progress is not None:
+            obj.progress = lambda: progress(min(0.99, obj.nfev / budget), f"{forward.name}: {obj.nfev} evaluations")
+        screened = obj.chi2([c.theta for c in candidates])
+        records = [StartRecord(c.source, dict(zip(names, c.theta.tolist())), s) for c, s in zip(candidates, screened)]
+        priority = [i for i, c in enumerate(candidates) if c.source in ("published", "extra")]
+        others = sorted((i for i, c in enumerate(candidates) if c.source == "sobol"), key=lambda i: screened[i])
+        chosen = priority[:n_local]
+        if len(priority) < n_local or not chosen:
+            chosen += others[:max(1, n_local - len(chosen)) if others else 0]
+        best_x, best_chi2 = None, np.inf
+        for i in chosen:
+            x0 = candidates[i].theta[free]
+            if free:
+                x, msg, nfev, _ = _lmfit_local(obj, x0, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
+            else:
+                x, msg, nfev = x0, "no free parameter", 0
+            c2 = obj.chi2([obj.theta(x)])[0]
+            rec = records[i]
+            rec.local, rec.chi2, rec.nfev, rec.message = True, c2, nfev, msg
+            rec.values = dict(zip(names, obj.theta(x).tolist()))
+            if c2 < best_chi2:
+                best_x, best_chi2 = x, c2
+        return _finish(obj, fd, forward, fix, best_x, records, t0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _finish(obj: _Objective, fd: FitData, forward: Any, fix: dict[str, float], x: np.ndarray,
+            records: list[StartRecord], t0: float) -> FitResult:
+    names = list(forward.parameter_names)
+    free = obj.free
+    theta = obj.theta(x)
+    dfdx, f = obj.model_jacobian(x)
+    vals, model, r = obj.project(f)
+    nuis = obj.nuis
+    scale = nuis.scales(vals)
+    J_theta = -(scale * obj.sw)[:, None] * dfdx
+    J_nuis = -obj.sw[:, None] * nuis.design(f)
+    # groups whose scale was forced to 0 have no scale column in the solution: drop it
+    drop = [g * nuis.per_group for g in range(nuis.n_groups) if nuis.fit_scale and vals[g, 0] == 0.0]
+    keep_n = [j for j in range(nuis.n_parameters) if j not in drop]
+    J = np.concatenate([J_theta, J_nuis[:, keep_n]], axis=1)
+    chi2 = float(np.sum(r ** 2))
+    n = r.size
+    k = J.shape[1]
+    dof = n - k
+    red = chi2 / dof if dof > 0 else float("nan")
+    notes: list[str] = list(fd.notes)
+    JTJ = J.T @ J
+    try:
+        cov = np.linalg.inv(JTJ)
+        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        cov = np.linalg.pinv(JTJ)
+        notes.append("the Jacobian is singular: some parameters are not determined by the data (pseudo-inverse)")
+    inflate = bool(np.isfinite(red) and red > 1.0)
+    error_scale = float(np.sqrt(red)) if inflate else 1.0
+    cov = cov * error_scale ** 2
+    if inflate:
+        notes.append(f"errors multiplied by sqrt(reduced chi2) = {error_scale:.4g}: the fit is worse than the "
+                     "errors allow (model or errors miss something)")
+    err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    nf = len(free)
+    cov_t = cov[:nf, :nf]
+    d = np.sqrt(np.clip(np.diag(cov_t), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov_t / np.outer(d, d)
+    corr[~np.isfinite(corr)] = 0.0
+    np.fill_diagonal(corr, 1.0)
+    errors = {n_: 0.0 for n_ in names}
+    for j, i in enumerate(free):
+        errors[names[i]] = float(err[j])
+    nuis_names = nuis.names
+    nuisance = {nm: float(v) for nm, v in zip(nuis_names, vals.reshape(-1))}
+    nuis_err = {nm: 0.0 for nm in nuis_names}
+    for col, j in enumerate(keep_n):
+        nuis_err[nuis_names[j]] = float(err[nf + col])
+    width = obj.hi - obj.lo
+    at_bounds = tuple(names[i] for i in free if min(theta[i] - obj.lo[i], obj.hi[i] - theta[i]) <= 1e-6 * width[i])
+    if at_bounds:
+        notes.append(f"{', '.join(at_bounds)} ended at a bound of the model's range: their errors are not meaningful")
+    unstable = float(getattr(getattr(forward, "evaluator", None), "last_unstable_fraction", 0.0))
+    if unstable > 0:
+        notes.append(f"{unstable:.1%} of the Q points have an unstable ordered state at the best fit")
+    if drop:
+        notes.append("scale forced to 0 (no positive correlation with the data) for "
+                     + ", ".join(fd.group_names[g // nuis.per_group] for g in drop))
+    y = obj.y
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((y - model) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    best = np.full(fd.shape, np.nan)
+    best[fd.fitted] = model
+    return FitResult(
+        model=forward.name,
+        parameter_names=tuple(names),
+        values=dict(zip(names, theta.tolist())),
+        errors=errors,
+        fixed=tuple(n_ for n_ in names if n_ in fix),
+        free=tuple(names[i] for i in free),
+        correlation=corr,
+        covariance=cov_t,
+        nuisance=nuisance,
+        nuisance_errors=nuis_err,
+        chi2=chi2,
+        reduced_chi2=float(red),
+        dof=int(dof),
+        n_data=int(n),
+        n_free=int(k),
+        r2=float(r2),
+        aic=chi2 + 2.0 * k,
+        bic=chi2 + k * float(np.log(n)),
+        error_scale=error_scale,
+        errors_inflated=inflate,
+        best_fit=best,
+        residual=fd.signal - best,
+        starts=records,
+        at_bounds=at_bounds,
+        unstable_fraction=unstable,
+        error_source=fd.error_source,
+        notes=notes,
+        seconds=time.perf_counter() - t0,
+        nfev=obj.nfev,
+        data_key=fd.key(),
+    )
+
+
+def fit_models(data: Any, models: Sequence[Any] = ("goodenough", "dimer"), **kwargs: Any
+               ) -> tuple[list[FitResult], ModelComparison]:
+    """Fit several models to the same spectrum and compare them (:func:`~.compare.compare_models`).
+
+    The data are prepared once (same errors for every model). Keywords as :func:`fit_model`.
+    """
+    if not models:
+        raise InputDataError(format_error("No model to fit", reason="models is empty",
+                                          fix="give e.g. ('goodenough', 'dimer')"))
+    all_forward = all(_is_forward(m) for m in models)
+    fd = prepare_data(data, errors=kwargs.pop("errors", None), mask=kwargs.pop("mask", None),
+                      plan=kwargs.pop("plan", None), groups=kwargs.pop("groups", None), spin_model=not all_forward)
+    results = [fit_model(fd, m, **kwargs) for m in models]
+    return results, compare_models(results)

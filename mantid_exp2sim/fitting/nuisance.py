@@ -1,0 +1,163 @@
+"""Nuisance parameters per group (incident energy), solved by variable projection.
+
+The model of the data in group ``g`` (one incident energy: each was measured and normalised
+separately, so its scale is not physics) is::
+
+    m_i = a_g f_i(theta) + b_g [+ c_g e_i]
+
+with ``f`` the spin-wave spectrum, ``a_g >= 0`` the scale (or ``a_g = 1`` with
+``scale=False``, for data and model in the same absolute units), ``b_g`` a flat background and,
+with ``background="linear"``, ``c_g`` a background slope along ``e_i``, the bin's energy
+transfer as a fraction of Ei, centred on the group's mean (a smooth background).
+
+**Variable projection** (Golub & Pereyra 1973): for a given ``theta`` the nuisances enter
+linearly, so they are solved exactly by weighted linear least squares inside the residual,
+group by group, and the optimiser only sees ``theta``. If the unconstrained scale of a group
+comes out negative (the spectrum anti-correlates with the data there), the scale is set to 0
+and the background refitted alone, so the model never turns a peak into a dip.
+
+At the optimum, the errors of all parameters (``theta`` and the nuisances) come from the
+full Jacobian ``[d r / d theta (nuisances fixed), d r / d nuisances]``: its ``theta`` block
+is ``a_g d f / d theta`` and its nuisance block is the design matrix, both weighted. The
+``theta`` block of ``(J^T J)^-1`` equals the variable-projection covariance, and the
+nuisance errors include their correlation with ``theta``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+
+__all__ = ["NuisanceModel", "BACKGROUNDS"]
+
+#: Allowed ``background`` choices.
+BACKGROUNDS = ("flat", "linear", "none")
+
+
+class NuisanceModel:
+    """Per-group scale and background of the module notes.
+
+    Parameters
+    ----------
+    groups
+        Shape ``(n,)`` integer group of every fitted bin (``0 .. n_groups - 1``).
+    group_names
+        Names of the groups (e.g. ``"Ei=25"``).
+    background
+        ``"flat"`` (default), ``"linear"`` (flat + slope along ``energy``) or ``"none"``.
+    energy
+        Shape ``(n,)``: the bin's energy transfer as a fraction of Ei (needed for
+        ``"linear"``).
+    scale
+        Fit a scale per group (default); False holds it at 1.
+    """
+
+    def __init__(self, groups: np.ndarray, group_names: Sequence[str], *, background: str = "flat",
+                 energy: np.ndarray | None = None, scale: bool = True) -> None:
+        if background not in BACKGROUNDS:
+            raise InputDataError(format_error(
+                "background is invalid", reason=f"got {background!r}; allowed: {', '.join(BACKGROUNDS)}",
+                fix="use 'flat' (one constant per incident energy), 'linear' or 'none'"))
+        self.groups = np.asarray(groups, dtype=int).reshape(-1)
+        self.group_names = list(group_names)
+        self.background = background
+        self.fit_scale = bool(scale)
+        self.n_groups = len(self.group_names)
+        if background == "linear":
+            if energy is None:
+                raise InputDataError(format_error(
+                    "background='linear' needs the bins' energies",
+                    reason="this data set has no energy coordinate", fix="use background='flat'"))
+            e = np.asarray(energy, dtype=float).reshape(-1)
+            self.energy = e.copy()
+            for g in range(self.n_groups):
+                sel = self.groups == g
+                if sel.any():
+                    self.energy[sel] = e[sel] - e[sel].mean()
+        else:
+            self.energy = None
+        self.index = [np.flatnonzero(self.groups == g) for g in range(self.n_groups)]
+        self.per_group = int(self.fit_scale) + (background != "none") + (background == "linear")
+        for g, idx in enumerate(self.index):
+            if idx.size < self.per_group + 1:
+                raise InputDataError(format_error(
+                    f"Group {self.group_names[g]!r} has too few bins",
+                    reason=f"{idx.size} bins for {self.per_group} nuisance parameters",
+                    fix="unmask more bins or drop that incident energy"))
+
+    @property
+    def names(self) -> list[str]:
+        """Nuisance parameter names, group by group: ``scale[g]``, ``background[g]``, ``slope[g]``."""
+        out = []
+        for g in self.group_names:
+            if self.fit_scale:
+                out.append(f"scale[{g}]")
+            if self.background != "none":
+                out.append(f"background[{g}]")
+            if self.background == "linear":
+                out.append(f"slope[{g}]")
+        return out
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of nuisance parameters."""
+        return self.per_group * self.n_groups
+
+    def _columns(self, f: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        cols = [f[idx]] if self.fit_scale else []
+        if self.background != "none":
+            cols.append(np.ones(idx.size))
+        if self.background == "linear":
+            cols.append(self.energy[idx])
+        return np.stack(cols, axis=1) if cols else np.zeros((idx.size, 0))
+
+    def solve(self, f: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best nuisances for the spectrum ``f`` and the model they give.
+
+        Parameters
+        ----------
+        f, y
+            Model spectrum and data at the fitted bins, shape ``(n,)``.
+        sw
+            ``1 / sigma``, shape ``(n,)``.
+
+        Returns
+        -------
+        values
+            Shape ``(n_groups, per_group)``: scale (if fitted), background [, slope] of each
+            group.
+        model
+            Shape ``(n,)``: ``a_g f + b_g [+ c_g e]``.
+        """
+        values = np.zeros((self.n_groups, self.per_group))
+        model = np.zeros_like(y)
+        for g, idx in enumerate(self.index):
+            X = self._columns(f, idx)
+            fixed = np.zeros(idx.size) if self.fit_scale else f[idx]
+            if X.shape[1] == 0:
+                model[idx] = fixed
+                continue
+            A = X * sw[idx, None]
+            b = (y[idx] - fixed) * sw[idx]
+            coef = np.linalg.lstsq(A, b, rcond=None)[0]
+            if self.fit_scale and (coef[0] < 0 or not np.any(X[:, 0])):
+                coef = np.zeros(self.per_group)
+                if self.per_group > 1:
+                    coef[1:] = np.linalg.lstsq(A[:, 1:], b, rcond=None)[0]
+            values[g] = coef
+            model[idx] = X @ coef + fixed
+        return values, model
+
+    def design(self, f: np.ndarray) -> np.ndarray:
+        """``d model / d nuisances``, shape ``(n, n_parameters)`` (unweighted)."""
+        D = np.zeros((f.size, self.n_parameters))
+        for g, idx in enumerate(self.index):
+            D[idx, g * self.per_group:(g + 1) * self.per_group] = self._columns(f, idx)
+        return D
+
+    def scales(self, values: np.ndarray) -> np.ndarray:
+        """Per-bin scale ``a_g`` of the fitted bins, shape ``(n,)`` (1 when not fitted)."""
+        return values[self.groups, 0] if self.fit_scale else np.ones(self.groups.size)
