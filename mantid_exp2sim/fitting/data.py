@@ -120,7 +120,7 @@ def _mask_arg(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _finish(signal: np.ndarray, errors: np.ndarray | None, usable: np.ndarray, groups: np.ndarray,
-            names: list[str], images: np.ndarray | None, image_groups: np.ndarray | None,
+            names: list[str], image_groups: np.ndarray | None,
             to_images: Any, from_images: Any, energy: np.ndarray | None, plan: Any) -> FitData:
     sig = np.where(usable, signal, np.nan)
     if not usable.any():
@@ -212,10 +212,10 @@ def prepare_data(data: Any, *, errors: Any = None, mask: Any = None, plan: Any =
         names = [_ei_name(e) for e in uniq]
         energy = np.asarray(plan.coords[2], dtype=float) / ei
         if plan.metadata.get("layout") == LAYOUT:
-            n_ei = len(plan.metadata.get("ei_list", eis))
-            return _mosaic(arr, err, usable, plan.metadata.get("ei_list", eis), plan)
+            return _mosaic(arr, err, usable, plan.metadata.get("ei_list", eis), plan,
+                           int(plan.metadata.get("q_bins", TILE)))
         to_img, from_img, img_groups = _image_maps(arr.shape, grp)
-        return _finish(arr, err, usable, grp, names, None, img_groups, to_img, from_img, energy, plan)
+        return _finish(arr, err, usable, grp, names, img_groups, to_img, from_img, energy, plan)
     if _is_mosaic(arr, meta, len(eis)):
         if arr.ndim != 2 or arr.shape[0] != len(eis) * TILE or arr.shape[1] % TILE:
             raise InputDataError(format_error(
@@ -246,7 +246,7 @@ def prepare_data(data: Any, *, errors: Any = None, mask: Any = None, plan: Any =
         raise InputDataError(format_error("groups must be >= 0", reason=f"minimum {grp.min()}"))
     names = [f"group{k}" for k in range(int(grp.max()) + 1)]
     to_img, from_img, img_groups = _image_maps(arr.shape, grp) if arr.ndim in (2, 3) else (None, None, None)
-    return _finish(arr, err, usable, grp, names, None, img_groups, to_img, from_img, None, None)
+    return _finish(arr, err, usable, grp, names, img_groups, to_img, from_img, None, None)
 
 
 def _image_maps(shape: tuple[int, ...], grp: np.ndarray) -> tuple[Any, Any, np.ndarray | None]:
@@ -260,21 +260,22 @@ def _image_maps(shape: tuple[int, ...], grp: np.ndarray) -> tuple[Any, Any, np.n
     return None, None, None
 
 
-def _mosaic(arr: np.ndarray, err: np.ndarray | None, usable: np.ndarray, eis: Sequence[float], plan: Any) -> FitData:
+def _mosaic(arr: np.ndarray, err: np.ndarray | None, usable: np.ndarray, eis: Sequence[float], plan: Any,
+            tile: int = TILE) -> FitData:
     n_ei = len(eis)
-    n_win = arr.shape[1] // TILE
-    grp = np.repeat(np.arange(n_ei), TILE)[:, None] * np.ones((1, arr.shape[1]), dtype=int)
+    n_win = arr.shape[1] // tile
+    grp = np.repeat(np.arange(n_ei), tile)[:, None] * np.ones((1, arr.shape[1]), dtype=int)
     names = [_ei_name(e) for e in eis]
     energy = None
     if plan is not None:
         energy = np.asarray(plan.coords[2], dtype=float) / np.asarray(plan.coords[3], dtype=float)
 
     def to_img(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(mosaic_tiles(a)).reshape(n_ei * n_win, TILE, TILE)
+        return np.ascontiguousarray(mosaic_tiles(a, tile)).reshape(n_ei * n_win, tile, tile)
 
     def from_img(t: np.ndarray) -> np.ndarray:
-        t4 = t.reshape(n_ei, n_win, TILE, TILE)
-        return np.ascontiguousarray(np.moveaxis(t4, 2, 1)).reshape(n_ei * TILE, n_win * TILE)
+        t4 = t.reshape(n_ei, n_win, tile, tile)
+        return np.ascontiguousarray(np.moveaxis(t4, 2, 1)).reshape(n_ei * tile, n_win * tile)
 
     img_groups = np.repeat(np.arange(n_ei), n_win)
-    return _finish(arr, err, usable, grp, names, None, img_groups, to_img, from_img, energy, plan)
+    return _finish(arr, err, usable, grp, names, img_groups, to_img, from_img, energy, plan)

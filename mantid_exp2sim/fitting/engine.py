@@ -49,12 +49,15 @@ __all__ = ["fit_model", "fit_models", "DEFAULTS"]
 #: Default options of :func:`fit_model`.
 DEFAULTS: dict[str, Any] = {
     "n_sobol": 8,
-    "n_local": 3,
+    "n_local": 1,
+    "n_scan": 6,
+    "scan_rounds": 2,
     "fd_step": 1e-4,
     "ftol": 1e-6,
     "xtol": 1e-6,
     "gtol": 1e-8,
     "max_nfev": 40,
+    "broyden": 3,
     "workers": 2,
 }
 
@@ -82,6 +85,8 @@ class _Objective:
         self.sw = 1.0 / data.sigma[data.fitted]
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.nfev = 0
+        self.broyden_refresh = 0  # exact Jacobian every (refresh + 1) calls; 0 = always exact
+        self.reset_jacobian()
         self.progress: Callable[[], None] | None = None
 
     # --------------------------------------------------------------- model values
@@ -102,8 +107,8 @@ class _Objective:
     def values(self, thetas: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Model values at the fitted bins for several parameter sets (parallel, cached)."""
         keys = [np.asarray(t, dtype=float).tobytes() for t in thetas]
-        todo = [(k, t) for k, t in zip(keys, thetas) if k not in self._cache]
-        uniq = list(OrderedDict((k, t) for k, t in todo).items())
+        found = {k: self._cache[k] for k in keys if k in self._cache}
+        uniq = list(OrderedDict((k, t) for k, t in zip(keys, thetas) if k not in found).items())
         if uniq:
             if self.pool is not None and len(uniq) > 1:
                 vals = list(self.pool.map(self._eval, [t for _, t in uniq]))
@@ -117,12 +122,13 @@ class _Objective:
                         f"Model {self.forward.name!r} has no value at {int(bad.sum())} fitted bins",
                         reason="it returned NaN or infinity where the data are finite",
                         fix="mask those bins or fix the model"))
+                found[k] = v
                 self._cache[k] = v
                 while len(self._cache) > 16:
                     self._cache.popitem(last=False)
             if self.progress is not None:
                 self.progress()
-        return [self._cache[k] for k in keys]
+        return [found[k] for k in keys]
 
     # --------------------------------------------------------------- residuals
     def project(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,7 +137,11 @@ class _Objective:
         return vals, model, (self.y - model) * self.sw
 
     def residual(self, x: np.ndarray) -> np.ndarray:
-        return self.project(self.values([self.theta(x)])[0])[2]
+        r = self.project(self.values([self.theta(x)])[0])[2]
+        c2 = float(np.dot(r, r))
+        if c2 < self.best_chi2:
+            self.best_chi2, self.best_x = c2, np.array(x, dtype=float)
+        return r
 
     def chi2(self, thetas: Sequence[np.ndarray]) -> list[float]:
         return [float(np.sum(self.project(f)[2] ** 2)) for f in self.values(thetas)]
@@ -142,13 +152,46 @@ class _Objective:
         h[up] = -h[up]
         return h
 
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
+    def reset_jacobian(self) -> None:
+        """Forget the Broyden state and the best point (at the start of every local fit)."""
+        self.best_chi2, self.best_x = np.inf, None
+        self._jx: np.ndarray | None = None
+        self._jr: np.ndarray | None = None
+        self._J: np.ndarray | None = None
+        self._since = 0
+
+    def exact_jacobian(self, x: np.ndarray) -> np.ndarray:
         """Forward-difference Jacobian of the projected residual in the free parameters."""
         h = self._steps(x)
         pts = [self.theta(x)] + [self.theta(x + np.eye(x.size)[j] * h[j]) for j in range(x.size)]
         fs = self.values(pts)
         r0 = self.project(fs[0])[2]
         return np.stack([(self.project(fs[j + 1])[2] - r0) / h[j] for j in range(x.size)], axis=1)
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """The Jacobian the optimiser uses: exact, or Broyden-updated between exact ones.
+
+        With ``broyden_refresh = k > 0``, an exact forward-difference Jacobian is followed by
+        up to ``k`` Broyden rank-one updates (in range-width-scaled variables, so that
+        parameters of different sizes count alike) from the residual change along each step:
+        one model evaluation per iteration instead of ``1 + n_free``.
+        """
+        r = self.residual(x)
+        if self.broyden_refresh > 0 and self._J is not None and self._since < self.broyden_refresh:
+            w = (self.hi - self.lo)[self.free]
+            dz = (x - self._jx) / w
+            if np.dot(dz, dz) > 0:
+                Jz = self._J * w[None, :]
+                Jz = Jz + np.outer(r - self._jr - Jz @ dz, dz) / np.dot(dz, dz)
+                J = Jz / w[None, :]
+            else:
+                J = self._J
+            self._since += 1
+        else:
+            J = self.exact_jacobian(x)
+            self._since = 0
+        self._jx, self._jr, self._J = x.copy(), r, J
+        return J
 
     def model_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``d f / d x`` at the fitted bins (forward differences) and ``f`` itself."""
@@ -202,10 +245,14 @@ def _lmfit_local(obj: _Objective, x0: np.ndarray, *, ftol: float, xtol: float, g
     def jac(p: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         return obj.jacobian(vec(p))
 
+    obj.reset_jacobian()
     mini = lmfit.Minimizer(residual, params)
     out = mini.minimize(method="least_squares", jac=jac, x_scale=hi - lo, ftol=ftol, xtol=xtol, gtol=gtol,
                         max_nfev=max_nfev)
-    return vec(out.params), str(out.message), int(out.nfev), bool(out.success)
+    # lmfit stops at max_nfev residual calls; the best point seen is kept either way
+    x = obj.best_x if obj.best_x is not None else vec(out.params)
+    msg = str(out.message) if not out.aborted else f"stopped after max_nfev = {max_nfev} residual evaluations"
+    return x, msg, int(out.nfev), bool(out.success)
 
 
 def fit_model(
@@ -222,6 +269,8 @@ def fit_model(
     scale: bool = True,
     n_sobol: int = DEFAULTS["n_sobol"],
     n_local: int = DEFAULTS["n_local"],
+    n_scan: int = DEFAULTS["n_scan"],
+    scan_rounds: int = DEFAULTS["scan_rounds"],
     extra_starts: Sequence[Any] | None = None,
     include_published: bool = True,
     seed: int = 0,
@@ -231,6 +280,7 @@ def fit_model(
     xtol: float = DEFAULTS["xtol"],
     gtol: float = DEFAULTS["gtol"],
     max_nfev: int = DEFAULTS["max_nfev"],
+    broyden: int = DEFAULTS["broyden"],
     progress: Callable[[float, str], None] | None = None,
 ) -> FitResult:
     """Fit one model to a measured spectrum.
@@ -258,13 +308,22 @@ def fit_model(
         Fit a scale per incident energy (default); False for a model in the data's units.
     n_sobol, n_local, extra_starts, include_published, seed
         The start design (:mod:`.starts`).
+    n_scan, scan_rounds
+        Global refinement: after the local fits, each free parameter in turn is scanned over
+        ``n_scan`` points across its range (the others at the best fit, one evaluation each,
+        in parallel); if the best scan point beats the best fit, a local fit starts there;
+        up to ``scan_rounds`` times (0 to switch off). It rescues fits with one parameter in
+        a wrong basin (a band placed in the wrong energy window).
     workers
         Threads evaluating the model in parallel (Jacobian columns, screening).
     fd_step
         Forward-difference step as a fraction of each parameter's range width.
     ftol, xtol, gtol, max_nfev
         Stopping rules of each local fit (scipy ``least_squares``; ``max_nfev`` counts
-        residual evaluations per local fit).
+        residual evaluations per local fit; the best point seen is kept when it stops).
+    broyden
+        Broyden rank-one Jacobian updates between exact forward-difference Jacobians (0 for
+        exact ones at every iteration; errors always use an exact Jacobian).
     progress
         Called as ``progress(fraction, message)`` after every batch of model evaluations
         (raise from it to cancel).
@@ -285,10 +344,11 @@ def fit_model(
     fix = _check_fixed(forward, fixed)
     names = list(forward.parameter_names)
     free = [i for i, n in enumerate(names) if n not in fix]
-    for name, v in (("n_sobol", n_sobol), ("n_local", n_local), ("workers", workers), ("max_nfev", max_nfev)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "n_sobol" else 1):
-            raise InputDataError(format_error(f"{name} is invalid", reason=f"got {v!r}; need a whole number"
-                                              f" >= {0 if name == 'n_sobol' else 1}"))
+    for name, v in (("n_sobol", n_sobol), ("n_local", n_local), ("workers", workers), ("max_nfev", max_nfev),
+                    ("broyden", broyden), ("n_scan", n_scan), ("scan_rounds", scan_rounds)):
+        low = 0 if name in ("n_sobol", "broyden", "n_scan", "scan_rounds") else 1
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise InputDataError(format_error(f"{name} is invalid", reason=f"got {v!r}; need a whole number >= {low}"))
     if not (np.isfinite(fd_step) and 0 < fd_step < 0.1):
         raise InputDataError(format_error("fd_step is invalid", reason=f"got {fd_step!r}; need 0 < fd_step < 0.1"))
     energy = None if fd.energy is None else fd.energy[fd.fitted]
@@ -307,16 +367,16 @@ def fit_model(
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         obj = _Objective(forward, fd, nuis, free, base, pool, fd_step)
-        budget = len(candidates) + n_local * (max_nfev + 1) * (len(free) + 1) + len(free) + 1
+        obj.broyden_refresh = int(broyden)
+        budget = (len(candidates) + (n_local + scan_rounds) * (max_nfev + 1) * 2 + scan_rounds * n_scan * len(free)
+                  + len(free) + 1)
         if progress is not None:
             obj.progress = lambda: progress(min(0.99, obj.nfev / budget), f"{forward.name}: {obj.nfev} evaluations")
         screened = obj.chi2([c.theta for c in candidates])
         records = [StartRecord(c.source, dict(zip(names, c.theta.tolist())), s) for c, s in zip(candidates, screened)]
-        priority = [i for i, c in enumerate(candidates) if c.source in ("published", "extra")]
-        others = sorted((i for i, c in enumerate(candidates) if c.source == "sobol"), key=lambda i: screened[i])
-        chosen = priority[:n_local]
-        if len(priority) < n_local or not chosen:
-            chosen += others[:max(1, n_local - len(chosen)) if others else 0]
+        extra = [i for i, c in enumerate(candidates) if c.source == "extra"]
+        others = sorted((i for i, c in enumerate(candidates) if c.source != "extra"), key=lambda i: screened[i])
+        chosen = extra + others[:max(0, n_local - len(extra))]
         best_x, best_chi2 = None, np.inf
         for i in chosen:
             x0 = candidates[i].theta[free]
@@ -330,6 +390,25 @@ def fit_model(
             rec.values = dict(zip(names, obj.theta(x).tolist()))
             if c2 < best_chi2:
                 best_x, best_chi2 = x, c2
+        for _ in range(scan_rounds if free and n_scan > 0 else 0):
+            pts, moves = [], []
+            for j, i in enumerate(free):
+                for v in obj.lo[i] + (np.arange(n_scan) + 0.5) / n_scan * (obj.hi[i] - obj.lo[i]):
+                    x = best_x.copy()
+                    x[j] = v
+                    pts.append(obj.theta(x))
+                    moves.append(x)
+            c2s = obj.chi2(pts)
+            k = int(np.argmin(c2s))
+            if not c2s[k] < best_chi2 - max(1.0, 1e-6 * best_chi2):
+                break
+            x, msg, nfev, _ = _lmfit_local(obj, moves[k], ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
+            c2 = obj.chi2([obj.theta(x)])[0]
+            records.append(StartRecord("scan", dict(zip(names, obj.theta(moves[k]).tolist())), c2s[k], True, c2,
+                                       dict(zip(names, obj.theta(x).tolist())), nfev, msg))
+            if not c2 < best_chi2:
+                break
+            best_x, best_chi2 = x, c2
         return _finish(obj, fd, forward, fix, best_x, records, t0)
     finally:
         if pool is not None:

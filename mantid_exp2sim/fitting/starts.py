@@ -11,9 +11,9 @@ The candidates are
    by the next points of the sequence.
 
 Every candidate is **screened**: chi-square after solving the nuisances, one model
-evaluation each (in parallel). Local fits then run from the published and the extra starts
-and from the best-screened Sobol points, ``n_local`` in all (at least one Sobol point when
-``n_local`` exceeds the published and extra starts).
+evaluation each (in parallel). Local fits then run from every extra start and from the
+``n_local`` best-screened of the others (published and Sobol); the engine's scans
+(:func:`~.engine.fit_model`, ``n_scan``) then look for better basins one parameter at a time.
 """
 
 from __future__ import annotations

@@ -345,32 +345,32 @@ def spectrum_statistics(mosaic: np.ndarray, *, trim: float = NOISE_TRIM) -> list
 # ============================================================================ calibration
 def calibrate_measured_like(measured: np.ndarray, clean: np.ndarray, *, blocks: Sequence[int] | None = None,
                             background_ratio: float = 1.0, clip_max: float = CLIP_MAX, seed: int = 0,
-                            trim: float = NOISE_TRIM, max_bins: int = 3000,
-                            residual_fractions: Sequence[float] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
-                            ) -> dict[str, Any]:
+                            trim: float = NOISE_TRIM,
+                            residual_fractions: Sequence[float] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4),
+                            max_iterations: int = 120) -> dict[str, Any]:
     """Per-Ei scale, count level and backgrounds that make draws of ``clean`` look like ``measured``.
 
     Targets, per incident-energy block with measured bins (:func:`spectrum_statistics` of
     ``measured``): the mean level, the zero fraction and the neighbour noise variance. For the
-    simulated draws (``clean`` under the measured NaN mask) the same mean and zero fraction
-    are computed, and the noise variance is measured directly, without neighbours: two
-    independent draws ``y1``, ``y2`` of every bin give ``(y1 - y2)^2 / 2``, an unbiased
-    estimate of that bin's variance after clipping, trimmed like the neighbour estimate and
-    averaged. (Neighbour residuals of a simulated spectrum also hold its sharp structure,
-    which the measurement does not show at that scale; the measured neighbour estimate is
-    taken as its noise, as the released data's README does.)
+    simulated draws (``clean`` under the measured NaN mask) the mean and zero fraction are
+    those of two independent draws ``y1``, ``y2``; the noise variance is the same neighbour
+    estimate (same trimming) applied to the difference image ``(y1 - y2) / sqrt(2)``, which
+    has the draws' noise and no signal. (Neighbour residuals of a simulated draw would also
+    hold the simulation's sharp structure, which the measurement does not show at that
+    scale; the measured neighbour estimate is taken as its noise, as the released data's
+    README does.)
 
     The draws use fixed uniforms and inverse-CDF Poisson sampling, so every statistic is a
     deterministic function of ``(scale, count level, background, residual background)``.
     Three statistics do not determine four parameters; the residual background is an
-    imperfection of the subtraction, so the smallest one that works is taken: for
-    ``R / mean`` = 0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4 in turn, ``(scale, count level,
-    background)`` minimise (Nelder-Mead in log-parameters, warm-started) the squared relative
-    misfit of the mean and of the noise variance plus 10 x the squared difference of the
-    zero fractions, and the first ``R`` whose draws match (zero fraction within 0.01, mean
-    and noise variance within 3 %) is kept, else the best of them. A simulated spectrum with
-    more empty bins than the measurement reaches the measured zero fraction only with a
-    residual background.
+    imperfection of the subtraction, so the smallest one that works is taken: for each
+    ``R / mean`` of ``residual_fractions`` in turn, ``(scale, count level, background)``
+    minimise (Nelder-Mead in log-parameters, warm-started) the squared relative misfit of the
+    mean and of the noise variance plus 10 x the squared difference of the zero fractions,
+    and the first ``R`` whose draws match (zero fraction within 0.01, mean and noise
+    variance within 3 %) is kept, else the best of them. A simulated spectrum with more
+    empty bins than the measurement reaches the measured zero fraction only with a residual
+    background.
 
     Parameters
     ----------
@@ -380,16 +380,17 @@ def calibrate_measured_like(measured: np.ndarray, clean: np.ndarray, *, blocks: 
         Noise-free simulated mosaic of the same shape (any unit).
     blocks
         Incident-energy blocks to calibrate (default: those with finite measured bins).
-    max_bins
-        Simulated bins per block used for the draws (a fixed random subset when there are
-        more).
+    residual_fractions
+        Residual backgrounds tried, as fractions of the block's measured mean.
+    max_iterations
+        Nelder-Mead iterations per residual background.
 
     Returns
     -------
     dict
-        ``blocks``, ``scale``, ``count_level``, ``background``, ``residual_background`` (lists aligned with
-        ``blocks``), ``measured`` (target statistics) and ``simulated`` (the draws' mean,
-        zero fraction and noise variance at the calibrated values).
+        ``blocks``, ``scale``, ``count_level``, ``background``, ``residual_background``
+        (lists aligned with ``blocks``), ``measured`` (target statistics) and ``simulated``
+        (the draws' mean, zero fraction and noise variance at the calibrated values).
     """
     from scipy.optimize import minimize
     from scipy.special import pdtrik
@@ -419,11 +420,10 @@ def calibrate_measured_like(measured: np.ndarray, clean: np.ndarray, *, blocks: 
 
     for b in blocks:
         rows = slice(b * TILE, (b + 1) * TILE)
-        m_blk = np.where(ok_all[rows], meas[rows], np.nan)
+        ok = ok_all[rows]
+        m_blk = np.where(ok, meas[rows], np.nan)
         target = spectrum_statistics(m_blk, trim=trim)[0]
-        s_vals = cl[rows][ok_all[rows]]
-        if s_vals.size > max_bins:  # a fixed random subset keeps the objective cheap
-            s_vals = s_vals[np.sort(rng.choice(s_vals.size, max_bins, replace=False))]
+        s_vals = cl[rows][ok]
         u = rng.random((4, s_vals.size))  # sample and background uniforms of two draws
 
         def stats(logp: np.ndarray) -> dict[str, float]:
@@ -435,8 +435,10 @@ def calibrate_measured_like(measured: np.ndarray, clean: np.ndarray, *, blocks: 
                 m = poisson_ppf(u[k + 1], np.full(mu.shape, c * rho * bg))
                 ys.append(np.clip(n / c - m / (c * rho), 0.0, clip_max))
             both = np.concatenate(ys)
+            diff = np.full(ok.shape, np.nan)
+            diff[ok] = (ys[0] - ys[1]) / np.sqrt(2.0)
             return {"mean": float(np.mean(both)), "zero_fraction": float(np.mean(both == 0.0)),
-                    "noise_variance": _trimmed_mean((ys[0] - ys[1]) ** 2 / 2.0, trim)}
+                    "noise_variance": spectrum_statistics(diff, trim=trim)[0]["noise_variance"]}
 
         def objective3(logp3: np.ndarray, rb: float) -> float:
             st = stats(np.append(logp3, np.log(rb) if rb > 0 else -np.inf))
@@ -456,9 +458,11 @@ def calibrate_measured_like(measured: np.ndarray, clean: np.ndarray, *, blocks: 
         x = np.log([s0, c0, max(target["mean"], 1e-3)])
         best_x, best_f = None, np.inf
         for frac in residual_fractions:
-            rb = frac * target["mean"]
+            rb = float(frac) * target["mean"]
+            simplex = np.vstack([x, x + np.diag([0.3, 0.3, 0.3])])  # steps of 35 % in each parameter
             opt = minimize(objective3, x, args=(rb,), method="Nelder-Mead",
-                           options={"xatol": 5e-3, "fatol": 1e-7, "maxiter": 150})
+                           options={"xatol": 5e-3, "fatol": 1e-7, "maxiter": int(max_iterations),
+                                    "initial_simplex": simplex})
             x = opt.x
             full = np.append(opt.x, np.log(rb) if rb > 0 else -np.inf)
             if opt.fun < best_f:
