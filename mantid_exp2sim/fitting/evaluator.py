@@ -266,15 +266,17 @@ class PlanEvaluator:
         ok = np.isfinite(qc)
         qc = np.where(ok, qc, 0.0)
         qn = np.sqrt(q_perp[:, None] ** 2 + qc ** 2)
-        # group factors exp(-i Q_c s_g) F_g(|Q|): (n, N, G)
-        fac = np.exp(-1j * qc[..., None] * tw.group_s[None, None, :])
-        for g, ion in enumerate(tw.group_ion):
-            if ion is not None:
-                fac[..., g] *= form_factor(ion, qn)
-        Z = np.einsum("qmg,qmga->qma", fac, D)
+        # group factors exp(-i Q_c s_g) F_g(|Q|), each distinct s and ion computed once
+        phase = {s_: np.exp(-1j * s_ * qc) for s_ in set(tw.group_s.tolist())}
+        ff = {ion: (form_factor(ion, qn) if ion is not None else None) for ion in set(tw.group_ion)}
+        Z = np.zeros(D.shape[:2] + (3,), dtype=complex)
+        for g, (s_, ion) in enumerate(zip(tw.group_s.tolist(), tw.group_ion)):
+            fac = phase[s_] if ff[ion] is None else phase[s_] * ff[ion]
+            Z += fac[..., None] * D[:, :, g, :]
         tot = np.sum(Z.real ** 2 + Z.imag ** 2, axis=-1)
         # Q in the twin frame: R^T Q_in + Q_c R^T z
-        qz = np.einsum("qa,qma->qm", q_in_twin, Z) + qc * np.einsum("a,qma->qm", tw.z_twin, Z)
+        qvec = q_in_twin[:, None, :] + qc[..., None] * tw.z_twin[None, None, :]
+        qz = np.sum(qvec * Z, axis=-1)
         safe = np.where(qn > 0, qn, 1.0)
         qz = qz / safe
         par = qz.real ** 2 + qz.imag ** 2
