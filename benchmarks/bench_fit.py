@@ -97,6 +97,7 @@ def model_selection(n: int, seed: int, mask: Any, workers: int) -> dict[str, Any
     mae = {m: {k: _r(np.median([abs(d) for d, _ in v]), 4) for k, v in per_param[m].items()} for m in MODELS}
     return {"model_selection_accuracy": _r(acc, 3), "coverage_1sigma": coverage, "median_abs_error": mae,
             "seconds_per_fit": _r(float(np.median(seconds)), 1) if seconds else None,
+            "seconds_per_fit_range": [_r(min(seconds), 1), _r(max(seconds), 1)] if seconds else None,
             "selection_details": rows}
 
 
@@ -115,7 +116,7 @@ def identifiability(mask: Any, workers: int, seed: int) -> dict[str, Any]:
         r = fit_model(clean, model, errors=err, extra_starts=[start], include_published=False, n_sobol=0,
                       n_local=1, workers=workers)
         rel = np.abs(r.vector() - true) / np.abs(true)
-        out[m] = _r(float(rel.max()), 8)
+        out[m] = float(f"{rel.max():.3e}")
         print(f"[identifiability] {m}: max relative error {rel.max():.2e} in {r.seconds:.1f} s", flush=True)
     return out
 

@@ -29,7 +29,7 @@ from ..histogram import MDHisto
 from ..mosaic import EI_LIST, LAYOUT, TILE, mosaic_tiles
 from .weights import estimate_sigma, sigma_from_errors
 
-__all__ = ["FitData", "prepare_data"]
+__all__ = ["FitData", "prepare_data", "coarsen"]
 
 
 @dataclass
@@ -279,3 +279,47 @@ def _mosaic(arr: np.ndarray, err: np.ndarray | None, usable: np.ndarray, eis: Se
 
     img_groups = np.repeat(np.arange(n_ei), n_win)
     return _finish(arr, err, usable, grp, names, img_groups, to_img, from_img, energy, plan)
+
+
+def coarsen(fd: FitData, factor: int = 2) -> FitData | None:
+    """A mosaic's data on ``factor`` x ``factor`` coarser (Qh, Qk) bins, for a cheap first search.
+
+    Each coarse bin holds the mean of its fitted fine bins and the error of that mean
+    (``sqrt(sum sigma^2) / k`` for ``k`` fitted fine bins); its plan is the mosaic plan with
+    ``q_bins / factor`` bins over the same Q range (bins of ``factor`` times the width, so the
+    model is the mean over the coarse bin). Coarse bins without a fitted fine bin are masked.
+
+    Returns
+    -------
+    FitData or None
+        None when the data are not a mosaic with a plan or ``q_bins`` is not a multiple of
+        ``factor`` (with at least 4 coarse bins).
+    """
+    plan = fd.plan
+    if plan is None or plan.metadata.get("layout") != LAYOUT or factor < 2:
+        return None
+    q = int(plan.metadata.get("q_bins", TILE))
+    if q % factor or q // factor < 4:
+        return None
+    from ..simulate.spectra import plan_mosaic
+
+    H, W = fd.shape
+    f = int(factor)
+
+    def pool(a: np.ndarray) -> np.ndarray:
+        return a.reshape(H // f, f, W // f, f)
+
+    fit = pool(fd.fitted)
+    n = fit.sum(axis=(1, 3))
+    ok = n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(fit, pool(fd.signal), 0.0).sum(axis=(1, 3)) / n
+        var = np.where(fit, pool(fd.sigma) ** 2, 0.0).sum(axis=(1, 3)) / n ** 2
+    groups = np.where(fit, pool(fd.groups), -1).max(axis=(1, 3))
+    cplan = plan_mosaic(mask=~ok, ei_list=plan.metadata["ei_list"], window_fractions=plan.metadata["window_fractions"],
+                        q_bins=q // f, q_range=tuple(plan.metadata["q_range"]))
+    energy = np.asarray(cplan.coords[2], dtype=float) / np.asarray(cplan.coords[3], dtype=float)
+    return FitData(signal=np.where(ok, y, np.nan), sigma=np.where(ok, np.sqrt(var), np.nan), fitted=ok,
+                   groups=np.where(ok, groups, -1), group_names=list(fd.group_names), energy=energy, plan=cplan,
+                   error_source=fd.error_source, error_laws=fd.error_laws,
+                   notes=[f"coarse stage: {f}x{f} (Qh, Qk) bins"])

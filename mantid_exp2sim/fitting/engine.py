@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import InputDataError, format_error
 from .compare import ModelComparison, compare_models
-from .data import FitData, prepare_data
+from .data import FitData, coarsen, prepare_data
 from .forward import SpinWaveForward
 from .nuisance import NuisanceModel
 from .result import FitResult, StartRecord
@@ -48,9 +48,9 @@ __all__ = ["fit_model", "fit_models", "DEFAULTS"]
 
 #: Default options of :func:`fit_model`.
 DEFAULTS: dict[str, Any] = {
-    "n_sobol": 8,
-    "n_local": 1,
-    "n_scan": 6,
+    "n_sobol": 24,
+    "n_local": 2,
+    "n_scan": 8,
     "scan_rounds": 2,
     "fd_step": 1e-4,
     "ftol": 1e-6,
@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "gtol": 1e-8,
     "max_nfev": 40,
     "broyden": 3,
+    "coarse": 2,
     "workers": 2,
 }
 
@@ -281,6 +282,7 @@ def fit_model(
     gtol: float = DEFAULTS["gtol"],
     max_nfev: int = DEFAULTS["max_nfev"],
     broyden: int = DEFAULTS["broyden"],
+    coarse: int = DEFAULTS["coarse"],
     progress: Callable[[float, str], None] | None = None,
 ) -> FitResult:
     """Fit one model to a measured spectrum.
@@ -324,6 +326,11 @@ def fit_model(
     broyden
         Broyden rank-one Jacobian updates between exact forward-difference Jacobians (0 for
         exact ones at every iteration; errors always use an exact Jacobian).
+    coarse
+        For mosaics of spin models: the screening, local fits and scans run on
+        ``coarse`` x ``coarse`` merged (Qh, Qk) bins (:func:`~.data.coarsen`; about
+        ``coarse^2`` times cheaper), then one local fit polishes the best point on the
+        full data; 1 switches the coarse stage off.
     progress
         Called as ``progress(fraction, message)`` after every batch of model evaluations
         (raise from it to cancel).
@@ -345,7 +352,7 @@ def fit_model(
     names = list(forward.parameter_names)
     free = [i for i, n in enumerate(names) if n not in fix]
     for name, v in (("n_sobol", n_sobol), ("n_local", n_local), ("workers", workers), ("max_nfev", max_nfev),
-                    ("broyden", broyden), ("n_scan", n_scan), ("scan_rounds", scan_rounds)):
+                    ("broyden", broyden), ("n_scan", n_scan), ("scan_rounds", scan_rounds), ("coarse", coarse)):
         low = 0 if name in ("n_sobol", "broyden", "n_scan", "scan_rounds") else 1
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise InputDataError(format_error(f"{name} is invalid", reason=f"got {v!r}; need a whole number >= {low}"))
@@ -365,54 +372,88 @@ def fit_model(
                                           "no Sobol point", fix="allow the published start or n_sobol > 0"))
     base = candidates[0].theta.copy()
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    local_kw = dict(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
     try:
         obj = _Objective(forward, fd, nuis, free, base, pool, fd_step)
         obj.broyden_refresh = int(broyden)
-        budget = (len(candidates) + (n_local + scan_rounds) * (max_nfev + 1) * 2 + scan_rounds * n_scan * len(free)
-                  + len(free) + 1)
+        cfd = coarsen(fd, coarse) if (coarse > 1 and isinstance(forward, SpinWaveForward) and free) else None
+        search = obj
+        if cfd is not None:
+            cforward = SpinWaveForward(forward.model, cfd.plan, resolution=resolution)
+            cenergy = None if cfd.energy is None else cfd.energy[cfd.fitted]
+            cnuis = NuisanceModel(cfd.groups[cfd.fitted], cfd.group_names, background=background, energy=cenergy,
+                                  scale=scale)
+            search = _Objective(cforward, cfd, cnuis, free, base, pool, fd_step)
+            search.broyden_refresh = int(broyden)
         if progress is not None:
-            obj.progress = lambda: progress(min(0.99, obj.nfev / budget), f"{forward.name}: {obj.nfev} evaluations")
-        screened = obj.chi2([c.theta for c in candidates])
-        records = [StartRecord(c.source, dict(zip(names, c.theta.tolist())), s) for c, s in zip(candidates, screened)]
-        extra = [i for i, c in enumerate(candidates) if c.source == "extra"]
-        others = sorted((i for i, c in enumerate(candidates) if c.source != "extra"), key=lambda i: screened[i])
-        chosen = extra + others[:max(0, n_local - len(extra))]
-        best_x, best_chi2 = None, np.inf
-        for i in chosen:
-            x0 = candidates[i].theta[free]
-            if free:
-                x, msg, nfev, _ = _lmfit_local(obj, x0, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
-            else:
-                x, msg, nfev = x0, "no free parameter", 0
+            budget = (len(candidates) + (n_local + scan_rounds) * 2 * max_nfev + scan_rounds * n_scan * len(free))
+            budget = budget / (coarse ** 2 if cfd is not None else 1) + (2 * max_nfev if cfd is not None else 0)
+            for o in {id(obj): obj, id(search): search}.values():
+                o.progress = lambda: progress(
+                    min(0.99, (obj.nfev + (search.nfev / coarse ** 2 if search is not obj else 0)) / max(budget, 1)),
+                    f"{forward.name}: {obj.nfev + (search.nfev if search is not obj else 0)} evaluations")
+        stage = "coarse" if cfd is not None else "full"
+        best_x, records = _search(search, candidates, names, free, n_local=n_local, n_scan=n_scan,
+                                  scan_rounds=scan_rounds, stage=stage, **local_kw)
+        if cfd is not None:
+            start_chi2 = obj.chi2([obj.theta(best_x)])[0]
+            x, msg, nfev, _ = _lmfit_local(obj, best_x, **local_kw)
             c2 = obj.chi2([obj.theta(x)])[0]
-            rec = records[i]
-            rec.local, rec.chi2, rec.nfev, rec.message = True, c2, nfev, msg
-            rec.values = dict(zip(names, obj.theta(x).tolist()))
-            if c2 < best_chi2:
-                best_x, best_chi2 = x, c2
-        for _ in range(scan_rounds if free and n_scan > 0 else 0):
-            pts, moves = [], []
-            for j, i in enumerate(free):
-                for v in obj.lo[i] + (np.arange(n_scan) + 0.5) / n_scan * (obj.hi[i] - obj.lo[i]):
-                    x = best_x.copy()
-                    x[j] = v
-                    pts.append(obj.theta(x))
-                    moves.append(x)
-            c2s = obj.chi2(pts)
-            k = int(np.argmin(c2s))
-            if not c2s[k] < best_chi2 - max(1.0, 1e-6 * best_chi2):
-                break
-            x, msg, nfev, _ = _lmfit_local(obj, moves[k], ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
-            c2 = obj.chi2([obj.theta(x)])[0]
-            records.append(StartRecord("scan", dict(zip(names, obj.theta(moves[k]).tolist())), c2s[k], True, c2,
-                                       dict(zip(names, obj.theta(x).tolist())), nfev, msg))
-            if not c2 < best_chi2:
-                break
-            best_x, best_chi2 = x, c2
-        return _finish(obj, fd, forward, fix, best_x, records, t0)
+            if not c2 <= start_chi2:
+                x, c2 = best_x, start_chi2
+            records.append(StartRecord("polish", dict(zip(names, obj.theta(best_x).tolist())), start_chi2, True, c2,
+                                       dict(zip(names, obj.theta(x).tolist())), nfev, msg, "full"))
+            best_x = x
+        result = _finish(obj, fd, forward, fix, best_x, records, t0)
+        result.nfev_coarse = search.nfev if search is not obj else 0
+        return result
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def _search(obj: _Objective, candidates: list[Any], names: list[str], free: list[int], *, n_local: int,
+            n_scan: int, scan_rounds: int, stage: str, **local_kw: Any) -> tuple[np.ndarray, list[StartRecord]]:
+    """Screen the starts, fit locally from the best, then scan each parameter for better basins."""
+    screened = obj.chi2([c.theta for c in candidates])
+    records = [StartRecord(c.source, dict(zip(names, c.theta.tolist())), s, stage=stage)
+               for c, s in zip(candidates, screened)]
+    extra = [i for i, c in enumerate(candidates) if c.source == "extra"]
+    others = sorted((i for i, c in enumerate(candidates) if c.source != "extra"), key=lambda i: screened[i])
+    chosen = extra + others[:max(0, n_local - len(extra))]
+    best_x, best_chi2 = None, np.inf
+    for i in chosen:
+        x0 = candidates[i].theta[free]
+        if free:
+            x, msg, nfev, _ = _lmfit_local(obj, x0, **local_kw)
+        else:
+            x, msg, nfev = x0, "no free parameter", 0
+        c2 = obj.chi2([obj.theta(x)])[0]
+        rec = records[i]
+        rec.local, rec.chi2, rec.nfev, rec.message = True, c2, nfev, msg
+        rec.values = dict(zip(names, obj.theta(x).tolist()))
+        if c2 < best_chi2:
+            best_x, best_chi2 = x, c2
+    for _ in range(scan_rounds if free and n_scan > 0 else 0):
+        pts, moves = [], []
+        for j, i in enumerate(free):
+            for v in obj.lo[i] + (np.arange(n_scan) + 0.5) / n_scan * (obj.hi[i] - obj.lo[i]):
+                x = best_x.copy()
+                x[j] = v
+                pts.append(obj.theta(x))
+                moves.append(x)
+        c2s = obj.chi2(pts)
+        k = int(np.argmin(c2s))
+        if not c2s[k] < best_chi2 - max(1.0, 1e-6 * best_chi2):
+            break
+        x, msg, nfev, _ = _lmfit_local(obj, moves[k], **local_kw)
+        c2 = obj.chi2([obj.theta(x)])[0]
+        records.append(StartRecord("scan", dict(zip(names, obj.theta(moves[k]).tolist())), c2s[k], True, c2,
+                                   dict(zip(names, obj.theta(x).tolist())), nfev, msg, stage))
+        if not c2 < best_chi2:
+            break
+        best_x, best_chi2 = x, c2
+    return best_x, records
 
 
 def _finish(obj: _Objective, fd: FitData, forward: Any, fix: dict[str, float], x: np.ndarray,

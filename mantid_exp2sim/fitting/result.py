@@ -43,7 +43,7 @@ def _nested(a: np.ndarray) -> Any:
 class StartRecord:
     """One start of a fit: where it came from, where it went."""
 
-    source: str  # "published", "extra", "sobol"
+    source: str  # "published", "extra", "sobol", "scan", "polish"
     start: dict[str, float]
     screened_chi2: float
     local: bool = False  # a local fit was run from it
@@ -51,11 +51,12 @@ class StartRecord:
     values: dict[str, float] | None = None
     nfev: int = 0
     message: str = ""
+    stage: str = "full"  # "coarse": chi2 of the coarse-binned data; "full": of the data
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "start": self.start, "screened_chi2": _json_float(self.screened_chi2),
                 "local": self.local, "chi2": _json_float(self.chi2), "values": self.values, "nfev": self.nfev,
-                "message": self.message}
+                "message": self.message, "stage": self.stage}
 
 
 @dataclass
@@ -97,8 +98,8 @@ class FitResult:
         How the weights were obtained (``"given"`` or ``"estimated"``).
     notes
         Plain-language remarks (inflated errors, bounds, unstable points, ...).
-    seconds, nfev
-        Wall time and model evaluations of the whole fit.
+    seconds, nfev, nfev_coarse
+        Wall time; model evaluations on the data and on the coarse-binned data.
     data_key
         Fingerprint of the data and weights; results can be compared only if equal.
     """
@@ -133,6 +134,7 @@ class FitResult:
     seconds: float = 0.0
     nfev: int = 0
     data_key: str = ""
+    nfev_coarse: int = 0
 
     def vector(self) -> np.ndarray:
         """Parameter values in ``parameter_names`` order."""
@@ -165,6 +167,7 @@ class FitResult:
             "notes": list(self.notes),
             "seconds": _json_float(self.seconds),
             "nfev": int(self.nfev),
+            "nfev_coarse": int(self.nfev_coarse),
             "starts": [s.to_dict() for s in self.starts],
         }
         if arrays:
