@@ -263,3 +263,27 @@ def test_bad_input():
     with pytest.raises(InputDataError, match="NaN"):
         bad = FunctionForward("nan", ["a"], {"a": 0.5}, {"a": (0, 1)}, lambda t: np.full(data.shape, np.nan))
         fit_model(data, bad, errors=err, groups=GROUPS, workers=1, n_sobol=0)
+
+
+def test_result_to_json_and_progress_and_cancel():
+    import json
+
+    data = peak_data()
+    data[0, 0] = np.nan
+    seen = []
+    r = fit_model(data, peak_model(), errors=np.full(data.shape, 0.01), groups=GROUPS, workers=1, n_sobol=2,
+                  progress=lambda f, msg: seen.append((f, msg)))
+    d = json.loads(json.dumps(r.to_dict(arrays=True)))
+    assert d["model"] == "peak" and d["best_fit"][0][0] is None and len(d["residual"]) == 48
+    assert set(d["parameters"]) == {"x0", "y0", "w"} and d["starts"][0]["stage"] == "full"
+    assert seen and all(0 <= f <= 1 for f, _ in seen) and "peak" in seen[-1][1]
+    assert "x0 = " in r.summary()
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(f, msg):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        fit_model(data, peak_model(), errors=np.full(data.shape, 0.01), groups=GROUPS, workers=1, progress=cancel)

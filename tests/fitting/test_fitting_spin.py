@@ -72,6 +72,30 @@ def test_small_real_fit_recovers_parameters():
     assert r.nuisance["background[Ei=70]"] == pytest.approx(0.2, abs=1e-4)
     assert r.free == ("JFW", "JA1") and r.unstable_fraction == 0.0
     assert r.best_fit.shape == data.shape
+    assert r.nfev_coarse > 0 and r.starts[-1].source == "polish" and r.starts[0].stage == "coarse"
+
+
+def test_coarsen_merges_2x2_bins():
+    from mantid_exp2sim.fitting.data import coarsen
+
+    plan = small_mosaic_plan()
+    rng = np.random.default_rng(0)
+    y = rng.random(plan.shape)
+    y[0, 0] = np.nan
+    err = np.full(plan.shape, 0.2)
+    fd = prepare_data(y, plan=plan, errors=err)
+    c = coarsen(fd, 2)
+    assert c.shape == (plan.shape[0] // 2, plan.shape[1] // 2) and c.plan.shape == c.shape
+    for i, j in zip(*np.nonzero(c.fitted)):
+        sel = fd.fitted[2 * i:2 * i + 2, 2 * j:2 * j + 2]
+        k = sel.sum()
+        assert c.signal[i, j] == pytest.approx(y[2 * i:2 * i + 2, 2 * j:2 * j + 2][sel].mean())
+        assert c.sigma[i, j] == pytest.approx(0.2 * np.sqrt(k) / k)
+    assert np.array_equal(c.fitted, fd.fitted.reshape(c.shape[0], 2, c.shape[1], 2).any(axis=(1, 3)))
+    assert not fd.fitted[0, 0] and c.fitted.sum() > 0
+    assert c.group_names == fd.group_names and set(np.unique(c.groups[c.fitted])) == {0, 1}
+    assert int(c.plan.metadata["q_bins"]) == 6
+    assert coarsen(fd, 5) is None  # 12 bins are not a multiple of 5
 
 
 def test_spin_model_bad_input():
@@ -88,6 +112,7 @@ def test_spin_model_bad_input():
         fit_model(np.ones((10, 10)), "goodenough", plan=small_mosaic_plan(), errors=np.ones((10, 10)))
 
 
+@pytest.mark.shared
 @pytest.mark.skipif(not MEASURED.is_file(), reason="released measurement not available")
 def test_released_rows_prepare_with_estimated_errors():
     meas = np.load(MEASURED)

@@ -94,6 +94,7 @@ def test_mask_kinematic_when_measured_file_absent(tmp_path):
     assert np.array_equal(np.isnan(y), mask | np.isnan(clean))
 
 
+@pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "data" / "pcsmo" / "nanmask.mat").is_file(), reason="nanmask.mat not available")
 def test_measured_mask_is_the_flipped_nanmask():
     from mantid_exp2sim.simulate import load_mask
@@ -150,6 +151,7 @@ def test_defaults_are_calibrated_values():
     assert set(CALIBRATION_TARGETS) == {25.0, 35.0, 50.0}
 
 
+@pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "data" / "pcsmo-measured" / "measured_ei25_35_50.npy").is_file(),
                     reason="released measurement not available")
 def test_calibration_targets_are_the_released_statistics():
