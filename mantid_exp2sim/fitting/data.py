@@ -53,6 +53,9 @@ class FitData:
     error_source
         ``"given"`` or ``"estimated"``; ``error_laws`` holds the estimator's per-group
         ``alpha``, ``beta`` (see :mod:`.weights`).
+    clip_sigma
+        The noise of one measured bin before clipping, for data clipped at zero (None: the
+        errors; coarse-binned data keep their fine bins' RMS error here).
     """
 
     signal: np.ndarray
@@ -65,6 +68,7 @@ class FitData:
     error_source: str = "given"
     error_laws: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    clip_sigma: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -158,7 +162,7 @@ def _ei_name(ei: float) -> str:
 
 
 def prepare_data(data: Any, *, errors: Any = None, mask: Any = None, plan: Any = None, groups: Any = None,
-                 ei_list: Sequence[float] = EI_LIST, spin_model: bool = True) -> FitData:
+                 ei_list: Sequence[float] = EI_LIST, spin_model: bool = True, clip_sigma: Any = None) -> FitData:
     """A spectrum (array, MDHisto or FitData) made ready to fit (see the module notes).
 
     Parameters
@@ -180,6 +184,9 @@ def prepare_data(data: Any, *, errors: Any = None, mask: Any = None, plan: Any =
         Incident energies of a mosaic's row blocks (default the PCSMO six).
     spin_model
         Whether a simulator plan is needed (False for function models: no plan is built).
+    clip_sigma
+        For data clipped at zero: the noise of each bin before clipping, if known (e.g. from
+        a calibrated measurement model); default the errors.
 
     Raises
     ------
@@ -188,6 +195,19 @@ def prepare_data(data: Any, *, errors: Any = None, mask: Any = None, plan: Any =
     """
     if isinstance(data, FitData):
         return data
+    fd = _prepare(data, errors, mask, plan, groups, ei_list, spin_model)
+    if clip_sigma is not None:
+        cs = np.asarray(clip_sigma, dtype=float)
+        if cs.shape != fd.shape or not np.all(np.isfinite(cs[fd.fitted]) & (cs[fd.fitted] > 0)):
+            raise InputDataError(format_error(
+                "clip_sigma is invalid", reason=f"shape {cs.shape} (spectrum {fd.shape}) or values <= 0 or missing "
+                "at fitted bins", fix="give a positive noise level for every fitted bin"))
+        fd.clip_sigma = np.where(fd.fitted, cs, np.nan)
+    return fd
+
+
+def _prepare(data: Any, errors: Any, mask: Any, plan: Any, groups: Any, ei_list: Sequence[float],
+             spin_model: bool) -> FitData:
     arr, err, meta = _as_array(data)
     if errors is not None:
         err = np.asarray(errors, dtype=float)
@@ -319,7 +339,10 @@ def coarsen(fd: FitData, factor: int = 2) -> FitData | None:
     cplan = plan_mosaic(mask=~ok, ei_list=plan.metadata["ei_list"], window_fractions=plan.metadata["window_fractions"],
                         q_bins=q // f, q_range=tuple(plan.metadata["q_range"]))
     energy = np.asarray(cplan.coords[2], dtype=float) / np.asarray(cplan.coords[3], dtype=float)
+    fine_clip = fd.sigma if fd.clip_sigma is None else fd.clip_sigma
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(np.where(fit, pool(fine_clip) ** 2, 0.0).sum(axis=(1, 3)) / n)
     return FitData(signal=np.where(ok, y, np.nan), sigma=np.where(ok, np.sqrt(var), np.nan), fitted=ok,
                    groups=np.where(ok, groups, -1), group_names=list(fd.group_names), energy=energy, plan=cplan,
                    error_source=fd.error_source, error_laws=fd.error_laws,
-                   notes=[f"coarse stage: {f}x{f} (Qh, Qk) bins"])
+                   notes=[f"coarse stage: {f}x{f} (Qh, Qk) bins"], clip_sigma=np.where(ok, rms, np.nan))

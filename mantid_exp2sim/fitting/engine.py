@@ -44,7 +44,10 @@ from .nuisance import NuisanceModel
 from .result import FitResult, StartRecord
 from .starts import design_starts
 
-__all__ = ["fit_model", "fit_models", "DEFAULTS"]
+__all__ = ["fit_model", "fit_models", "DEFAULTS", "CENSORED_ZERO_FRACTION"]
+
+#: Fraction of exact zeros (and no negative value) from which data count as clipped at zero.
+CENSORED_ZERO_FRACTION = 0.05
 
 #: Default options of :func:`fit_model`.
 DEFAULTS: dict[str, Any] = {
@@ -268,6 +271,8 @@ def fit_model(
     fixed: Mapping[str, Any] | None = None,
     background: str = "flat",
     scale: bool = True,
+    censored: bool | None = None,
+    clip_sigma: Any = None,
     n_sobol: int = DEFAULTS["n_sobol"],
     n_local: int = DEFAULTS["n_local"],
     n_scan: int = DEFAULTS["n_scan"],
@@ -308,6 +313,13 @@ def fit_model(
         ``"flat"`` (per incident energy), ``"linear"`` (flat + slope in E/Ei) or ``"none"``.
     scale
         Fit a scale per incident energy (default); False for a model in the data's units.
+    censored
+        The data were clipped at zero (negative values set to 0): fit the clipped
+        expectation (:mod:`.nuisance`). None (default): True when no fitted value is negative
+        and at least 5 % are exactly 0.
+    clip_sigma
+        Noise of each bin before clipping, if known (default: the errors); see
+        :func:`~.data.prepare_data`.
     n_sobol, n_local, extra_starts, include_published, seed
         The start design (:mod:`.starts`).
     n_scan, scan_rounds
@@ -341,7 +353,8 @@ def fit_model(
     """
     t0 = time.perf_counter()
     forward_given = _is_forward(model)
-    fd = prepare_data(data, errors=errors, mask=mask, plan=plan, groups=groups, spin_model=not forward_given)
+    fd = prepare_data(data, errors=errors, mask=mask, plan=plan, groups=groups, spin_model=not forward_given,
+                      clip_sigma=clip_sigma)
     if not forward_given and fd.plan is None:
         raise InputDataError(format_error(
             "The data have no simulator plan for a spin model",
@@ -359,7 +372,11 @@ def fit_model(
     if not (np.isfinite(fd_step) and 0 < fd_step < 0.1):
         raise InputDataError(format_error("fd_step is invalid", reason=f"got {fd_step!r}; need 0 < fd_step < 0.1"))
     energy = None if fd.energy is None else fd.energy[fd.fitted]
-    nuis = NuisanceModel(fd.groups[fd.fitted], fd.group_names, background=background, energy=energy, scale=scale)
+    if censored is None:
+        yv = fd.signal[fd.fitted]
+        censored = bool(yv.min() >= 0 and np.mean(yv == 0) >= CENSORED_ZERO_FRACTION)
+    nuis = NuisanceModel(fd.groups[fd.fitted], fd.group_names, background=background, energy=energy, scale=scale,
+                         censored=censored, clip_sigma=None if fd.clip_sigma is None else fd.clip_sigma[fd.fitted])
     k = len(free) + nuis.n_parameters
     if fd.n <= k:
         raise InputDataError(format_error(
@@ -382,7 +399,7 @@ def fit_model(
             cforward = SpinWaveForward(forward.model, cfd.plan, resolution=resolution)
             cenergy = None if cfd.energy is None else cfd.energy[cfd.fitted]
             cnuis = NuisanceModel(cfd.groups[cfd.fitted], cfd.group_names, background=background, energy=cenergy,
-                                  scale=scale)
+                                  scale=scale, censored=censored, clip_sigma=cfd.clip_sigma[cfd.fitted])
             search = _Objective(cforward, cfd, cnuis, free, base, pool, fd_step)
             search.broyden_refresh = int(broyden)
         if progress is not None:
@@ -465,8 +482,9 @@ def _finish(obj: _Objective, fd: FitData, forward: Any, fix: dict[str, float], x
     vals, model, r = obj.project(f)
     nuis = obj.nuis
     scale = nuis.scales(vals)
-    J_theta = -(scale * obj.sw)[:, None] * dfdx
-    J_nuis = -obj.sw[:, None] * nuis.design(f)
+    dlink = nuis.link_derivative(f, vals, obj.sw)
+    J_theta = -(scale * obj.sw * dlink)[:, None] * dfdx
+    J_nuis = -(obj.sw * dlink)[:, None] * nuis.design(f)
     # groups whose scale was forced to 0 have no scale column in the solution: drop it
     drop = [g * nuis.per_group for g in range(nuis.n_groups) if nuis.fit_scale and vals[g, 0] == 0.0]
     keep_n = [j for j in range(nuis.n_parameters) if j not in drop]
@@ -477,6 +495,9 @@ def _finish(obj: _Objective, fd: FitData, forward: Any, fix: dict[str, float], x
     dof = n - k
     red = chi2 / dof if dof > 0 else float("nan")
     notes: list[str] = list(fd.notes)
+    if nuis.censored:
+        notes.append("the data are clipped at zero: the model fitted is the clipped expectation "
+                     "mu Phi(mu/s) + s phi(mu/s) with s the bins' errors")
     JTJ = J.T @ J
     try:
         cov = np.linalg.inv(JTJ)
@@ -567,6 +588,7 @@ def fit_models(data: Any, models: Sequence[Any] = ("goodenough", "dimer"), **kwa
                                           fix="give e.g. ('goodenough', 'dimer')"))
     all_forward = all(_is_forward(m) for m in models)
     fd = prepare_data(data, errors=kwargs.pop("errors", None), mask=kwargs.pop("mask", None),
-                      plan=kwargs.pop("plan", None), groups=kwargs.pop("groups", None), spin_model=not all_forward)
+                      plan=kwargs.pop("plan", None), groups=kwargs.pop("groups", None), spin_model=not all_forward,
+                      clip_sigma=kwargs.pop("clip_sigma", None))
     results = [fit_model(fd, m, **kwargs) for m in models]
     return results, compare_models(results)

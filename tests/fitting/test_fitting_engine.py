@@ -287,3 +287,25 @@ def test_result_to_json_and_progress_and_cancel():
 
     with pytest.raises(Cancelled):
         fit_model(data, peak_model(), errors=np.full(data.shape, 0.01), groups=GROUPS, workers=1, progress=cancel)
+
+
+def test_clipped_data_fit_the_clipped_expectation():
+    from scipy.special import ndtr
+
+    # noise-free "clipped" data: the expectation of max(0, a f + b + e), e ~ N(0, s^2)
+    s = 0.5
+    mu = np.concatenate([3 * _peak(TRUE) - 0.4, 2 * _peak(TRUE) - 0.3])
+    z = mu / s
+    data = mu * ndtr(z) + s * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    kw = dict(errors=np.full(data.shape, s), groups=GROUPS, workers=1, n_sobol=2)
+    r = fit_model(data, peak_model(), censored=True, **kw)
+    np.testing.assert_allclose(r.vector(), TRUE, rtol=1e-6, atol=1e-7)
+    assert r.nuisance["scale[group0]"] == pytest.approx(3.0, rel=1e-6)
+    assert r.nuisance["background[group1]"] == pytest.approx(-0.3, abs=1e-6)
+    assert any("clipped" in n for n in r.notes)
+    # fitting the plain model to the same data is biased
+    plain = fit_model(data, peak_model(), censored=False, **kw)
+    assert abs(plain.values["w"] - TRUE[2]) > 1e-3 and plain.chi2 > 1e-3
+    # clip_sigma is checked
+    with pytest.raises(InputDataError, match="clip_sigma is invalid"):
+        fit_model(data, peak_model(), clip_sigma=np.zeros(data.shape), **kw)
