@@ -29,6 +29,7 @@ core = [
     "onnxruntime>=1.17",
     "pot>=0.9.4",
     "tqdm>=4.60",
+    "lmfit>=1.2",
 ]
 extras = {
     "torch": ["torch>=2.2"],

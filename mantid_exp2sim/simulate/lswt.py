@@ -460,9 +460,13 @@ class Modes:
         out = _intensities(self._comp, self.vectors, qe)
         return np.where(self.zero_modes, 0.0, out)
 
-    def velocities(self) -> np.ndarray:
-        """(n, N, 3) group velocities ``dE_n/dk`` in meV Angstrom (Cartesian)."""
-        return _velocities(self._comp, self.vectors, self.q)
+    def velocities(self, axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+        """(n, N, 3) group velocities ``dE_n/dk`` in meV Angstrom (Cartesian).
+
+        ``axes``: the Cartesian components to compute (the others are returned as 0), e.g.
+        ``(0, 1)`` when only the in-plane velocity is needed.
+        """
+        return _velocities(self._comp, self.vectors, self.q, axes)
 
 
 def _intensities(comp: _Compiled, T: np.ndarray, qe: np.ndarray) -> np.ndarray:
@@ -485,8 +489,8 @@ def _intensities(comp: _Compiled, T: np.ndarray, qe: np.ndarray) -> np.ndarray:
     return np.maximum(tot - par, 0.0) / N
 
 
-def _velocities(comp: _Compiled, T: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Hellmann-Feynman ``dE_n/dk_a = T_n^H (dh/dk_a) T_n`` in meV Angstrom."""
+def _velocities(comp: _Compiled, T: np.ndarray, q: np.ndarray, axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+    """Hellmann-Feynman ``dE_n/dk_a = T_n^H (dh/dk_a) T_n`` in meV Angstrom (components ``axes``)."""
     n, _, nm = T.shape
     N = comp.u.shape[0]
     out = np.zeros((n, nm, 3))
@@ -497,7 +501,7 @@ def _velocities(comp: _Compiled, T: np.ndarray, q: np.ndarray) -> np.ndarray:
         flat = comp.blocks.reshape(len(comp.offsets), 2 * N * N)
     else:
         flat = comp.coeffs.reshape(len(comp.offsets), 4 * N * N)
-    for a in range(3):
+    for a in axes:
         da = comp.offsets[:, a]
         if not np.any(da):
             continue
