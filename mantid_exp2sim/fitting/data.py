@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputDataError, format_error
 from ..histogram import MDHisto
-from ..mosaic import EI_LIST, LAYOUT, TILE, mosaic_tiles
+from ..mosaic import EI_LIST, LAYOUT, TILE, mosaic_tiles, tiles_to_mosaic
 from .weights import estimate_sigma, sigma_from_errors
 
 __all__ = ["FitData", "prepare_data", "coarsen"]
@@ -243,7 +243,7 @@ def _prepare(data: Any, errors: Any, mask: Any, plan: Any, groups: Any, ei_list:
                 fix=f"pass ({len(eis) * TILE}, n_windows * {TILE}) in the {LAYOUT} layout"))
         p = None
         if spin_model:
-            from ..simulate.spectra import plan_mosaic
+            from ..simulate.representations import plan_mosaic
 
             n_win = arr.shape[1] // TILE
             fr = meta.get("window_fractions")
@@ -290,12 +290,11 @@ def _mosaic(arr: np.ndarray, err: np.ndarray | None, usable: np.ndarray, eis: Se
     if plan is not None:
         energy = np.asarray(plan.coords[2], dtype=float) / np.asarray(plan.coords[3], dtype=float)
 
-    def to_img(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(mosaic_tiles(a, tile)).reshape(n_ei * n_win, tile, tile)
+    def to_img(a: np.ndarray) -> np.ndarray:  # one (Qh, Qk) image per (Ei, window)
+        return np.ascontiguousarray(np.moveaxis(mosaic_tiles(a, tile), -1, -3)).reshape(n_ei * n_win, tile, tile)
 
     def from_img(t: np.ndarray) -> np.ndarray:
-        t4 = t.reshape(n_ei, n_win, tile, tile)
-        return np.ascontiguousarray(np.moveaxis(t4, 2, 1)).reshape(n_ei * tile, n_win * tile)
+        return tiles_to_mosaic(np.moveaxis(t.reshape(n_ei, n_win, tile, tile), 1, -1))
 
     img_groups = np.repeat(np.arange(n_ei), n_win)
     return _finish(arr, err, usable, grp, names, img_groups, to_img, from_img, energy, plan)
@@ -321,7 +320,7 @@ def coarsen(fd: FitData, factor: int = 2) -> FitData | None:
     q = int(plan.metadata.get("q_bins", TILE))
     if q % factor or q // factor < 4:
         return None
-    from ..simulate.spectra import plan_mosaic
+    from ..simulate.representations import plan_mosaic
 
     H, W = fd.shape
     f = int(factor)

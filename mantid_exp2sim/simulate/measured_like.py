@@ -173,7 +173,7 @@ class MeasuredLike:
                 return load_mask(path, shape), f"measured:{path}"
             m = "kinematic"
         if isinstance(m, str) and m == "kinematic":
-            from .spectra import plan_mosaic
+            from .representations import plan_mosaic
 
             n_ei, n_win = shape[0] // TILE, shape[1] // TILE
             plan = plan_mosaic(mask="kinematic", ei_list=EI_LIST[:n_ei])
@@ -324,7 +324,7 @@ def spectrum_statistics(mosaic: np.ndarray, *, trim: float = NOISE_TRIM) -> list
         finite neighbours) and ``noise_share`` (``noise_variance / variance``). Fully masked
         blocks give ``n_bins = 0`` and NaN elsewhere.
     """
-    tiles = mosaic_tiles(np.asarray(mosaic, dtype=float))  # (n_ei, n_win, 40, 40)
+    tiles = np.moveaxis(mosaic_tiles(np.asarray(mosaic, dtype=float)), -1, -3)  # (n_ei, n_win, 40, 40)
     res, _, four = neighbour_residuals(tiles)
     out = []
     for b in range(tiles.shape[0]):
