@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputDataError, format_error
 from ..simulate.binning import ModeEvaluator, bin_modes, mode_variance
 from ..simulate.formfactor import form_factor
 from ..simulate.modelref import resolve_model
