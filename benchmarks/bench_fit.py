@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                    "selection by lowest AIC with errors estimated from the counts; measured-like defaults for "
                    "Ei = 70-140 meV are extrapolated (not released)")
     out["settings"] = {"mask": mask, "resolution": "builtin", "workers": a.workers,
-                       "fit_defaults": {k: v for k, v in DEFAULTS.items()}, "measured_like": PCSMO_MEASURED_LIKE.describe(),
+                       "fit_defaults": dict(DEFAULTS), "measured_like": PCSMO_MEASURED_LIKE.describe(),
                        "cpu_count": os.cpu_count(), "load_average_at_start": None if load is None else round(load, 2),
                        "total_seconds": round(time.perf_counter() - t0, 1)}
     line = json.dumps(out)

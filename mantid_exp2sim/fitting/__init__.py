@@ -20,8 +20,8 @@ See docs/fitting.md.
 """
 
 from .compare import ModelComparison, compare_models
-from .data import FitData, prepare_data
-from .engine import DEFAULTS, fit_model, fit_models
+from .data import FitData, coarsen, prepare_data
+from .engine import CENSORED_ZERO_FRACTION, DEFAULTS, fit_model, fit_models
 from .evaluator import PlanEvaluator
 from .forward import ForwardModel, FunctionForward, SpinWaveForward
 from .nuisance import NuisanceModel
@@ -33,12 +33,14 @@ __all__ = [
     "fit_model",
     "fit_models",
     "DEFAULTS",
+    "CENSORED_ZERO_FRACTION",
     "FitResult",
     "StartRecord",
     "compare_models",
     "ModelComparison",
     "prepare_data",
     "FitData",
+    "coarsen",
     "estimate_sigma",
     "sigma_from_errors",
     "ForwardModel",

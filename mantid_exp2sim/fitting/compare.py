@@ -144,7 +144,8 @@ def compare_models(results: Sequence[FitResult]) -> ModelComparison:
     else:
         statement = f"{lead}; evidence for {best.model} is {strength}" + (
             f" (the best fit has a systematic misfit of {excess:.4g} above the noise expectation, smaller than "
-            "the difference between the models)." if significant else ", and the best fit is consistent with the noise.")
+            "the difference between the models)." if significant
+            else ", and the best fit is consistent with the noise.")
     if not agree:
         statement += " Chi-square, AIC and BIC do not rank the same model first."
     return ModelComparison([r.model for r in res], table, best.model, strength, excess, significant, within, agree,

@@ -67,7 +67,8 @@ def _linear_setup(noise: float = 0.0, seed: int = 0):
     clean = sum(t * gi for t, gi in zip(theta, g)) + bg
     data = clean + noise * sigma * rng.standard_normal(X.shape)
     model = FunctionForward("linear", ["a", "b", "c"], {"a": 1.0, "b": 0.0, "c": 0.0},
-                            {"a": (-5, 5), "b": (-5, 5), "c": (-5, 5)}, lambda t: t[0] * g[0] + t[1] * g[1] + t[2] * g[2])
+                            {"a": (-5, 5), "b": (-5, 5), "c": (-5, 5)},
+                            lambda t: t[0] * g[0] + t[1] * g[1] + t[2] * g[2])
     # analytic covariance of (a, b, c, background) for the linear model with weights 1/sigma^2
     A = np.stack([gi.ravel() for gi in g] + [np.ones(X.size)], axis=1) / sigma.ravel()[:, None]
     cov = np.linalg.inv(A.T @ A)
