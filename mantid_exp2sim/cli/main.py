@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "classify": ("mantid_exp2sim.cli.classify", "Goodenough or Dimer? classify PCSMO spectra (DUQ)"),
     "score": ("mantid_exp2sim.cli.score", "domain-of-applicability score against a model's training data"),
+    "fit": ("mantid_exp2sim.cli.fit", "fit spin-wave models to a measured mosaic and compare them"),
     "demo": (
         "mantid_exp2sim.cli.demo",
         "the main job: simulate, deconvolve, classify and score a PCSMO spectrum",

@@ -2,7 +2,8 @@
 
 * :mod:`~mantid_exp2sim.tasks.translate`: add or remove the instrument resolution;
 * :mod:`~mantid_exp2sim.tasks.classify`: spin-wave model classification of PCSMO spectra;
-* :mod:`~mantid_exp2sim.tasks.score`: domain-of-applicability score.
+* :mod:`~mantid_exp2sim.tasks.score`: domain-of-applicability score;
+* :mod:`~mantid_exp2sim.tasks.fit`: spin-wave model fitting and comparison.
 
 Both front ends call these modules: the command line (:mod:`mantid_exp2sim.cli`) and the
 Mantid algorithms (:mod:`mantid_exp2sim.algorithms`); neither imports the other. A task

@@ -1,0 +1,191 @@
+"""Fit task: spin-wave models fitted to a measured 240x400 mosaic, with a model comparison.
+
+Wraps the Mantid-free engine (:func:`mantid_exp2sim.fitting.fit_model`,
+:func:`~mantid_exp2sim.fitting.compare_models`): checks the input (a mosaic in the
+``pcsmo-mosaic-v1`` layout with at least one finite bin), splits the fixed parameters among
+the models (a name no model has, or a value outside its range, is an ``InputDataError``),
+fits every model on the same prepared data and returns the per-model results, the
+comparison and the best fit and residual of each model as :class:`MDHisto` on the input's
+axes (NaN where not fitted). See docs/fitting.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+from ..histogram import MDHisto
+from ..mosaic import MOSAIC_SHAPE, validate_mosaic
+
+__all__ = ["DEFAULT_MODELS", "SpinWaveFit", "fit_spin_models", "parse_fixed"]
+
+#: Models fitted by default (the two PCSMO models).
+DEFAULT_MODELS: tuple[str, ...] = ("goodenough", "dimer")
+
+
+@dataclass
+class SpinWaveFit:
+    """What :func:`fit_spin_models` returns.
+
+    Attributes
+    ----------
+    results
+        One :class:`~mantid_exp2sim.fitting.FitResult` per model, in the order asked.
+    comparison
+        :class:`~mantid_exp2sim.fitting.ModelComparison` of the results.
+    fits, residuals
+        ``{model: MDHisto}``: best fit (scale and background included) and data minus best
+        fit, on the input's axes; NaN where not fitted.
+    """
+
+    results: list[Any]
+    comparison: Any
+    fits: dict[str, MDHisto] = field(default_factory=dict)
+    residuals: dict[str, MDHisto] = field(default_factory=dict)
+
+    @property
+    def preferred(self) -> Any:
+        """The :class:`FitResult` of the preferred model."""
+        return next(r for r in self.results if r.model == self.comparison.preferred)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: ``models`` (each ``FitResult.to_dict()``), ``comparison``, ``preferred``."""
+        return {
+            "models": [r.to_dict() for r in self.results],
+            "comparison": self.comparison.to_dict(),
+            "preferred": self.comparison.preferred,
+            "statement": self.comparison.statement,
+        }
+
+
+def parse_fixed(items: Sequence[str] | str | None) -> dict[str, float]:
+    """``["NAME=VALUE", ...]`` or ``"NAME=VALUE,NAME=VALUE"`` -> ``{name: value}``.
+
+    Raises
+    ------
+    InputDataError
+        An item without ``=``, an empty name, a value that is not a finite number, or a
+        name given twice.
+    """
+    if items is None:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    out: dict[str, float] = {}
+    for chunk in items:
+        for item in str(chunk).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, sep, text = item.partition("=")
+            name = name.strip()
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not sep or not name or not np.isfinite(value):
+                raise InputDataError(format_error(
+                    f"Fixed parameter {item!r} is invalid", reason="expected NAME=VALUE with a finite number",
+                    fix="e.g. D=0.073"))
+            if name in out:
+                raise InputDataError(format_error(f"Fixed parameter {name!r} is given twice"))
+            out[name] = value
+    return out
+
+
+def _split_fixed(models: Sequence[str], fixed: Mapping[str, float]) -> list[dict[str, float]]:
+    from ..simulate import get_model, list_models
+
+    per_model = []
+    known: set[str] = set()
+    for name in models:
+        try:
+            m = get_model(name)
+        except Exception as exc:  # noqa: BLE001 - one clear error for every kind of unknown model
+            raise InputDataError(format_error(
+                f"Unknown model {name!r}", reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                fix=f"choose from {', '.join(list_models())}")) from None
+        names = tuple(m.parameter_names)
+        known.update(names)
+        per_model.append({k: float(v) for k, v in fixed.items() if k in names})
+    unknown = sorted(set(fixed) - known)
+    if unknown:
+        raise InputDataError(format_error(
+            f"Fixed parameter(s) {unknown} belong to none of the models", reason=f"models: {list(models)}",
+            fix=f"use parameter names of the models: {sorted(known)}"))
+    return per_model
+
+
+def fit_spin_models(
+    mosaic: MDHisto,
+    models: Sequence[str] = DEFAULT_MODELS,
+    *,
+    fixed: Mapping[str, float] | None = None,
+    n_sobol: int | None = None,
+    seed: int = 0,
+    resolution: Any = "builtin",
+    progress: Callable[[float, str], Any] | None = None,
+    **engine: Any,
+) -> SpinWaveFit:
+    """Fit spin models to a measured mosaic and compare them.
+
+    Parameters
+    ----------
+    mosaic
+        A 240x400 mosaic (integrated dimensions allowed; NaN = masked); its ``errors``
+        (standard deviations) are used when present, else estimated from the counts.
+    models
+        Spin-model names (default both PCSMO models).
+    fixed
+        ``{name: value}`` held fixed in every model that has the parameter.
+    n_sobol
+        Sobol starts per model (default the engine's).
+    seed
+        Seed of the start design.
+    resolution
+        Resolution of the simulator.
+    progress
+        ``progress(fraction, message)`` over all models; raise from it to cancel.
+    engine
+        Further keywords of :func:`mantid_exp2sim.fitting.fit_model` (``n_local``,
+        ``workers``, ``background``, ...).
+    """
+    from ..fitting import compare_models, fit_model, prepare_data
+
+    validate_mosaic(mosaic, argument="the input")
+    models = [str(m).strip() for m in models if str(m).strip()]
+    if not models:
+        raise InputDataError(format_error("No model to fit", fix="give e.g. goodenough dimer"))
+    if len(set(models)) != len(models):
+        raise InputDataError(format_error("A model is given twice", reason=f"models: {models}"))
+    per_model = _split_fixed(models, dict(fixed or {}))
+    signal = np.asarray(mosaic.signal, dtype=float).reshape(MOSAIC_SHAPE)
+    errors = None if mosaic.errors is None else np.asarray(mosaic.errors, dtype=float).reshape(MOSAIC_SHAPE)
+    if errors is not None and not np.any(np.isfinite(errors[np.isfinite(signal)]) & (errors[np.isfinite(signal)] > 0)):
+        errors = None  # no usable errors (e.g. a workspace without errors): estimate them
+    fd = prepare_data(signal, errors=errors)
+    if n_sobol is not None:
+        engine["n_sobol"] = n_sobol
+    results = []
+    for i, (name, fix) in enumerate(zip(models, per_model)):
+        def report(fraction: float, message: str, _i: int = i, _name: str = name) -> None:
+            if progress is not None:
+                progress((_i + min(max(float(fraction), 0.0), 1.0)) / len(models), f"{_name}: {message}")
+
+        results.append(fit_model(fd, name, fixed=fix, seed=seed, resolution=resolution, progress=report, **engine))
+    comparison = compare_models(results)
+
+    def on_axes(a: np.ndarray, kind: str, model: str) -> MDHisto:
+        meta = dict(mosaic.metadata, kind=kind, model=model)
+        return MDHisto(np.asarray(a, dtype=float).reshape(mosaic.shape), mosaic.axes, errors=None, metadata=meta)
+
+    out = SpinWaveFit(results, comparison)
+    for r in results:
+        out.fits[r.model] = on_axes(r.best_fit, "best_fit", r.model)
+        out.residuals[r.model] = on_axes(r.residual, "residual", r.model)
+    if progress is not None:
+        progress(1.0, "done")
+    return out
