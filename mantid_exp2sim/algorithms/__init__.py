@@ -20,6 +20,7 @@ ALGORITHMS: tuple[str, ...] = (
     "ResolutionConvolveGAN",
     "ClassifySpinWaveModel",
     "ScoreDomainApplicability",
+    "FitSpinWaveModel",
 )
 
 

@@ -20,7 +20,7 @@ from ..errors import InputDataError, format_error
 from ..histogram import MDHisto
 from ..mosaic import MOSAIC_SHAPE, validate_mosaic
 
-__all__ = ["DEFAULT_MODELS", "SpinWaveFit", "fit_spin_models", "parse_fixed"]
+__all__ = ["DEFAULT_MODELS", "SpinWaveFit", "check_fit_options", "fit_spin_models", "parse_fixed"]
 
 #: Models fitted by default (the two PCSMO models).
 DEFAULT_MODELS: tuple[str, ...] = ("goodenough", "dimer")
@@ -96,7 +96,9 @@ def parse_fixed(items: Sequence[str] | str | None) -> dict[str, float]:
     return out
 
 
-def _split_fixed(models: Sequence[str], fixed: Mapping[str, float]) -> list[dict[str, float]]:
+def check_fit_options(models: Sequence[str], fixed: Mapping[str, float]) -> list[dict[str, float]]:
+    """The fixed parameters of each model; raises ``InputDataError`` for an unknown model, a
+    fixed name that no model has or a fixed value outside a model's range."""
     from ..simulate import get_model, list_models
 
     per_model = []
@@ -110,7 +112,14 @@ def _split_fixed(models: Sequence[str], fixed: Mapping[str, float]) -> list[dict
                 fix=f"choose from {', '.join(list_models())}")) from None
         names = tuple(m.parameter_names)
         known.update(names)
-        per_model.append({k: float(v) for k, v in fixed.items() if k in names})
+        fix = {k: float(v) for k, v in fixed.items() if k in names}
+        for k, v in fix.items():
+            lo, hi = (float(b) for b in m.ranges[k])
+            if not (np.isfinite(v) and lo <= v <= hi):
+                raise InputDataError(format_error(
+                    f"Fixed value {k}={v:g} is outside the range of model {name!r}", reason=f"range [{lo:g}, {hi:g}]",
+                    fix="give a value inside the model's range"))
+        per_model.append(fix)
     unknown = sorted(set(fixed) - known)
     if unknown:
         raise InputDataError(format_error(
@@ -161,7 +170,7 @@ def fit_spin_models(
         raise InputDataError(format_error("No model to fit", fix="give e.g. goodenough dimer"))
     if len(set(models)) != len(models):
         raise InputDataError(format_error("A model is given twice", reason=f"models: {models}"))
-    per_model = _split_fixed(models, dict(fixed or {}))
+    per_model = check_fit_options(models, dict(fixed or {}))
     signal = np.asarray(mosaic.signal, dtype=float).reshape(MOSAIC_SHAPE)
     errors = None if mosaic.errors is None else np.asarray(mosaic.errors, dtype=float).reshape(MOSAIC_SHAPE)
     if errors is not None and not np.any(np.isfinite(errors[np.isfinite(signal)]) & (errors[np.isfinite(signal)] > 0)):
