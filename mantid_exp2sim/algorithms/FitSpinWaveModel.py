@@ -45,7 +45,7 @@ class FitSpinWaveModel(PythonAlgorithm):
 
     def PyInit(self):
         from mantid.api import IMDHistoWorkspaceProperty, ITableWorkspaceProperty, PropertyMode
-        from mantid.kernel import Direction, IntBoundedValidator, StringArrayProperty
+        from mantid.kernel import Direction, IntBoundedValidator, StringArrayMandatoryValidator, StringArrayProperty
 
         from ..tasks.fit import DEFAULT_MODELS
 
@@ -55,7 +55,7 @@ class FitSpinWaveModel(PythonAlgorithm):
             "are used when any is positive, else they are estimated from the counts.",
         )
         self.declareProperty(
-            StringArrayProperty("Models", list(DEFAULT_MODELS), direction=Direction.Input),
+            StringArrayProperty("Models", list(DEFAULT_MODELS), StringArrayMandatoryValidator(), Direction.Input),
             doc="Spin models to fit (default: goodenough, dimer).",
         )
         self.declareProperty(
