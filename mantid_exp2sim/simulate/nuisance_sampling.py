@@ -1,0 +1,241 @@
+"""Random nuisance parameters of a measured-like spectrum, around the calibrated PCSMO values.
+
+A measured-like spectrum has two kinds of nuisance parameters:
+
+* the **processing chain** (:class:`~.measured_like.MeasuredLike`): per-Ei scale, count level,
+  background, residual background and the mask; applied to a noise-free convolved mosaic, so
+  cheap enough to redraw on the fly while training (:func:`draw_measured_like`);
+* the **measurement model** around the spin-wave model (``measurement_model.MeasurementModel``):
+  twin fraction, resolution width scale and mosaic spread; they change the convolved
+  spectrum itself, so they are drawn once per simulated sample (:func:`draw_measurement_model`).
+
+Ranges (:class:`NuisanceRanges`, :data:`DEFAULT_RANGES`) are factors on (or offsets from)
+the calibrated values, chosen to cover the shifts of the classifier's robustness tests
+(``acc_under_shift`` of the classifier issue) only partially, so those stay tests of
+extrapolation:
+
+============================  ======================  =====================  ====================
+nuisance                      default range           distribution           shift test
+============================  ======================  =====================  ====================
+scale (each Ei independently) x0.7 .. x1.4            log-uniform            x0.5 / x2
+count level (all Ei)          x0.5 .. x2              log-uniform            x0.25 / x4
+background (all Ei)           x0.6 .. x1.5            log-uniform            x2
+residual background (all Ei)  x0.5 .. x1.5            log-uniform            -
+mask                          measured with p = 0.9,  Bernoulli              kinematic
+                              else kinematic
+twin fraction                 calibrated -0.1 .. +0.1 uniform, within [0,1]  calibrated +-0.2
+resolution width scale        x0.88 .. x1.12          log-uniform            x0.75 / x1.25
+mosaic spread (FWHM)          x0.5 .. x1.5            uniform                x2
+============================  ======================  =====================  ====================
+
+A draw consumes the same random numbers whatever their values, so a generator seeded per
+sample (:func:`~.samples.sample_rng`) gives the same draw on every run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputDataError, format_error
+from .measured_like import PCSMO_MEASURED_LIKE, MeasuredLike
+
+__all__ = [
+    "NuisanceRanges",
+    "DEFAULT_RANGES",
+    "draw_measured_like",
+    "draw_measurement_model",
+    "describe_measurement_model",
+]
+
+#: Ranges that are positive factors on a calibrated value.
+_FACTORS = ("scale", "count_level", "background", "residual_background", "resolution_scale", "mosaic")
+
+
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputDataError(format_error(
+            f"NuisanceRanges.{name} is invalid", reason=f"got {value!r}",
+            fix="give two numbers (low, high)")) from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise InputDataError(format_error(
+            f"NuisanceRanges.{name} is invalid", reason=f"got {value!r}; need finite low <= high",
+            fix="give two numbers (low, high), low first"))
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class NuisanceRanges:
+    """Ranges of the nuisance parameters of a measured-like spectrum (see the module notes).
+
+    Parameters
+    ----------
+    scale
+        ``(low, high)`` factor on the calibrated per-Ei scale, drawn log-uniformly and
+        independently for each incident energy (> 0).
+    count_level
+        Factor on the calibrated count levels, one log-uniform draw for all incident energies.
+    background
+        Factor on the calibrated backgrounds, one log-uniform draw for all incident energies.
+    residual_background
+        Factor on the calibrated residual backgrounds, one log-uniform draw.
+    measured_mask_probability
+        Probability of the measured detector mask (else the kinematic mask), in [0, 1].
+    twin_fraction
+        ``(low, high)`` offset added to the calibrated twin fraction, drawn uniformly; the
+        result is kept in [0, 1]. With a calibrated value of None (equal domains) the offsets
+        are taken around 0.5.
+    resolution_scale
+        Factor on the calibrated resolution width scale, log-uniform (> 0).
+    mosaic
+        Factor on the calibrated mosaic spread (FWHM), uniform (>= 0).
+
+    Raises
+    ------
+    InputDataError
+        A range that is not two finite numbers with low <= high, a factor <= 0 (mosaic:
+        < 0), a probability outside [0, 1] or twin-fraction offsets outside [-1, 1].
+    """
+
+    scale: tuple[float, float] = (0.7, 1.4)
+    count_level: tuple[float, float] = (0.5, 2.0)
+    background: tuple[float, float] = (0.6, 1.5)
+    residual_background: tuple[float, float] = (0.5, 1.5)
+    measured_mask_probability: float = 0.9
+    twin_fraction: tuple[float, float] = (-0.1, 0.1)
+    resolution_scale: tuple[float, float] = (0.88, 1.12)
+    mosaic: tuple[float, float] = (0.5, 1.5)
+
+    def __post_init__(self) -> None:
+        for name in (*_FACTORS, "twin_fraction"):
+            lo, hi = _pair(name, getattr(self, name))
+            object.__setattr__(self, name, (lo, hi))
+            if name == "twin_fraction":
+                ok = -1.0 <= lo and hi <= 1.0
+                need = "offsets within [-1, 1]"
+            elif name == "mosaic":
+                ok, need = lo >= 0, "factors >= 0"
+            else:
+                ok, need = lo > 0, "factors > 0"
+            if not ok:
+                raise InputDataError(format_error(
+                    f"NuisanceRanges.{name} is invalid", reason=f"got {(lo, hi)!r}; need {need}",
+                    fix="e.g. the defaults (DEFAULT_RANGES)"))
+        p = self.measured_mask_probability
+        try:
+            pf = float(p)
+        except (TypeError, ValueError):
+            pf = float("nan")
+        if not 0.0 <= pf <= 1.0:
+            raise InputDataError(format_error(
+                "NuisanceRanges.measured_mask_probability is invalid", reason=f"got {p!r}",
+                fix="give a probability in [0, 1]"))
+        object.__setattr__(self, "measured_mask_probability", pf)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description (lists for ranges)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> "NuisanceRanges":
+        """Inverse of :meth:`describe`."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
+#: The default ranges (module notes).
+DEFAULT_RANGES = NuisanceRanges()
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float, size: int | None = None) -> Any:
+    u = rng.random(size)
+    return np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
+
+
+def draw_measured_like(rng: np.random.Generator, ranges: NuisanceRanges = DEFAULT_RANGES,
+                       base: MeasuredLike = PCSMO_MEASURED_LIKE) -> MeasuredLike:
+    """One random processing chain around ``base``.
+
+    Parameters
+    ----------
+    rng
+        Random generator; exactly ``n_ei + 4`` uniforms are taken from it.
+    ranges
+        The ranges (factors on ``base``; the module notes).
+    base
+        The calibrated chain (default :data:`~.measured_like.PCSMO_MEASURED_LIKE`); its
+        background ratio, clip, ``shared`` folder and number of incident energies are kept,
+        and its mask is the "measured" choice.
+
+    Returns
+    -------
+    MeasuredLike
+        The drawn chain; its :meth:`~.measured_like.MeasuredLike.describe` is JSON-safe.
+    """
+    if not isinstance(ranges, NuisanceRanges):
+        raise InputDataError(format_error("ranges is invalid", reason=f"got {type(ranges).__name__}",
+                                          fix="pass a NuisanceRanges"))
+    n = int(base.n_ei)
+    scale = np.asarray(base.scale) * _log_uniform(rng, *ranges.scale, size=n)
+    count = np.asarray(base.count_level) * _log_uniform(rng, *ranges.count_level)
+    background = np.asarray(base.background) * _log_uniform(rng, *ranges.background)
+    residual = np.asarray(base.residual_background) * _log_uniform(rng, *ranges.residual_background)
+    measured = rng.random() < ranges.measured_mask_probability
+    return replace(base, scale=tuple(scale), count_level=tuple(count), background=tuple(background),
+                   residual_background=tuple(residual), mask=base.mask if measured else "kinematic")
+
+
+def _default_measurement_model() -> Any:
+    from .measurement_model import PCSMO_MEASUREMENT_MODEL
+
+    return PCSMO_MEASUREMENT_MODEL
+
+
+def draw_measurement_model(rng: np.random.Generator, ranges: NuisanceRanges = DEFAULT_RANGES,
+                           base: Any = None) -> Any:
+    """One random measurement model (twin fraction, resolution width, mosaic) around ``base``.
+
+    Parameters
+    ----------
+    rng
+        Random generator; exactly 3 uniforms are taken from it.
+    ranges
+        The ranges (module notes).
+    base
+        A ``measurement_model.MeasurementModel`` (default ``PCSMO_MEASUREMENT_MODEL``, the
+        calibrated one); its other settings (e.g. resolution sampling) are kept.
+
+    Returns
+    -------
+    MeasurementModel
+        With the drawn ``twin_fraction`` (in [0, 1]), ``resolution_scale`` and ``mosaic``.
+    """
+    if not isinstance(ranges, NuisanceRanges):
+        raise InputDataError(format_error("ranges is invalid", reason=f"got {type(ranges).__name__}",
+                                          fix="pass a NuisanceRanges"))
+    base = _default_measurement_model() if base is None else base
+    u = rng.random(3)
+    t0 = 0.5 if base.twin_fraction is None else float(base.twin_fraction)
+    lo, hi = ranges.twin_fraction
+    twin = float(np.clip(t0 + lo + u[0] * (hi - lo), 0.0, 1.0))
+    rlo, rhi = ranges.resolution_scale
+    res_scale = float(base.resolution_scale) * float(np.exp(np.log(rlo) + u[1] * (np.log(rhi) - np.log(rlo))))
+    mlo, mhi = ranges.mosaic
+    mosaic = float(base.mosaic) * float(mlo + u[2] * (mhi - mlo))
+    return replace(base, twin_fraction=twin, resolution_scale=res_scale, mosaic=mosaic)
+
+
+def describe_measurement_model(model: Any) -> dict[str, Any]:
+    """JSON-safe description of a measurement model (its ``describe()`` when it has one)."""
+    if hasattr(model, "describe"):
+        return dict(model.describe())
+    out: dict[str, Any] = {}
+    for f in fields(model):
+        v = getattr(model, f.name)
+        out[f.name] = v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
+    return out
