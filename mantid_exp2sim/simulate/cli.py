@@ -7,6 +7,10 @@ Examples::
     exp2sim-simulate --models goodenough --n 200 --representation volume --ei 70 \\
         --bins 64 64 64 --resolution tables:/data/pcsmo --output vol.h5
     exp2sim-simulate --models goodenough dimer --output pcsmo_mosaic.h5 --resume
+    exp2sim-simulate --models goodenough dimer --n 500 --measured-like --seed 1 \\
+        --workers 2 --output pcsmo_measured_like.h5
+    exp2sim-simulate --models goodenough dimer --n 200 --measured-like --count-level 0.25 \\
+        --seed 9 --output shift_counts_x0.25.h5
 
 Running again on an existing file appends ``--n`` more samples per model (the settings must
 match); ``--resume`` finishes an interrupted run instead.
@@ -20,8 +24,14 @@ from typing import Sequence
 
 from .._console import add_version_option, console_script, failure_line
 from .dataset import REPRESENTATIONS, DatasetSpec, write_dataset
+from .nuisance_sampling import MeasuredLikeSettings
 
 __all__ = ["get_parser", "main"]
+
+#: argparse names of the options that fix a nuisance of --measured-like.
+_MEASURED_LIKE_OPTIONS = ("scale", "count_level", "subtracted_background", "residual_background",
+                          "measured_mask_probability", "measured_mask", "twin_fraction", "mosaic",
+                          "resolution_scale", "resolution_sampling")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -54,6 +64,34 @@ def get_parser() -> argparse.ArgumentParser:
                    help="add Poisson noise: expected counts in a bin of mean intensity (default: no noise)")
     p.add_argument("--background", type=float, default=None,
                    help="add a smooth background of this level relative to the mean signal (default: none)")
+    ml = p.add_argument_group(
+        "measured-like mode (mosaic only)",
+        "Per sample, draw the nuisance parameters around the calibrated PCSMO values (ranges: "
+        "mantid_exp2sim.simulate.nuisance_sampling.DEFAULT_RANGES), simulate with the drawn measurement "
+        "model and write the measured-like spectrum, the noise-free convolved one (model units) and the "
+        "unconvolved one, with the draws. The options below fix one nuisance instead of drawing it.",
+    )
+    ml.add_argument("--measured-like", action="store_true", help="write a measured-like data set")
+    ml.add_argument("--scale", type=float, default=None, metavar="F",
+                    help="per-Ei scale: factor (> 0) on the calibrated values, the same for every Ei")
+    ml.add_argument("--count-level", type=float, default=None, metavar="F",
+                    help="count level: factor (> 0) on the calibrated per-Ei count levels (0.25 = 4x the noise variance)")
+    ml.add_argument("--subtracted-background", type=float, default=None, metavar="F",
+                    help="subtracted flat background: factor (>= 0) on the calibrated values")
+    ml.add_argument("--residual-background", type=float, default=None, metavar="F",
+                    help="background left after the subtraction: factor (>= 0) on the calibrated values")
+    ml.add_argument("--measured-mask-probability", type=float, default=None, metavar="P",
+                    help="probability of the measured detector mask, else the kinematic one (default 0.9)")
+    ml.add_argument("--measured-mask", default=None, metavar="FILE",
+                    help="measured detector mask (default $EXP2SIM_SHARED/data/pcsmo/nanmask.mat)")
+    ml.add_argument("--twin-fraction", type=float, default=None, metavar="T",
+                    help="twin (domain) fraction in [0, 1]")
+    ml.add_argument("--mosaic", type=float, default=None, metavar="DEG",
+                    help="sample mosaic spread, FWHM in degrees (>= 0)")
+    ml.add_argument("--resolution-scale", type=float, default=None, metavar="F",
+                    help="factor (> 0) on the resolution widths")
+    ml.add_argument("--resolution-sampling", type=int, default=None, metavar="N",
+                    help="resolution sampling points (>= 0; 0 = linearised widths)")
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run instead of appending")
@@ -79,7 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing.append("--n")
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
+    fixed = {name: getattr(args, name) for name in _MEASURED_LIKE_OPTIONS if getattr(args, name) is not None}
+    if fixed and not args.measured_like:
+        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        parser.error(f"{flags} only apply with --measured-like (add it, or leave them out)")
     try:
+        measured_like = None
+        if args.measured_like:
+            fixed["background"] = fixed.pop("subtracted_background", None)
+            measured_like = MeasuredLikeSettings(**fixed)
         spec = DatasetSpec(
             representation=args.representation,
             resolution=args.resolution,
@@ -91,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             line=None if args.line is None else tuple(args.line),
             noise_flux=args.noise_flux,
             background=args.background,
+            measured_like=measured_like,
         )
         done = write_dataset(
             args.output,

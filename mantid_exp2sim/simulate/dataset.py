@@ -13,7 +13,15 @@ File layout (``docs/developer/architecture.md``, "Simulator data sets"):
   ``parameter_names`` (JSON list), ``complete`` (samples fully written) and ``target``
   (samples the last run set out to write), and datasets ``convolved`` and ``unconvolved``
   (float32 ``(N, *shape)``, NaN where masked, one sample per chunk, resizable),
-  ``parameters`` (float64 ``(N, P)``) and ``sample_index`` (int64 ``(N,)``).
+  ``parameters`` (float64 ``(N, P)``) and ``sample_index`` (int64 ``(N,)``);
+* measured-like data sets (``settings["measured_like"]`` present) add, per model,
+  ``measured_like`` (float32 ``(N, *shape)``: the processing chain's output), ``nuisance``
+  (float64 ``(N, K)``, the drawn nuisance parameters) with the group attribute
+  ``nuisance_names`` (JSON), and at the root ``measured_like_mask`` (uint8, the measured
+  detector mask the draws used, 1 = masked; absent when they never use it) and
+  ``measured_like_ranges`` (JSON of the nuisance ranges). ``convolved`` stays the noise-free
+  convolved spectrum in model units: the per-Ei ``scale`` is not applied
+  (:meth:`SpectraDataset.expected` applies it).
 
 Determinism: every sample is simulated by :func:`~.samples.simulate_sample` from its own
 generator (:func:`~.samples.sample_rng`), so a file's content depends on the seed and the
@@ -51,11 +59,12 @@ from ..mosaic import LAYOUT
 from .modelref import model_name, resolve_model
 from .representations import REPRESENTATIONS
 from .resolution import get_resolution
-from .samples import DatasetSpec, _worker, sample_rng, simulate_sample
+from .samples import DatasetSpec, _worker, measured_like_chain, sample_rng, simulate_sample
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "KINDS",
     "REPRESENTATIONS",
     "DatasetSpec",
     "sample_rng",
@@ -67,6 +76,8 @@ __all__ = [
 
 FORMAT = "exp2sim-dataset"
 FORMAT_VERSION = 1
+#: The kinds of sample a data set can hold (``measured_like`` in measured-like data sets only).
+KINDS = ("convolved", "unconvolved", "measured_like")
 
 
 # ============================================================================ writing
@@ -100,7 +111,8 @@ def _check_output(path: Path, spec: DatasetSpec) -> None:
         raise OutputPathError(" ".join(problems))
 
 
-def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, mask: np.ndarray) -> None:
+def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, mask: np.ndarray,
+                    ml_mask: np.ndarray | None = None) -> None:
     """Refuse to extend ``path`` unless it was written with the same settings (read by :class:`SpectraDataset`)."""
     try:
         old = SpectraDataset(path)
@@ -124,6 +136,9 @@ def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, 
         diffs.append(f"mask: file {old_mask!r}, requested {new['mask']!r}")
     elif old.mask is None or not np.array_equal(old.mask, mask):
         diffs.append("mask: the mask arrays differ")
+    if spec.measured_like is not None and ml_mask is not None:
+        if old.measured_like_mask is None or not np.array_equal(old.measured_like_mask, ml_mask):
+            diffs.append("measured mask: the measured_like_mask arrays differ")
     if old.class_names != names:
         diffs.append(f"models: file {old.class_names}, requested {names}")
     if old.seed != seed:
@@ -214,9 +229,14 @@ def write_dataset(
         res.check_coverage(blk.ei, plan.q_range, blk.e_range)
     mask = np.zeros(plan.shape, dtype=bool) if plan.mask is None else plan.mask
     shape = plan.shape
+    ml_mask = None
+    if spec.measured_like is not None:
+        chain = measured_like_chain(spec, shape)  # refuses a missing measured mask before any work
+        ml_mask = None if isinstance(chain.mask, str) else np.asarray(chain.mask, dtype=bool)
+    kinds = ("convolved", "unconvolved") + (("measured_like",) if spec.measured_like is not None else ())
 
     if path.exists():
-        _check_existing(path, spec, names, int(seed), mask)
+        _check_existing(path, spec, names, int(seed), mask, ml_mask)
     elif resume:
         raise InputDataError(
             format_error(f"Nothing to resume: '{path}' does not exist", fix="run without --resume to create it")
@@ -238,13 +258,19 @@ def write_dataset(
             if "ei" in meta:
                 f.attrs["ei"] = float(meta["ei"])
             f.create_dataset("mask", data=mask.astype(np.uint8))
+            if spec.measured_like is not None:
+                from .nuisance_sampling import DEFAULT_RANGES, nuisance_names
+
+                f.attrs["measured_like_ranges"] = json.dumps(spec.measured_like.ranges(DEFAULT_RANGES).describe())
+                if ml_mask is not None:
+                    f.create_dataset("measured_like_mask", data=ml_mask.astype(np.uint8))
             for label, (m, name) in enumerate(zip(resolved, names)):
                 g = f.create_group(name)
                 g.attrs["label"] = label
                 g.attrs["parameter_names"] = json.dumps(list(m.parameter_names))
                 g.attrs["complete"] = 0
                 g.attrs["target"] = 0
-                for kind in ("convolved", "unconvolved"):
+                for kind in kinds:
                     g.create_dataset(
                         kind, shape=(0,) + shape, maxshape=(None,) + shape, dtype=np.float32,
                         chunks=(1,) + shape, compression="gzip", compression_opts=4, shuffle=True,
@@ -254,6 +280,11 @@ def write_dataset(
                 g.create_dataset("parameters", shape=(0, p), maxshape=(None, p), dtype=np.float64,
                                  chunks=(64, max(p, 1)))
                 g.create_dataset("sample_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
+                if spec.measured_like is not None:
+                    cols = nuisance_names(meta.get("ei_list") or ())
+                    g.attrs["nuisance_names"] = json.dumps(cols)
+                    g.create_dataset("nuisance", shape=(0, len(cols)), maxshape=(None, len(cols)),
+                                     dtype=np.float64, chunks=(64, len(cols)))
 
     with h5py.File(path, "r+") as f:
         _no_evictions(f)
@@ -265,8 +296,8 @@ def write_dataset(
             target = int(g.attrs["target"]) if resume else complete + int(n)
             target = max(target, complete)
             g.attrs["target"] = target
-            for kind in ("convolved", "unconvolved", "parameters", "sample_index"):
-                if g[kind].shape[0] < target:
+            for kind in ("convolved", "unconvolved", "parameters", "sample_index", "measured_like", "nuisance"):
+                if kind in g and g[kind].shape[0] < target:
                     g[kind].resize(target, axis=0)
             per_model.append(list(range(complete, target)))
         f.flush()
@@ -281,13 +312,16 @@ def write_dataset(
         return {name: int(f[name].attrs["complete"]) for name in names}
 
 
-def _store(f: Any, group: str, index: int, conv: np.ndarray, unconv: np.ndarray, params: np.ndarray) -> None:
+def _store(f: Any, group: str, index: int, conv: np.ndarray, unconv: np.ndarray, params: np.ndarray,
+           extras: dict[str, np.ndarray] | None = None) -> None:
     g = f[group]
     if index != int(g.attrs["complete"]):  # pragma: no cover - ordered results guarantee this
         raise RuntimeError(f"sample {index} of {group} arrived out of order")
     g["convolved"][index] = conv
     g["unconvolved"][index] = unconv
     g["parameters"][index] = params
+    for key, value in (extras or {}).items():
+        g[key][index] = value
     g["sample_index"][index] = index
     f.flush()
     g.attrs["complete"] = index + 1
@@ -336,8 +370,8 @@ def _run_tasks(
 
 
 def _consume(f: Any, results: Iterable[Any], bar: Any, on_sample: Callable[[str, int], None] | None) -> None:
-    for group, index, conv, unconv, params in results:
-        _store(f, group, index, conv, unconv, params)
+    for group, index, conv, unconv, params, extras in results:
+        _store(f, group, index, conv, unconv, params, extras)
         bar.update(1)
         if on_sample is not None:
             on_sample(group, index + 1)
@@ -383,7 +417,8 @@ class SpectraDataset:
     path
         The HDF5 file.
     kind
-        ``"convolved"`` or ``"unconvolved"``.
+        ``"convolved"``, ``"unconvolved"`` or, for measured-like data sets,
+        ``"measured_like"`` (the processing chain's output).
     models
         Names of the models to include, in this order (default all, in label order);
         a name the file lacks is an error. Labels stay those of the file.
@@ -415,9 +450,9 @@ class SpectraDataset:
     def __init__(self, path: str | os.PathLike, kind: str = "convolved", models: Sequence[str] | None = None):
         import h5py
 
-        if kind not in ("convolved", "unconvolved"):
+        if kind not in KINDS:
             raise InputDataError(
-                format_error("kind is invalid", reason=f"got {kind!r}; allowed: 'convolved', 'unconvolved'")
+                format_error("kind is invalid", reason=f"got {kind!r}; allowed: {', '.join(map(repr, KINDS))}")
             )
         self.path = str(path)
         self.kind = kind
@@ -447,10 +482,22 @@ class SpectraDataset:
                 tuple(int(n) for n in first) if first is not None else tuple(ax.bins for ax in self.axes)
             )
             self.mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
+            #: The measured detector mask of a measured-like data set's draws (None otherwise).
+            self.measured_like_mask = (np.asarray(f["measured_like_mask"][()], dtype=bool)
+                                       if "measured_like_mask" in f else None)
+            self._nuisance_names = {g: _json_attr(f[g].attrs, "nuisance_names", []) for g in groups}
             layout = _text(f.attrs.get("layout", self.metadata.get("layout")))
         #: Layout tag (e.g. ``pcsmo-mosaic-v1``): the ``layout`` attribute, the metadata's, or the
         #: mosaic's by default.
         self.layout: str | None = str(layout) if layout else (LAYOUT if self.representation == "mosaic" else None)
+        if kind == "measured_like" and not groups:
+            raise InputDataError(
+                format_error(
+                    f"Data set '{self.path}' holds no measured-like samples",
+                    reason="it was not written with exp2sim-simulate --measured-like",
+                    fix="read kind='convolved' or write a measured-like data set",
+                )
+            )
         if self.mask is not None and groups and self.mask.shape != self.shape:
             raise InputDataError(
                 format_error(
@@ -594,6 +641,39 @@ class SpectraDataset:
         model, row = self.locate(i)
         vec = self._file()[model]["parameters"][row]
         return {n: float(v) for n, v in zip(self._param_names[model], vec)}
+
+    @property
+    def is_measured_like(self) -> bool:
+        """Whether the file was written in measured-like mode (it has ``nuisance`` draws)."""
+        return "measured_like" in self.settings
+
+    def nuisance(self, i: int) -> dict[str, float]:
+        """The drawn nuisance parameters of item ``i`` (measured-like data sets) as ``{name: value}``.
+
+        Names: :func:`~.nuisance_sampling.nuisance_names` (per-Ei ``scale_ei<E>``,
+        ``count_level_ei<E>``, ``background_ei<E>``, ``residual_background_ei<E>``;
+        ``measured_mask``, ``twin_fraction``, ``resolution_scale``, ``mosaic``).
+        """
+        model, row = self.locate(i)
+        g = self._file()[model]
+        if "nuisance" not in g:
+            raise InputDataError(format_error(f"Data set '{self.path}' has no nuisance draws",
+                                              reason="it is not a measured-like data set"))
+        return {n: float(v) for n, v in zip(self._nuisance_names[model], g["nuisance"][row])}
+
+    def expected(self, i: int) -> np.ndarray:
+        """The expected measured value ``scale_g * convolved`` of item ``i`` (measured-like data sets).
+
+        float32, measured units, before the residual background, counting noise, zero and
+        clip; NaN where the stored ``convolved`` is (the measured mask of the draw is not
+        applied).
+        """
+        nu = self.nuisance(i)
+        model, row = self.locate(i)
+        conv = self._masked(self._file()[model]["convolved"][row])
+        scale = np.array([v for k, v in nu.items() if k.startswith("scale_ei")], dtype=np.float32)
+        tile = conv.shape[0] // max(scale.size, 1)
+        return (conv * np.repeat(scale, tile)[:, None]).astype(np.float32)
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(convolved, unconvolved, label)`` of item ``i``."""

@@ -35,12 +35,14 @@ sample (:func:`~.samples.sample_rng`) gives the same draw on every run.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
 from ..errors import InputDataError, format_error
+from ..mosaic import EI_LIST
 from .measured_like import PCSMO_MEASURED_LIKE, MeasuredLike
 
 __all__ = [
@@ -49,6 +51,9 @@ __all__ = [
     "draw_measured_like",
     "draw_measurement_model",
     "describe_measurement_model",
+    "MeasuredLikeSettings",
+    "NuisanceDraw",
+    "nuisance_names",
 ]
 
 #: Ranges that are positive factors on a calibrated value.
@@ -239,3 +244,206 @@ def describe_measurement_model(model: Any) -> dict[str, Any]:
         v = getattr(model, f.name)
         out[f.name] = v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
     return out
+
+
+# ============================================================================ data-set settings
+#: The settings of :class:`MeasuredLikeSettings` and their command-line options.
+_OPTIONS = {
+    "scale": "--scale",
+    "count_level": "--count-level",
+    "background": "--subtracted-background",
+    "residual_background": "--residual-background",
+    "measured_mask_probability": "--measured-mask-probability",
+    "twin_fraction": "--twin-fraction",
+    "resolution_scale": "--resolution-scale",
+    "mosaic": "--mosaic",
+    "resolution_sampling": "--resolution-sampling",
+    "measured_mask": "--measured-mask",
+}
+
+
+def _bad(name: str, value: Any, need: str, fix: str) -> InputDataError:
+    return InputDataError(format_error(
+        f"The {name.replace('_', ' ')} ({_OPTIONS[name]}) is invalid", reason=f"got {value!r}; need {need}",
+        fix=fix))
+
+
+def nuisance_names(ei_list: Any = EI_LIST) -> list[str]:
+    """Names of the columns of a nuisance vector (:meth:`NuisanceDraw.vector`).
+
+    Per incident energy ``e``: ``scale_ei<e>``, ``count_level_ei<e>``, ``background_ei<e>``,
+    ``residual_background_ei<e>``; then ``measured_mask`` (1: the measured detector mask,
+    0: the kinematic one), ``twin_fraction``, ``resolution_scale``, ``mosaic`` (FWHM, degrees).
+    """
+    per = [f"{k}_ei{float(e):g}" for k in ("scale", "count_level", "background", "residual_background")
+           for e in ei_list]
+    return per + ["measured_mask", "twin_fraction", "resolution_scale", "mosaic"]
+
+
+class NuisanceDraw(NamedTuple):
+    """The nuisance parameters of one measured-like sample."""
+
+    #: Applied by the simulation (twin fraction, resolution, mosaic).
+    measurement_model: Any
+    #: Applied to the noise-free convolved spectrum (scale, counts, backgrounds, mask).
+    chain: MeasuredLike
+
+    def vector(self) -> np.ndarray:
+        """float64 values in :func:`nuisance_names` order."""
+        mm, ch = self.measurement_model, self.chain
+        twin = np.nan if getattr(mm, "twin_fraction", None) is None else float(mm.twin_fraction)
+        return np.array([*ch.scale, *ch.count_level, *ch.background, *ch.residual_background,
+                         0.0 if isinstance(ch.mask, str) and ch.mask == "kinematic" else 1.0, twin,
+                         float(getattr(mm, "resolution_scale", np.nan)), float(getattr(mm, "mosaic", np.nan))],
+                        dtype=np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description of both parts."""
+        return {"measurement_model": describe_measurement_model(self.measurement_model),
+                "chain": self.chain.describe()}
+
+
+@dataclass(frozen=True)
+class MeasuredLikeSettings:
+    """How the nuisance parameters of a measured-like data set are drawn: fixed values instead of draws.
+
+    Every setting left None is drawn from :data:`DEFAULT_RANGES` around the calibrated PCSMO
+    values (``PCSMO_MEASURED_LIKE``, ``PCSMO_MEASUREMENT_MODEL``); a fixed value replaces that
+    draw only (the draw's random numbers are still taken, so the other nuisances and the
+    exchange parameters of sample ``i`` are those of the same seed without it).
+
+    Parameters
+    ----------
+    scale, count_level, background, residual_background
+        Factors (> 0; backgrounds >= 0) on the calibrated per-Ei values of the processing
+        chain, the same for every incident energy (options ``--scale``, ``--count-level``,
+        ``--subtracted-background``, ``--residual-background``).
+    measured_mask_probability
+        Probability in [0, 1] of the measured detector mask, else the kinematic one
+        (``--measured-mask-probability``; 0 = always kinematic).
+    twin_fraction
+        Twin (domain) fraction in [0, 1] (``--twin-fraction``).
+    resolution_scale
+        Factor (> 0) on the resolution widths (``--resolution-scale``; 1 = the resolution
+        model's own widths).
+    mosaic
+        Sample mosaic spread, FWHM in degrees (>= 0; ``--mosaic``).
+    resolution_sampling
+        Resolution sampling points (whole number >= 0; ``--resolution-sampling``; 0 = the
+        linearised widths).
+    measured_mask
+        The measured detector mask file (``--measured-mask``; default
+        ``$EXP2SIM_SHARED/data/pcsmo/nanmask.mat``, see
+        :func:`~.measured_like.measured_mask_path`).
+
+    Raises
+    ------
+    InputDataError
+        A value out of its range, one line naming the option.
+    """
+
+    scale: float | None = None
+    count_level: float | None = None
+    background: float | None = None
+    residual_background: float | None = None
+    measured_mask_probability: float | None = None
+    twin_fraction: float | None = None
+    resolution_scale: float | None = None
+    mosaic: float | None = None
+    resolution_sampling: int | None = None
+    measured_mask: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in _OPTIONS:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if name == "measured_mask":
+                object.__setattr__(self, name, str(Path(v).expanduser().resolve()))
+                continue
+            if name == "resolution_sampling":
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise _bad(name, v, "a whole number >= 0", "e.g. 0 (linearised widths)")
+                object.__setattr__(self, name, int(v))
+                continue
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                f = float("nan")
+            if name in ("twin_fraction", "measured_mask_probability"):
+                ok, need, fix = 0.0 <= f <= 1.0, "a value in [0, 1]", "e.g. 0.5"
+            elif name in ("mosaic", "background", "residual_background"):
+                ok, need = math.isfinite(f) and f >= 0, "a finite value >= 0"
+                fix = "e.g. 0.5 (degrees FWHM)" if name == "mosaic" else "e.g. 1 (the calibrated value)"
+            else:
+                ok, need, fix = math.isfinite(f) and f > 0, "a finite value > 0", "e.g. 1 (the calibrated value)"
+            if not ok:
+                raise _bad(name, v, need, fix)
+            object.__setattr__(self, name, f)
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-safe settings (None where drawn)."""
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "MeasuredLikeSettings":
+        """Inverse of :meth:`settings`."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise InputDataError(format_error("Unknown measured-like settings", reason=f"{unknown}",
+                                              fix=f"use {sorted(names)}"))
+        return cls(**dict(settings))
+
+    def ranges(self, base: NuisanceRanges = DEFAULT_RANGES) -> NuisanceRanges:
+        """``base`` with the fixed processing-chain factors and mask choice put in."""
+        kw: dict[str, Any] = {}
+        for name in ("scale", "count_level", "background", "residual_background"):
+            v = getattr(self, name)
+            if v is not None:
+                kw[name] = (v, v)
+        if self.measured_mask_probability is not None:
+            kw["measured_mask_probability"] = self.measured_mask_probability
+        if self.twin_fraction is not None:
+            kw["twin_fraction"] = (0.0, 0.0)
+        if self.resolution_scale is not None:
+            kw["resolution_scale"] = (1.0, 1.0)
+        if self.mosaic is not None:
+            kw["mosaic"] = (1.0, 1.0)
+        return replace(base, **kw)
+
+    def measurement_base(self, base: Any = None) -> Any:
+        """The calibrated measurement model with the fixed values put in."""
+        base = _default_measurement_model() if base is None else base
+        kw: dict[str, Any] = {}
+        for name in ("twin_fraction", "resolution_scale", "mosaic", "resolution_sampling"):
+            if getattr(self, name) is not None:
+                kw[name] = getattr(self, name)
+        return replace(base, **kw) if kw else base
+
+    def draw(self, rng: np.random.Generator, *, ranges: NuisanceRanges = DEFAULT_RANGES,
+             chain: MeasuredLike = PCSMO_MEASURED_LIKE, measurement_model: Any = None) -> NuisanceDraw:
+        """The nuisance parameters of one sample: measurement model first, then the chain.
+
+        Parameters
+        ----------
+        rng
+            The sample's generator (3 + ``n_ei`` + 4 uniforms are taken).
+        ranges, chain, measurement_model
+            Ranges and calibrated bases (defaults: :data:`DEFAULT_RANGES`,
+            ``PCSMO_MEASURED_LIKE``, ``PCSMO_MEASUREMENT_MODEL``).
+        """
+        r = self.ranges(ranges)
+        mm = draw_measurement_model(rng, r, self.measurement_base(measurement_model))
+        return NuisanceDraw(mm, draw_measured_like(rng, r, chain))
+
+    def measured_mask_path(self) -> Path:
+        """The measured detector mask file these settings use."""
+        from .measured_like import measured_mask_path
+
+        return Path(self.measured_mask) if self.measured_mask is not None else measured_mask_path()
+
+    def needs_measured_mask(self) -> bool:
+        """Whether any sample can use the measured mask (its probability is not fixed at 0)."""
+        p = self.measured_mask_probability
+        return DEFAULT_RANGES.measured_mask_probability > 0 if p is None else p > 0

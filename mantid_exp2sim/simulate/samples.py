@@ -6,6 +6,12 @@
 ``SeedSequence(seed, spawn_key=(crc32(m), i))`` (:func:`sample_rng`), so a data set's content
 depends on the seed and the settings only: not on the number of worker processes, the order
 of the models, or how often the run was interrupted and resumed (:mod:`.dataset`).
+
+A **measured-like** spec (``DatasetSpec(measured_like=MeasuredLikeSettings(...))``, mosaic
+only) draws per sample, from the same generator and before the exchange parameters, the
+nuisance parameters (:mod:`.nuisance_sampling`: measurement model, then processing chain),
+simulates the pair with the drawn measurement model, and passes the noise-free convolved
+mosaic through the drawn processing chain (:func:`simulate_measured_like_sample`).
 """
 
 from __future__ import annotations
@@ -13,20 +19,21 @@ from __future__ import annotations
 import inspect
 import json
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
 from ..errors import InputDataError, format_error
 from .modelref import model_name, param_vector, resolve_model
 from .noise import PoissonNoise, SmoothBackground
+from .nuisance_sampling import MeasuredLikeSettings, NuisanceDraw
 from .representations import Plan, representation
 from .resolution import get_resolution
 from .spectra import simulate_plan
 
-__all__ = ["DatasetSpec", "sample_rng", "simulate_sample"]
+__all__ = ["DatasetSpec", "MeasuredLikeSample", "sample_rng", "simulate_sample", "simulate_measured_like_sample"]
 
 #: The geometry settings of a :class:`DatasetSpec`; each representation takes some of them.
 _GEOMETRY = ("ei", "bins", "energy_range", "energy_window", "line")
@@ -56,6 +63,11 @@ class DatasetSpec:
         Poisson noise flux (counts in a bin of mean intensity) or None.
     background
         Relative smooth-background level or None.
+    measured_like
+        None (a plain data set) or the :class:`~.nuisance_sampling.MeasuredLikeSettings` (or
+        their ``settings()`` mapping) of a measured-like data set: mosaic only, without
+        ``noise_flux`` and ``background`` (its processing chain adds counting noise and
+        background).
     """
 
     representation: str = "mosaic"
@@ -68,8 +80,10 @@ class DatasetSpec:
     line: tuple[float, float, float, float] | None = None
     noise_flux: float | None = None
     background: float | None = None
+    measured_like: MeasuredLikeSettings | None = None
 
     def __post_init__(self) -> None:
+        self._check_measured_like()
         rep = representation(self.representation)
         given = [k for k in _GEOMETRY if k not in rep.settings and getattr(self, k) is not None]
         if given:
@@ -104,9 +118,36 @@ class DatasetSpec:
             SmoothBackground(level=self.background)
             object.__setattr__(self, "background", float(self.background))
 
+    def _check_measured_like(self) -> None:
+        ml = self.measured_like
+        if ml is None:
+            return
+        if isinstance(ml, Mapping):
+            ml = MeasuredLikeSettings.from_settings(ml)
+        elif not isinstance(ml, MeasuredLikeSettings):
+            raise InputDataError(format_error("measured_like is invalid", reason=f"got {type(ml).__name__}",
+                                              fix="pass MeasuredLikeSettings or None"))
+        object.__setattr__(self, "measured_like", ml)
+        if self.representation != "mosaic":
+            raise InputDataError(format_error(
+                f"--measured-like does not apply to the {self.representation} representation",
+                reason="the processing chain is calibrated per incident energy of the pcsmo-mosaic-v1 mosaic",
+                fix="use --representation mosaic"))
+        given = [opt for opt, v in (("--noise-flux", self.noise_flux), ("--background", self.background))
+                 if v is not None]
+        if given:
+            raise InputDataError(format_error(
+                f"{' and '.join(given)} do not apply with --measured-like",
+                reason="its processing chain adds the counting noise and background itself",
+                fix="leave them out (set --count-level or --subtracted-background instead)"))
+
     def settings(self) -> dict[str, Any]:
-        """JSON-safe settings (lists for tuples)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """JSON-safe settings (lists for tuples); ``measured_like`` only when set (so the
+        settings of a plain data set are those of files written before it existed)."""
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        if out.get("measured_like") is None:
+            out.pop("measured_like", None)
+        return out
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "DatasetSpec":
@@ -164,6 +205,39 @@ def _context(spec: DatasetSpec) -> tuple[Plan, Any]:
     return _CONTEXT["plan"], _CONTEXT["resolution"]
 
 
+def measured_like_chain(spec: DatasetSpec, shape: tuple[int, int]) -> Any:
+    """The calibrated processing chain of a measured-like spec, its measured mask read once.
+
+    Raises
+    ------
+    InputDataError
+        The measured mask file is missing while samples may use it.
+    """
+    from .measured_like import PCSMO_MEASURED_LIKE
+
+    ml = spec.measured_like
+    if ml is None:
+        raise InputDataError(format_error("The spec is not measured-like", fix="set measured_like"))
+    if not ml.needs_measured_mask():
+        return replace(PCSMO_MEASURED_LIKE, mask="kinematic")
+    path = ml.measured_mask_path()
+    if not path.is_file():
+        raise InputDataError(format_error(
+            f"The measured detector mask '{path}' (--measured-mask) does not exist",
+            reason="measured-like samples use it with the probability --measured-mask-probability",
+            fix="set EXP2SIM_SHARED to the folder holding data/pcsmo/nanmask.mat, pass --measured-mask FILE, "
+            "or --measured-mask-probability 0 (kinematic mask only)"))
+    from .coverage import load_mask
+
+    return replace(PCSMO_MEASURED_LIKE, mask=load_mask(path, shape))
+
+
+def _chain(spec: DatasetSpec, plan: Plan) -> Any:
+    if "chain" not in _CONTEXT:
+        _CONTEXT["chain"] = measured_like_chain(spec, plan.shape)
+    return _CONTEXT["chain"]
+
+
 def _model(ref: str) -> Any:
     models = _CONTEXT.setdefault("models", {})
     if ref not in models:
@@ -187,23 +261,66 @@ def simulate_sample(
     parameters
         float64 ``(P,)`` in ``parameter_names`` order.
     """
+    if spec.measured_like is not None:
+        s = simulate_measured_like_sample(spec, model_ref, index, seed)
+        return s.convolved, s.unconvolved, s.parameters
     plan, res = _context(spec)
     model = _model(model_ref)
     rng = sample_rng(seed, model_name(model), index)
+    conv, unconv, params = _simulate_stable(plan, model, res, rng, index, noise=spec.noise(),
+                                            background=spec.background_model())
+    return conv.signal.astype(np.float32), unconv.signal.astype(np.float32), param_vector(model, params)
+
+
+class MeasuredLikeSample(NamedTuple):
+    """One sample of a measured-like data set."""
+
+    #: float32 mosaic after the processing chain (measured units; zeros, clip, NaN where masked).
+    measured_like: np.ndarray
+    #: float32 noise-free convolved mosaic in model units (scale NOT applied), NaN where masked.
+    convolved: np.ndarray
+    #: float32 unconvolved mosaic in model units.
+    unconvolved: np.ndarray
+    #: float64 exchange parameters in ``parameter_names`` order.
+    parameters: np.ndarray
+    #: The drawn nuisance parameters.
+    nuisance: NuisanceDraw
+
+
+def simulate_measured_like_sample(spec: DatasetSpec, model_ref: str, index: int, seed: int) -> MeasuredLikeSample:
+    """Sample ``index`` of a measured-like data set (see the module notes).
+
+    The generator of the sample (:func:`sample_rng`) draws, in this order, the measurement
+    model, the processing chain, the exchange parameters (redrawn while unstable) and the
+    counting noise.
+    """
+    plan, res = _context(spec)
+    chain = _chain(spec, plan)
+    model = _model(model_ref)
+    rng = sample_rng(seed, model_name(model), index)
+    draw = spec.measured_like.draw(rng, chain=chain)
+    kwargs = dict(draw.measurement_model.simulate_kwargs())
+    conv, unconv, params = _simulate_stable(plan, model, res, rng, index, **kwargs)
+    measured = draw.chain.apply(conv.signal, rng)
+    return MeasuredLikeSample(measured.astype(np.float32), conv.signal.astype(np.float32),
+                              unconv.signal.astype(np.float32), param_vector(model, params), draw)
+
+
+def _simulate_stable(plan: Plan, model: Any, res: Any, rng: np.random.Generator, index: int,
+                     **kwargs: Any) -> tuple[Any, Any, Any]:
+    """Draw parameters and simulate, redrawing unstable ground states; ``(conv, unconv, params)``."""
     unstable = _unstable_error()
     last: BaseException | None = None
     for _ in range(_MAX_REDRAWS):
         params = _draw(model, rng)
         try:
-            conv, unconv = simulate_plan(
-                plan, model, params, resolution=res, rng=rng, noise=spec.noise(), background=spec.background_model()
-            )
+            conv, unconv = simulate_plan(plan, model, params, resolution=res, rng=rng, **kwargs)
         except Exception as exc:
             if unstable is not None and isinstance(exc, unstable):
                 last = exc
                 continue
             raise
-        return conv.signal.astype(np.float32), unconv.signal.astype(np.float32), param_vector(model, params)
+        return conv, unconv, params
     raise InputDataError(
         format_error(
             f"No stable parameters for sample {index} of model {model_name(model)!r}",
@@ -212,7 +329,14 @@ def simulate_sample(
     )
 
 
-def _worker(task: tuple[dict[str, Any], str, str, int, int]) -> tuple[str, int, np.ndarray, np.ndarray, np.ndarray]:
+def _worker(
+    task: tuple[dict[str, Any], str, str, int, int]
+) -> tuple[str, int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     settings, group, ref, index, seed = task
-    conv, unconv, params = simulate_sample(DatasetSpec.from_settings(settings), ref, index, seed)
-    return group, index, conv, unconv, params
+    spec = DatasetSpec.from_settings(settings)
+    if spec.measured_like is None:
+        conv, unconv, params = simulate_sample(spec, ref, index, seed)
+        return group, index, conv, unconv, params, {}
+    s = simulate_measured_like_sample(spec, ref, index, seed)
+    return group, index, s.convolved, s.unconvolved, s.parameters, {
+        "measured_like": s.measured_like, "nuisance": s.nuisance.vector()}
