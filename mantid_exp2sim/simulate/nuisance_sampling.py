@@ -54,6 +54,7 @@ __all__ = [
     "MeasuredLikeSettings",
     "NuisanceDraw",
     "nuisance_names",
+    "default_chain",
 ]
 
 #: Ranges that are positive factors on a calibrated value.
@@ -163,7 +164,7 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float, size: int | Non
 
 
 def draw_measured_like(rng: np.random.Generator, ranges: NuisanceRanges = DEFAULT_RANGES,
-                       base: MeasuredLike = PCSMO_MEASURED_LIKE) -> MeasuredLike:
+                       base: MeasuredLike | None = None) -> MeasuredLike:
     """One random processing chain around ``base``.
 
     Parameters
@@ -173,9 +174,9 @@ def draw_measured_like(rng: np.random.Generator, ranges: NuisanceRanges = DEFAUL
     ranges
         The ranges (factors on ``base``; the module notes).
     base
-        The calibrated chain (default :data:`~.measured_like.PCSMO_MEASURED_LIKE`); its
-        background ratio, clip, ``shared`` folder and number of incident energies are kept,
-        and its mask is the "measured" choice.
+        The calibrated chain (default: that of ``PCSMO_MEASUREMENT_MODEL``, else
+        :data:`~.measured_like.PCSMO_MEASURED_LIKE`); its background ratio, clip, ``shared``
+        folder and number of incident energies are kept, and its mask is the "measured" choice.
 
     Returns
     -------
@@ -185,6 +186,7 @@ def draw_measured_like(rng: np.random.Generator, ranges: NuisanceRanges = DEFAUL
     if not isinstance(ranges, NuisanceRanges):
         raise InputDataError(format_error("ranges is invalid", reason=f"got {type(ranges).__name__}",
                                           fix="pass a NuisanceRanges"))
+    base = default_chain() if base is None else base
     n = int(base.n_ei)
     scale = np.asarray(base.scale) * _log_uniform(rng, *ranges.scale, size=n)
     count = np.asarray(base.count_level) * _log_uniform(rng, *ranges.count_level)
@@ -199,6 +201,13 @@ def _default_measurement_model() -> Any:
     from .measurement_model import PCSMO_MEASUREMENT_MODEL
 
     return PCSMO_MEASUREMENT_MODEL
+
+
+def default_chain() -> MeasuredLike:
+    """The calibrated processing chain: ``PCSMO_MEASUREMENT_MODEL.measured_like``, else
+    :data:`~.measured_like.PCSMO_MEASURED_LIKE`."""
+    chain = getattr(_default_measurement_model(), "measured_like", None)
+    return PCSMO_MEASURED_LIKE if chain is None else chain
 
 
 def draw_measurement_model(rng: np.random.Generator, ranges: NuisanceRanges = DEFAULT_RANGES,
@@ -218,7 +227,8 @@ def draw_measurement_model(rng: np.random.Generator, ranges: NuisanceRanges = DE
     Returns
     -------
     MeasurementModel
-        With the drawn ``twin_fraction`` (in [0, 1]), ``resolution_scale`` and ``mosaic``.
+        With the drawn ``twin_fraction`` (in [0, 1]; around 0.5 when ``base`` has None, the
+        model's own equal volumes), ``resolution_scale`` and ``mosaic``.
     """
     if not isinstance(ranges, NuisanceRanges):
         raise InputDataError(format_error("ranges is invalid", reason=f"got {type(ranges).__name__}",
@@ -287,6 +297,10 @@ class NuisanceDraw(NamedTuple):
     measurement_model: Any
     #: Applied to the noise-free convolved spectrum (scale, counts, backgrounds, mask).
     chain: MeasuredLike
+
+    def with_measured_like(self) -> Any:
+        """The measurement model with the drawn chain as its ``measured_like``."""
+        return replace(self.measurement_model, measured_like=self.chain)
 
     def vector(self) -> np.ndarray:
         """float64 values in :func:`nuisance_names` order."""
@@ -422,7 +436,7 @@ class MeasuredLikeSettings:
         return replace(base, **kw) if kw else base
 
     def draw(self, rng: np.random.Generator, *, ranges: NuisanceRanges = DEFAULT_RANGES,
-             chain: MeasuredLike = PCSMO_MEASURED_LIKE, measurement_model: Any = None) -> NuisanceDraw:
+             chain: MeasuredLike | None = None, measurement_model: Any = None) -> NuisanceDraw:
         """The nuisance parameters of one sample: measurement model first, then the chain.
 
         Parameters
@@ -431,7 +445,7 @@ class MeasuredLikeSettings:
             The sample's generator (3 + ``n_ei`` + 4 uniforms are taken).
         ranges, chain, measurement_model
             Ranges and calibrated bases (defaults: :data:`DEFAULT_RANGES`,
-            ``PCSMO_MEASURED_LIKE``, ``PCSMO_MEASUREMENT_MODEL``).
+            :func:`default_chain`, ``PCSMO_MEASUREMENT_MODEL``).
         """
         r = self.ranges(ranges)
         mm = draw_measurement_model(rng, r, self.measurement_base(measurement_model))

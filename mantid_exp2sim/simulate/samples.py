@@ -213,13 +213,14 @@ def measured_like_chain(spec: DatasetSpec, shape: tuple[int, int]) -> Any:
     InputDataError
         The measured mask file is missing while samples may use it.
     """
-    from .measured_like import PCSMO_MEASURED_LIKE
+    from .nuisance_sampling import default_chain
 
+    base = default_chain()
     ml = spec.measured_like
     if ml is None:
         raise InputDataError(format_error("The spec is not measured-like", fix="set measured_like"))
     if not ml.needs_measured_mask():
-        return replace(PCSMO_MEASURED_LIKE, mask="kinematic")
+        return replace(base, mask="kinematic")
     path = ml.measured_mask_path()
     if not path.is_file():
         raise InputDataError(format_error(
@@ -229,7 +230,7 @@ def measured_like_chain(spec: DatasetSpec, shape: tuple[int, int]) -> Any:
             "or --measured-mask-probability 0 (kinematic mask only)"))
     from .coverage import load_mask
 
-    return replace(PCSMO_MEASURED_LIKE, mask=load_mask(path, shape))
+    return replace(base, mask=load_mask(path, shape))
 
 
 def _chain(spec: DatasetSpec, plan: Plan) -> Any:
@@ -299,6 +300,9 @@ def simulate_measured_like_sample(spec: DatasetSpec, model_ref: str, index: int,
     model = _model(model_ref)
     rng = sample_rng(seed, model_name(model), index)
     draw = spec.measured_like.draw(rng, chain=chain)
+    if spec.measured_like.twin_fraction is None and len(getattr(model, "twins", None) or ()) != 2:
+        # a model without two twin domains has no twin fraction to draw
+        draw = draw._replace(measurement_model=replace(draw.measurement_model, twin_fraction=None))
     kwargs = dict(draw.measurement_model.simulate_kwargs())
     conv, unconv, params = _simulate_stable(plan, model, res, rng, index, **kwargs)
     measured = draw.chain.apply(conv.signal, rng)

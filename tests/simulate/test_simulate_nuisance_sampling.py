@@ -12,6 +12,7 @@ from mantid_exp2sim.simulate.measured_like import PCSMO_MEASURED_LIKE, MeasuredL
 from mantid_exp2sim.simulate.nuisance_sampling import (
     DEFAULT_RANGES,
     NuisanceRanges,
+    default_chain,
     draw_measured_like,
 )
 
@@ -22,7 +23,7 @@ def _draws(n: int, seed: int = 0, ranges: NuisanceRanges = DEFAULT_RANGES) -> li
 
 
 def test_draws_stay_inside_the_ranges_and_fill_them():
-    base = PCSMO_MEASURED_LIKE
+    base = default_chain()
     draws = _draws(400)
     for name in ("scale", "count_level", "background", "residual_background"):
         ratio = np.array([np.asarray(getattr(d, name)) / np.asarray(getattr(base, name)) for d in draws])
@@ -53,7 +54,7 @@ def test_draws_reproducible_by_seed_and_differ_between_seeds():
 def test_fixed_range_gives_the_base_values():
     ranges = NuisanceRanges(scale=(1, 1), count_level=(2, 2), background=(1, 1), residual_background=(1, 1),
                             measured_mask_probability=1.0)
-    d = draw_measured_like(np.random.default_rng(0), ranges)
+    d = draw_measured_like(np.random.default_rng(0), ranges, PCSMO_MEASURED_LIKE)
     np.testing.assert_allclose(d.scale, PCSMO_MEASURED_LIKE.scale)
     np.testing.assert_allclose(d.count_level, 2 * np.asarray(PCSMO_MEASURED_LIKE.count_level))
     assert d.mask == PCSMO_MEASURED_LIKE.mask
@@ -88,3 +89,58 @@ def test_describe_round_trip():
 def test_ranges_type_checked():
     with pytest.raises(InputDataError, match="ranges"):
         draw_measured_like(np.random.default_rng(0), {"scale": (1, 2)})  # type: ignore[arg-type]
+
+
+def test_measurement_model_draws_inside_the_ranges_and_reproducible():
+    from mantid_exp2sim.simulate.measurement_model import MeasurementModel
+    from mantid_exp2sim.simulate.nuisance_sampling import draw_measurement_model
+
+    base = MeasurementModel(twin_fraction=0.6, resolution_scale=1.1, mosaic=2.0, resolution_sampling=2)
+    rng = np.random.default_rng(5)
+    draws = [draw_measurement_model(rng, base=base) for _ in range(300)]
+    twin = np.array([d.twin_fraction for d in draws])
+    res = np.array([d.resolution_scale for d in draws]) / 1.1
+    mos = np.array([d.mosaic for d in draws]) / 2.0
+    assert 0.5 - 1e-12 <= twin.min() < 0.52 and 0.68 < twin.max() <= 0.7 + 1e-12
+    assert 0.88 - 1e-12 <= res.min() and res.max() <= 1.12 + 1e-12
+    assert 0.5 - 1e-12 <= mos.min() < 0.55 and 1.45 < mos.max() <= 1.5 + 1e-12
+    assert all(d.resolution_sampling == 2 for d in draws)
+    again = draw_measurement_model(np.random.default_rng(5), base=base)
+    assert again == draws[0]
+    # near the ends of [0, 1] the twin fraction stays inside
+    edge = draw_measurement_model(np.random.default_rng(0), NuisanceRanges(twin_fraction=(0.2, 0.5)),
+                                  base=MeasurementModel(twin_fraction=0.9))
+    assert edge.twin_fraction == 1.0
+    json.dumps(again.describe())
+
+
+def test_measured_like_settings_fix_values_and_keep_the_other_draws():
+    from mantid_exp2sim.simulate.nuisance_sampling import MeasuredLikeSettings
+
+    free = MeasuredLikeSettings().draw(np.random.default_rng(8))
+    fixed = MeasuredLikeSettings(count_level=0.25, twin_fraction=0.3, mosaic=1.0, resolution_scale=1.25,
+                                 measured_mask_probability=0.0).draw(np.random.default_rng(8))
+    mm = fixed.measurement_model
+    assert (mm.twin_fraction, mm.mosaic, mm.resolution_scale) == (0.3, 1.0, 1.25)
+    np.testing.assert_allclose(fixed.chain.count_level, 0.25 * np.asarray(default_chain().count_level))
+    assert fixed.chain.scale == free.chain.scale and fixed.chain.background == free.chain.background
+    assert fixed.chain.mask == "kinematic"
+    v = fixed.vector()
+    assert v.shape == (28,) and v[24] == 0.0 and v[25] == 0.3
+    assert fixed.with_measured_like().measured_like == fixed.chain
+    json.dumps(fixed.describe())
+    s = MeasuredLikeSettings(count_level=2, resolution_sampling=1)
+    assert MeasuredLikeSettings.from_settings(json.loads(json.dumps(s.settings()))) == s
+
+
+@pytest.mark.parametrize("kw, option", [
+    ({"twin_fraction": 1.5}, "--twin-fraction"), ({"mosaic": -0.1}, "--mosaic"),
+    ({"count_level": 0}, "--count-level"), ({"background": -1}, "--subtracted-background"),
+    ({"resolution_sampling": 1.5}, "--resolution-sampling"),
+])
+def test_measured_like_settings_refuse_bad_values_naming_the_option(kw, option):
+    from mantid_exp2sim.simulate.nuisance_sampling import MeasuredLikeSettings
+
+    with pytest.raises(InputDataError) as err:
+        MeasuredLikeSettings(**kw)
+    assert option in str(err.value) and "\n" not in str(err.value)
