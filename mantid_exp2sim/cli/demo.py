@@ -1,12 +1,17 @@
 """``exp2sim demo``: the end-to-end main job on the shipped default models.
 
-Simulates a measured-like PCSMO spectrum (240x400 mosaic with the built-in MAPS resolution,
-the kinematic detector coverage and Poisson counting noise) and its unconvolved counterpart,
-writes both as SaveMD ``.nxs`` files, and runs the pipeline commands on those files, as a
-reduction pipeline would: ``exp2sim deconvolve`` on the measured-like file and
-``exp2sim convolve`` on the unconvolved one (the shipped generators). It then classifies the
-spectrum before and after deconvolution with the shipped DUQ classifier, scores its domain of
-applicability, writes a PNG figure and prints a short report.
+Simulates a PCSMO measurement that looks like the real one: the 240x400 mosaic with the
+built-in MAPS resolution and the calibrated measurement model
+(``simulate.measurement_model.PCSMO_MEASUREMENT_MODEL``), passed through the calibrated
+processing chain of the released data (``simulate.measured_like``: per-Ei scale, counting
+noise at the calibrated count level, background subtraction, negative values set to zero,
+clip at 120, the measured detector mask when ``$EXP2SIM_SHARED`` holds it, else the
+kinematic mask). It writes that "measurement", the clean (noise-free) simulation in the same
+units and the unconvolved counterpart as SaveMD ``.nxs`` files, and runs the pipeline
+commands on them, as a reduction pipeline would: ``exp2sim deconvolve`` on the measured-like
+file and ``exp2sim convolve`` on the unconvolved one (the shipped generators). It then
+classifies the measurement before and after deconvolution with the shipped DUQ classifier,
+scores its domain of applicability, writes a PNG figure and prints a short report.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="exp2sim demo",
         description=(
-            "Simulate a measured-like PCSMO spectrum and its unconvolved counterpart, run "
+            "Simulate a PCSMO measurement that looks like the real one (counting noise, background "
+            "subtraction, zeros, detector mask) next to the clean simulation and its unconvolved "
+            "counterpart, run "
             "'exp2sim deconvolve' and 'exp2sim convolve' on their files, classify the spectrum "
             "before and after deconvolution, score its domain, and write a PNG figure and a report."
         ),
@@ -56,10 +63,18 @@ def get_parser() -> argparse.ArgumentParser:
         help="use the published exchange parameters instead of a random draw from the model's ranges",
     )
     p.add_argument(
-        "--noise-flux",
+        "--count-level",
         type=float,
-        default=200.0,
-        help="Poisson noise: expected counts in a bin of mean intensity (default: %(default)s; 0 = no noise)",
+        default=1.0,
+        help="counting statistics: factor (> 0) on the calibrated count levels of the released data "
+        "(default: %(default)s; 4 = four times the counts, half the relative noise)",
+    )
+    p.add_argument(
+        "--mask",
+        default="measured",
+        choices=["measured", "kinematic"],
+        help="detector mask of the measurement: the measured one ($EXP2SIM_SHARED/data/pcsmo/nanmask.mat; "
+        "the kinematic mask when it is absent) or the kinematic one (default: %(default)s)",
     )
     p.add_argument("--repeats", type=int, default=1000, help="domain-score repeats (default: %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG figure (no matplotlib needed)")
@@ -67,15 +82,43 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _simulate(model_name: str, *, seed: int, published: bool, noise_flux: float):
-    from ..simulate import PoissonNoise, get_model, simulate_mosaic_pair
+def _check_count_level(count_level: float) -> float:
+    from ..errors import InputDataError, format_error
+
+    try:
+        c = float(count_level)
+    except (TypeError, ValueError):
+        c = float("nan")
+    if not (np.isfinite(c) and c > 0):
+        raise InputDataError(format_error(
+            "--count-level is invalid", reason=f"got {count_level!r}; need a factor > 0 on the calibrated count levels",
+            fix="use 1 (the released data's counting statistics) or e.g. 4 (four times the counts)"))
+    return c
+
+
+def _simulate(model_name: str, *, seed: int, published: bool, count_level: float = 1.0, mask: str = "measured"):
+    """``(model, params, measured, clean, truth, chain)``: the measured-like "measurement", the
+    clean simulation in the same units (NaN where the measurement is), the unconvolved one
+    (model units) and the processing chain used."""
+    from dataclasses import replace
+
+    from ..histogram import MDHisto
+    from ..simulate import get_model, simulate_mosaic_pair
+    from ..simulate.measurement_model import PCSMO_MEASUREMENT_MODEL
+    from ..simulate.nuisance_sampling import default_chain
 
     model = get_model(model_name)
     rng = np.random.default_rng(seed)
     params = np.asarray(model.defaults, dtype=float) if published else model.sample(rng, stable_only=True)
-    noise = PoissonNoise(noise_flux) if noise_flux > 0 else None
-    measured, truth = simulate_mosaic_pair(model, params, rng=rng, noise=noise)
-    return model, params, measured, truth
+    base = default_chain()
+    chain = replace(base, count_level=tuple(count_level * np.asarray(base.count_level)), mask=mask)
+    convolved, truth = simulate_mosaic_pair(model, params, rng=rng, **PCSMO_MEASUREMENT_MODEL.simulate_kwargs())
+    measured = chain.apply(convolved, rng)
+    expected = chain.expected(convolved.signal)
+    expected[np.isnan(measured.signal)] = np.nan
+    clean = MDHisto(expected, convolved.axes, errors=None,
+                    metadata={**convolved.metadata, "kind": "clean", "units": "measured (scale applied, no noise)"})
+    return model, params, measured, clean, truth, chain
 
 
 def _has_torch() -> bool:
@@ -87,6 +130,7 @@ def _has_torch() -> bool:
 #: The files of a demo run, by report key.
 DEMO_FILES = {
     "measured": "measured.nxs",
+    "simulated_clean": "simulated_clean.nxs",
     "simulated_unconvolved": "simulated_unconvolved.nxs",
     "deconvolved": "deconvolved.nxs",
     "convolved": "convolved.nxs",
@@ -155,7 +199,8 @@ def run_demo(
     model: str = "goodenough",
     seed: int = 7,
     published: bool = False,
-    noise_flux: float = 200.0,
+    count_level: float = 1.0,
+    mask: str = "measured",
     repeats: int = 1000,
     plot: bool = True,
     overwrite: bool = False,
@@ -167,9 +212,10 @@ def run_demo(
     output_dir
         Folder for the ``.nxs`` files and the figure; created if missing (its parent must
         exist). Checked with :func:`plan_demo` before any work.
-    model, seed, published, noise_flux
+    model, seed, published, count_level, mask
         The simulated measurement: spin model, seed of the parameter draw and noise,
-        published instead of random parameters, Poisson flux (0 = no noise).
+        published instead of random parameters, factor (> 0) on the calibrated count levels,
+        ``"measured"`` or ``"kinematic"`` detector mask.
     repeats
         Repeats of the domain score.
     plot
@@ -182,12 +228,13 @@ def run_demo(
     When a step fails, the files this run wrote are removed again (and the folder, if this
     run created it), so a failed demo leaves nothing half-done behind.
     """
+    count_level = _check_count_level(count_level)
     out = plan_demo(output_dir, plot=plot, overwrite=overwrite)
     created_dir = not out.exists()
     out.mkdir(exist_ok=True)
     before = {p.name for p in out.iterdir()}
     try:
-        return _run_demo(out, model=model, seed=seed, published=published, noise_flux=noise_flux,
+        return _run_demo(out, model=model, seed=seed, published=published, count_level=count_level, mask=mask,
                          repeats=repeats, plot=plot)
     except BaseException:
         for name in DEMO_FILES.values():
@@ -199,7 +246,7 @@ def run_demo(
 
 
 def _run_demo(
-    out: Path, *, model: str, seed: int, published: bool, noise_flux: float, repeats: int, plot: bool
+    out: Path, *, model: str, seed: int, published: bool, count_level: float, mask: str, repeats: int, plot: bool
 ) -> dict[str, Any]:
     from ..tasks.classify import classify
     from ..tasks.score import score_histograms
@@ -209,11 +256,13 @@ def _run_demo(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    spin_model, params, measured, truth = _simulate(model, seed=seed, published=published, noise_flux=noise_flux)
+    spin_model, params, measured, clean, truth, chain = _simulate(
+        model, seed=seed, published=published, count_level=count_level, mask=mask)
     timings["simulate"] = time.perf_counter() - t0
 
     files = {
         "measured": save_histogram(measured, out / "measured.nxs"),
+        "simulated_clean": save_histogram(clean, out / "simulated_clean.nxs"),
         "simulated_unconvolved": save_histogram(truth, out / "simulated_unconvolved.nxs"),
     }
     for task, source, name in (("deconvolve", "measured", "deconvolved"), ("convolve", "simulated_unconvolved", "convolved")):
@@ -224,6 +273,7 @@ def _run_demo(
     convolved = load_histogram(files["convolved"])
 
     t0 = time.perf_counter()
+    clean_verdict = classify(clean)
     before = classify(measured)
     after = classify(deconvolved, activation_map=_has_torch())
     timings["classify"] = time.perf_counter() - t0
@@ -234,26 +284,38 @@ def _run_demo(
 
     if after.activation_map is not None:
         files["activation_map"] = save_histogram(after.activation_map, out / "activation_map.nxs")
+    # the truth in the measurement's units (per-Ei scale), to compare with the deconvolved spectrum
+    truth_units = chain.expected(truth.signal)
     if plot:
         from ._demo_figure import demo_figure
+        from ..histogram import MDHisto
 
-        files["figure"] = demo_figure(measured, deconvolved, after, domain, out / "demo.png")
-
+        files["figure"] = demo_figure(measured, deconvolved, after, domain, out / "demo.png", clean=clean,
+                                      truth=MDHisto(truth_units, truth.axes, metadata=truth.metadata))
+    finite = np.isfinite(measured.signal)
     report = {
         "model": spin_model.name,
         "parameters": dict(zip(spin_model.parameter_names, map(float, params))),
-        "noise_flux": noise_flux,
+        "measurement": {
+            "count_level_factor": count_level,
+            "mask": measured.metadata.get("mask"),
+            "chain": chain.describe(),
+            "zero_fraction": float(np.mean(measured.signal[finite] == 0.0)) if finite.any() else float("nan"),
+            "masked_fraction": float(np.mean(~finite)),
+        },
+        "classification_clean": clean_verdict.to_dict(),
         "classification_before": before.to_dict(),
         "classification_after": after.to_dict(),
         "domain": domain.to_dict(),
-        "psnr_measured_vs_truth": masked_psnr(measured.signal, truth.signal),
-        "psnr_deconvolved_vs_truth": masked_psnr(deconvolved.signal, truth.signal),
+        "psnr_measured_vs_truth": masked_psnr(measured.signal, truth_units),
+        "psnr_clean_vs_truth": masked_psnr(clean.signal, truth_units),
+        "psnr_deconvolved_vs_truth": masked_psnr(deconvolved.signal, truth_units),
         "integrated_intensity_ratio": float(np.nansum(deconvolved.signal) / np.nansum(measured.signal)),
         # the factor that conserved it (None when not applied); 1 / factor is the network's own ratio
         "deconvolution_intensity_factor": deconvolved.metadata.get("intensity_factor"),
         "deconvolution_bundle": deconvolved.metadata.get("bundle_id"),
-        # against the noisy measured-like spectrum, so bounded by its counting noise
-        "psnr_convolved_vs_measured": masked_psnr(convolved.signal, measured.signal),
+        # the network's convolution against the simulator's, both in the measurement's units
+        "psnr_convolved_vs_clean": masked_psnr(chain.expected(convolved.signal), clean.signal),
         "convolution_intensity_ratio": float(np.nansum(convolved.signal) / np.nansum(truth.signal)),
         "convolution_intensity_factor": convolved.metadata.get("intensity_factor"),
         "convolution_bundle": convolved.metadata.get("bundle_id"),
@@ -274,9 +336,13 @@ def _run_pipeline_command(task: str, source: Path, target: Path) -> Path:
 
 
 def _print_report(r: dict[str, Any]) -> None:
-    b, a, d = r["classification_before"], r["classification_after"], r["domain"]
+    c0, b, a, d = r["classification_clean"], r["classification_before"], r["classification_after"], r["domain"]
     params = ", ".join(f"{k}={v:.3g}" for k, v in r["parameters"].items())
-    print(f"Simulated measurement: PCSMO {r['model']} model ({params}), Poisson flux {r['noise_flux']:g}")
+    m = r["measurement"]
+    print(f"Simulated measurement: PCSMO {r['model']} model ({params})")
+    print(f"  measured-like: count level x{m['count_level_factor']:g} of the released data's, "
+          f"{100 * m['zero_fraction']:.0f} % zeros, {100 * m['masked_fraction']:.0f} % masked "
+          f"(mask: {str(m['mask']).split(':')[0]})")
 
     def line(name: str, c: dict[str, Any]) -> str:
         ks = ", ".join(f"K_{k}={v:.3f}" for k, v in c["K"].items())
@@ -288,16 +354,18 @@ def _print_report(r: dict[str, Any]) -> None:
         return f"integrated intensity ratio {ratio:.3f}{own}"
 
     print("Classification:")
+    print(line("clean simulation", c0))
     print(line("before deconvolution", b))
     print(line("after deconvolution", a))
     print(
         f"Deconvolution ({r['deconvolution_bundle']}): PSNR vs true unconvolved "
-        f"{r['psnr_measured_vs_truth']:.2f} dB -> {r['psnr_deconvolved_vs_truth']:.2f} dB; "
+        f"{r['psnr_measured_vs_truth']:.2f} dB -> {r['psnr_deconvolved_vs_truth']:.2f} dB "
+        f"(the clean simulation: {r['psnr_clean_vs_truth']:.2f} dB); "
         + kept(r["integrated_intensity_ratio"], r["deconvolution_intensity_factor"])
     )
     print(
-        f"Convolution ({r['convolution_bundle']}): PSNR vs the measured-like spectrum "
-        f"{r['psnr_convolved_vs_measured']:.2f} dB; "
+        f"Convolution ({r['convolution_bundle']}): PSNR vs the clean simulation "
+        f"{r['psnr_convolved_vs_clean']:.2f} dB; "
         + kept(r["convolution_intensity_ratio"], r["convolution_intensity_factor"])
     )
     print(f"Domain of applicability: mean {d['mean']:.4g} +- {d['std']:.3g} -> {d['zone']}")
@@ -316,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.model,
             seed=args.seed,
             published=args.published,
-            noise_flux=args.noise_flux,
+            count_level=args.count_level,
+            mask=args.mask,
             repeats=args.repeats,
             plot=not args.no_plot,
             overwrite=args.overwrite,

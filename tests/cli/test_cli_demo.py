@@ -31,9 +31,20 @@ def test_demo_writes_workspaces_figure_and_json_report(tmp_path, capsys, monkeyp
     assert main(["demo", "--output-dir", str(out), "--repeats", "100", "--json", "--seed", "3"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
-    for key in ("measured", "deconvolved", "simulated_unconvolved", "convolved", "figure"):
+    for key in ("measured", "simulated_clean", "deconvolved", "simulated_unconvolved", "convolved", "figure"):
         assert (out / report["files"][key].split("/")[-1]).is_file()
     measured = load_histogram(out / "measured.nxs")
+    # the simulated measurement looks like the released one: zeros, the clip, its mask; the clean
+    # simulation beside it has the same mask and no zeros from noise
+    clean = load_histogram(out / "simulated_clean.nxs")
+    np.testing.assert_array_equal(np.isnan(clean.signal), np.isnan(measured.signal))
+    finite = np.isfinite(measured.signal)
+    assert 0.1 < np.mean(measured.signal[finite] == 0) < 0.6 and np.nanmax(measured.signal) <= 120.0
+    assert np.mean(clean.signal[finite] == 0) < 0.5 * np.mean(measured.signal[finite] == 0)
+    m = report["measurement"]
+    assert m["zero_fraction"] == pytest.approx(np.mean(measured.signal[finite] == 0))
+    assert m["count_level_factor"] == 1.0 and m["mask"].split(":")[0] in ("measured", "kinematic")
+    assert report["psnr_clean_vs_truth"] > report["psnr_measured_vs_truth"]
     deconvolved = load_histogram(out / "deconvolved.nxs")
     assert measured.shape == deconvolved.shape == (240, 400)
     assert [a.name for a in deconvolved.axes] == [a.name for a in measured.axes]
@@ -48,7 +59,7 @@ def test_demo_writes_workspaces_figure_and_json_report(tmp_path, capsys, monkeyp
     assert 0.9 < report["convolution_intensity_ratio"] < 1.1
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    for stage in ("classification_before", "classification_after"):
+    for stage in ("classification_clean", "classification_before", "classification_after"):
         c = report[stage]
         assert set(c["K"]) == {"goodenough", "dimer"}
         assert all(0.0 <= k <= 1.0 for k in c["K"].values())
@@ -104,6 +115,17 @@ def test_demo_checks_its_folder_before_any_work(tmp_path, capsys, monkeypatch, c
         assert (target / "measured.nxs").read_bytes() == b"earlier"
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_demo_refuses_a_bad_count_level_before_any_work(tmp_path, capsys, monkeypatch, value):
+    import mantid_exp2sim.cli.demo as demo
+
+    monkeypatch.setattr(demo, "_simulate", lambda *a, **k: pytest.fail("the demo started"))
+    assert main(["demo", "--output-dir", str(tmp_path / "d"), "--no-plot", "--count-level", value]) == 1
+    err = capsys.readouterr().err
+    assert "--count-level is invalid" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+
+
 def test_a_failed_demo_removes_what_it_wrote(tmp_path, capsys, monkeypatch):
     import mantid_exp2sim.bundle as bundle
     import mantid_exp2sim.cli.demo as demo
@@ -112,7 +134,8 @@ def test_a_failed_demo_removes_what_it_wrote(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(bundle, "default_bundle_path", lambda task, ndim: tmp_path / f"{task}.h5")
     monkeypatch.setattr(demo, "_simulate", lambda *a, **k: (None, None, MDHisto.from_array(np.ones((4, 5))),
-                                                            MDHisto.from_array(np.ones((4, 5)))))
+                                                            MDHisto.from_array(np.ones((4, 5))),
+                                                            MDHisto.from_array(np.ones((4, 5))), None))
 
     def fails(task, source, target):
         assert source.is_file()  # the simulated files were written
