@@ -5,14 +5,14 @@ A measured-like spectrum has two kinds of nuisance parameters:
 * the **processing chain** (:class:`~.measured_like.MeasuredLike`): per-Ei scale, count level,
   background, residual background and the mask; applied to a noise-free convolved mosaic, so
   cheap enough to redraw on the fly while training (:func:`draw_measured_like`);
-* the **measurement model** around the spin-wave model (``measurement_model.MeasurementModel``):
+* the **measurement model** around the spin-wave model (:class:`~.measurement_model.MeasurementModel`):
   twin fraction, resolution width scale and mosaic spread; they change the convolved
   spectrum itself, so they are drawn once per simulated sample (:func:`draw_measurement_model`).
 
 Ranges (:class:`NuisanceRanges`, :data:`DEFAULT_RANGES`) are factors on (or offsets from)
-the calibrated values, chosen to cover the shifts of the classifier's robustness tests
-(``acc_under_shift`` of the classifier issue) only partially, so those stay tests of
-extrapolation:
+the calibrated values (``PCSMO_MEASUREMENT_MODEL`` and its chain, :func:`default_chain`),
+chosen to cover the shifts of the classifier's robustness tests (``acc_under_shift`` of the
+classifier issue) only partially, so those stay tests of extrapolation:
 
 ============================  ======================  =====================  ====================
 nuisance                      default range           distribution           shift test
@@ -24,12 +24,15 @@ residual background (all Ei)  x0.5 .. x1.5            log-uniform            -
 mask                          measured with p = 0.9,  Bernoulli              kinematic
                               else kinematic
 twin fraction                 calibrated -0.1 .. +0.1 uniform, within [0,1]  calibrated +-0.2
+                              (None: 0.5)
 resolution width scale        x0.88 .. x1.12          log-uniform            x0.75 / x1.25
 mosaic spread (FWHM)          x0.5 .. x1.5            uniform                x2
 ============================  ======================  =====================  ====================
 
 A draw consumes the same random numbers whatever their values, so a generator seeded per
-sample (:func:`~.samples.sample_rng`) gives the same draw on every run.
+sample (:func:`~.samples.sample_rng`) gives the same draw on every run, and fixing one value
+(:class:`MeasuredLikeSettings`, the options of ``exp2sim-simulate --measured-like``) leaves
+the other draws of that generator unchanged. Every ``describe()`` here is JSON-safe.
 """
 
 from __future__ import annotations

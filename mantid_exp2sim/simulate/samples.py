@@ -83,7 +83,6 @@ class DatasetSpec:
     measured_like: MeasuredLikeSettings | None = None
 
     def __post_init__(self) -> None:
-        self._check_measured_like()
         rep = representation(self.representation)
         given = [k for k in _GEOMETRY if k not in rep.settings and getattr(self, k) is not None]
         if given:
@@ -117,6 +116,7 @@ class DatasetSpec:
         if self.background is not None:
             SmoothBackground(level=self.background)
             object.__setattr__(self, "background", float(self.background))
+        self._check_measured_like()
 
     def _check_measured_like(self) -> None:
         ml = self.measured_like
