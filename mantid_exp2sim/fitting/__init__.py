@@ -23,7 +23,7 @@ from .compare import ModelComparison, compare_models
 from .data import FitData, coarsen, prepare_data
 from .engine import CENSORED_ZERO_FRACTION, DEFAULTS, fit_model, fit_models
 from .evaluator import PlanEvaluator
-from .forward import ForwardModel, FunctionForward, SpinWaveForward
+from .forward import MEASUREMENT_RANGES, ForwardModel, FunctionForward, SpinWaveForward, WithMeasurement
 from .nuisance import NuisanceModel
 from .result import FitResult, StartRecord
 from .starts import Candidate, design_starts
@@ -45,6 +45,8 @@ __all__ = [
     "sigma_from_errors",
     "ForwardModel",
     "SpinWaveForward",
+    "WithMeasurement",
+    "MEASUREMENT_RANGES",
     "FunctionForward",
     "PlanEvaluator",
     "NuisanceModel",

@@ -43,7 +43,10 @@ import numpy as np
 from ..simulate.binning import ModeEvaluator, bin_modes, mode_variance
 from ..simulate.formfactor import form_factor
 from ..simulate.modelref import resolve_model
+from ..simulate.measurement_model import check_measurement
 from ..simulate.resolution import get_resolution
+from ..simulate.spectra import measurement_resolution
+from ..simulate.spin_models import with_twin_fraction
 from ..simulate.spin_models import kinematic_qc
 
 __all__ = ["PlanEvaluator"]
@@ -123,6 +126,8 @@ class PlanEvaluator:
             for blk in plan.blocks
         ]
         self._unstable_fraction = 0.0
+        self._res = self.resolution
+        self._kf_ki = False
         self._twins: list[_TwinGeometry] | None = None
         if fast and self.qh.size and self._has_spin_system(self.model):
             self._setup_fast()
@@ -164,15 +169,27 @@ class PlanEvaluator:
         return tuple(self.plan.shape)
 
     # ------------------------------------------------------------------ evaluation
-    def __call__(self, params: Any) -> np.ndarray:
-        """Convolved spectrum (plan shape, NaN where masked) at ``params`` (vector or mapping)."""
+    def __call__(self, params: Any, *, twin_fraction: float | None = None, resolution_scale: float = 1.0,
+                 mosaic: float = 0.0, kf_ki: bool = False) -> np.ndarray:
+        """Convolved spectrum (plan shape, NaN where masked) at ``params`` (vector or mapping).
+
+        ``twin_fraction``, ``resolution_scale``, ``mosaic`` and ``kf_ki`` are the measurement-model
+        settings of :func:`~mantid_exp2sim.simulate.simulate_plan` (same meaning, same
+        result); the sampled resolution (``resolution_sampling``) is not available here.
+        """
         p = self.model.validate(params)
+        tf, r_scale, mos, _ = check_measurement(twin_fraction, resolution_scale, mosaic, 0)
+        self._res = measurement_resolution(self.resolution, self.model, r_scale, mos)
+        self._kf_ki = bool(kf_ki)
         if self.qh.size == 0:
             per_block = [np.zeros((0, blk.edges.size - 1)) for blk in self.plan.blocks]
         elif self._twins is not None:
-            per_block = self._fast_blocks(p)
+            if tf is not None and len(self._twins) != 2:
+                with_twin_fraction(self.model, tf)  # raises the one-line error
+            volumes = [tw.volume for tw in self._twins] if tf is None else [tf, 1.0 - tf]
+            per_block = self._fast_blocks(p, volumes)
         else:
-            per_block = self._generic_blocks(p)
+            per_block = self._generic_blocks(p, with_twin_fraction(self.model, tf))
         results = []
         for blk, vals in zip(self.plan.blocks, per_block):
             full = np.full((self.union.size, blk.edges.size - 1), np.nan)
@@ -185,13 +202,15 @@ class PlanEvaluator:
 
     def _binned(self, blk: Any, idx: np.ndarray, energies: np.ndarray, intens: np.ndarray,
                 vel: np.ndarray) -> np.ndarray:
-        res = self.resolution
+        res = self._res
         cov = res.covariance(self.qh[idx][:, None], self.qk[idx][:, None], energies, blk.ei)
         var = mode_variance(cov, vel, intrinsic_variance=res.intrinsic_variance, bin_vectors=self.plan.bin_vectors)
+        if self._kf_ki:
+            intens = intens * np.sqrt(np.clip(1.0 - energies / blk.ei, 0.0, None))
         return bin_modes(energies, intens, var, blk.edges)
 
-    def _generic_blocks(self, p: np.ndarray) -> list[np.ndarray]:
-        evaluator = ModeEvaluator(self.model, p, self.qh, self.qk, velocity=True)
+    def _generic_blocks(self, p: np.ndarray, model: Any) -> list[np.ndarray]:
+        evaluator = ModeEvaluator(model, p, self.qh, self.qk, velocity=True)
         out = []
         for blk, idx in zip(self.plan.blocks, self.block_index):
             vals = np.full((self.qh.size, blk.edges.size - 1), np.nan)
@@ -201,7 +220,7 @@ class PlanEvaluator:
             out.append(vals)
         return out
 
-    def _fast_blocks(self, p: np.ndarray) -> list[np.ndarray]:
+    def _fast_blocks(self, p: np.ndarray, volumes: list[float]) -> list[np.ndarray]:
         from ..simulate.lswt import _compile, diagonalise
 
         m = self.model
@@ -231,8 +250,8 @@ class PlanEvaluator:
             vals = np.full((self.qh.size, blk.edges.size - 1), np.nan)
             if idx.size:
                 intens = np.concatenate(
-                    [self._twin_intensities(tw, D[idx], zero[idx], energies_all[idx, t * N:(t + 1) * N],
-                                            self.q_perp[idx], tw.q_in_twin[idx], blk.ei)
+                    [volumes[t] * self._twin_intensities(tw, D[idx], zero[idx], energies_all[idx, t * N:(t + 1) * N],
+                                                         self.q_perp[idx], tw.q_in_twin[idx], blk.ei)
                      for t, (tw, (D, zero)) in enumerate(zip(self._twins, amps))],
                     axis=1,
                 )
@@ -259,7 +278,8 @@ class PlanEvaluator:
 
     def _twin_intensities(self, tw: _TwinGeometry, D: np.ndarray, zero: np.ndarray, energies: np.ndarray,
                           q_perp: np.ndarray, q_in_twin: np.ndarray, ei: float) -> np.ndarray:
-        """Kinematic intensities of one twin's modes (as ``TwinModes.intensities_kinematic``)."""
+        """Kinematic intensities of one twin's modes per unit volume (``TwinModes.intensities_kinematic``
+        divided by the twin's volume)."""
         with np.errstate(invalid="ignore"):
             qc = kinematic_qc(energies, q_perp[:, None], ei)  # (n, N) lab Q_c, NaN if inaccessible
         ok = np.isfinite(qc)
@@ -281,4 +301,4 @@ class PlanEvaluator:
         par = qz.real ** 2 + qz.imag ** 2
         inten = np.maximum(tot - par, 0.0) / self._n_sites
         inten = np.where(zero, 0.0, inten)
-        return np.where(ok, tw.volume * inten, 0.0)
+        return np.where(ok, inten, 0.0)

@@ -15,15 +15,74 @@ order, NaN where the model has no value. Two implementations:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from ..errors import InputDataError, format_error
+from ..simulate.measurement_model import MeasurementModel
 from ..simulate.modelref import model_name, resolve_model
 from .evaluator import PlanEvaluator
 
-__all__ = ["ForwardModel", "SpinWaveForward", "FunctionForward", "check_ranges"]
+__all__ = ["ForwardModel", "SpinWaveForward", "FunctionForward", "WithMeasurement", "MEASUREMENT_RANGES",
+           "check_ranges"]
+
+#: Fit ranges of the measurement-model parameters that a fit may free (see :class:`WithMeasurement`).
+MEASUREMENT_RANGES: dict[str, tuple[float, float]] = {
+    "twin_fraction": (0.0, 1.0),
+    "resolution_scale": (0.5, 3.0),
+    "mosaic": (0.0, 6.0),
+}
+
+
+@dataclass(frozen=True)
+class WithMeasurement:
+    """A spin model inside a measurement model, some of whose settings are fitted.
+
+    Pass it wherever the fitting engine takes a model (``fit_model(data,
+    WithMeasurement("goodenough", free=("twin_fraction", "mosaic")))``): the fitted parameters
+    are the spin model's followed by ``free`` (in that order), with the ranges of
+    :data:`MEASUREMENT_RANGES` (or ``ranges``), starting from the ``measurement``'s values
+    (``twin_fraction`` None starts at 0.5). The settings not in ``free`` are held at the
+    ``measurement``'s values.
+
+    Parameters
+    ----------
+    model
+        Spin model, registered name or ``module:attribute`` reference.
+    measurement
+        The :class:`~mantid_exp2sim.simulate.measurement_model.MeasurementModel` (default:
+        no effect).
+    free
+        Names among ``twin_fraction``, ``resolution_scale``, ``mosaic``.
+    ranges
+        Optional ``{name: (low, high)}`` replacing the default ranges of ``free`` names.
+    """
+
+    model: Any
+    measurement: MeasurementModel = field(default_factory=MeasurementModel)
+    free: tuple[str, ...] = ()
+    ranges: Mapping[str, tuple[float, float]] | None = None
+
+    def __post_init__(self) -> None:
+        bad = [n for n in self.free if n not in MEASUREMENT_RANGES]
+        if bad or len(set(self.free)) != len(self.free):
+            raise InputDataError(format_error(
+                "free measurement parameters are invalid",
+                reason=f"got {list(self.free)}; allowed (each once): {', '.join(MEASUREMENT_RANGES)}",
+                fix="e.g. free=('twin_fraction', 'mosaic')"))
+        object.__setattr__(self, "free", tuple(self.free))
+
+    def start(self, name: str) -> float:
+        """The start value of a measurement parameter (its value in ``measurement``)."""
+        v = getattr(self.measurement, name)
+        return 0.5 if v is None else float(v)
+
+    def range(self, name: str) -> tuple[float, float]:
+        """The fit range of a measurement parameter."""
+        r = (self.ranges or {}).get(name, MEASUREMENT_RANGES[name])
+        return float(r[0]), float(r[1])
 
 
 @runtime_checkable
@@ -74,13 +133,31 @@ class SpinWaveForward:
     """
 
     def __init__(self, model: Any, plan: Any, *, resolution: Any = "builtin") -> None:
-        self.model = resolve_model(model)
-        self.name = model_name(self.model)
-        self.parameter_names = tuple(self.model.parameter_names)
-        self.defaults = {k: float(self.model.defaults[k]) for k in self.parameter_names}
-        self.ranges = check_ranges(self.name, self.parameter_names, self.defaults, self.model.ranges)
+        spec = model if isinstance(model, WithMeasurement) else None
+        self.spin_model = resolve_model(spec.model if spec is not None else model)
+        #: What rebuilds this forward model on another plan (the engine's coarse stage).
+        self.model = spec if spec is not None else self.spin_model
+        self.measurement = spec.measurement if spec is not None else MeasurementModel()
+        self.free_measurement = spec.free if spec is not None else ()
+        self.name = model_name(self.spin_model)
+        self.n_model = len(self.spin_model.parameter_names)
+        self.parameter_names = tuple(self.spin_model.parameter_names) + self.free_measurement
+        self.defaults = {k: float(self.spin_model.defaults[k]) for k in self.spin_model.parameter_names}
+        ranges = dict(self.spin_model.ranges)
+        for n_ in self.free_measurement:
+            self.defaults[n_] = spec.start(n_)
+            ranges[n_] = spec.range(n_)
+        self.ranges = check_ranges(self.name, self.parameter_names, self.defaults, ranges)
         self.plan = plan
-        self.evaluator = PlanEvaluator(self.model, plan, resolution=resolution)
+        self.evaluator = PlanEvaluator(self.spin_model, plan, resolution=resolution)
+
+    def settings(self, theta: np.ndarray) -> dict[str, Any]:
+        """The measurement settings at ``theta`` (held values, with the free ones from ``theta``)."""
+        kw = self.measurement.simulate_kwargs()
+        kw.pop("resolution_sampling")
+        for j, n_ in enumerate(self.free_measurement):
+            kw[n_] = float(theta[self.n_model + j])
+        return kw
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -89,12 +166,13 @@ class SpinWaveForward:
 
     def evaluate(self, theta: np.ndarray) -> np.ndarray:
         """Convolved spectrum at ``theta`` (plan shape, NaN where masked)."""
-        return self.evaluator(np.asarray(theta, dtype=float))
+        theta = np.asarray(theta, dtype=float)
+        return self.evaluator(theta[:self.n_model], **self.settings(theta))
 
     def is_stable(self, theta: np.ndarray) -> bool:
         """True when the ordered state is stable at ``theta`` (models without the test: True)."""
-        test = getattr(self.model, "is_stable", None)
-        return bool(test(np.asarray(theta, dtype=float))) if callable(test) else True
+        test = getattr(self.spin_model, "is_stable", None)
+        return bool(test(np.asarray(theta, dtype=float)[:self.n_model])) if callable(test) else True
 
 
 class FunctionForward:

@@ -15,12 +15,14 @@ a value that switches it off:
   the Q bin (the fast default); ``n > 0`` samples each bin and the in-plane part of the
   resolution on an ``n x n`` grid of Q points, each with its own modes, so band extrema and
   crossings get their true widths (see :mod:`.spectra`); the cost grows about as ``n^2``.
+* ``kf_ki``: multiply each mode's intensity by ``k_f / k_i`` at its energy (the factor of
+  the measured cross-section that a reduction may or may not remove); False = S(Q, w).
 * ``measured_like``: the processing chain (scale, counting noise, background subtraction,
   clipping, mask) of :class:`~.measured_like.MeasuredLike`; None = none (noise-free).
 
 :meth:`MeasurementModel.simulate_kwargs` gives the keywords that ``simulate_plan``,
 ``simulate_pair`` and ``simulate_mosaic_pair`` accept (``twin_fraction``,
-``resolution_scale``, ``mosaic``, ``resolution_sampling``); the defaults reproduce the
+``resolution_scale``, ``mosaic``, ``resolution_sampling``, ``kf_ki``); the defaults reproduce the
 simulator without a measurement model exactly.
 
 :data:`PCSMO_MEASUREMENT_MODEL` holds the calibrated PCSMO values (see its notes for how
@@ -119,6 +121,8 @@ class MeasurementModel:
         Sample mosaic FWHM in degrees (>= 0; 0 = off).
     resolution_sampling
         0 = linearised widths; n > 0 = an n x n sampled grid per bin (<= 8).
+    kf_ki
+        Include the ``k_f / k_i`` factor of the cross-section.
     measured_like
         The processing chain to a measured-like spectrum, or None.
     """
@@ -127,6 +131,7 @@ class MeasurementModel:
     resolution_scale: float = 1.0
     mosaic: float = 0.0
     resolution_sampling: int = 0
+    kf_ki: bool = False
     measured_like: MeasuredLike | None = None
 
     def __post_init__(self) -> None:
@@ -136,6 +141,9 @@ class MeasurementModel:
         object.__setattr__(self, "resolution_scale", scale)
         object.__setattr__(self, "mosaic", mos)
         object.__setattr__(self, "resolution_sampling", n)
+        if not isinstance(self.kf_ki, (bool, np.bool_)):
+            raise InputDataError(format_error("kf_ki is invalid", reason=f"got {self.kf_ki!r}; need True or False"))
+        object.__setattr__(self, "kf_ki", bool(self.kf_ki))
         if self.measured_like is not None and not isinstance(self.measured_like, MeasuredLike):
             raise InputDataError(format_error(
                 "measured_like is invalid", reason=f"got {type(self.measured_like).__name__}",
@@ -148,6 +156,7 @@ class MeasurementModel:
             "resolution_scale": self.resolution_scale,
             "mosaic": self.mosaic,
             "resolution_sampling": self.resolution_sampling,
+            "kf_ki": self.kf_ki,
         }
 
     def describe(self) -> dict[str, Any]:

@@ -113,34 +113,105 @@ def _aggregate(values: np.ndarray, edges: np.ndarray, members: list[np.ndarray] 
     return np.stack([(values[:, m] * w[m]).sum(axis=1) / w[m].sum() for m in members], axis=1)
 
 
+def _kf_ki(energies: np.ndarray, ei: float) -> np.ndarray:
+    """``k_f / k_i`` of each mode energy (0 where the mode is beyond Ei)."""
+    return np.sqrt(np.clip(1.0 - energies / ei, 0.0, None))
+
+
 def _convolved_bin_means(
-    res: Any, qh: np.ndarray, qk: np.ndarray, modes: Any, blk: Block, bin_vectors: np.ndarray
+    res: Any, qh: np.ndarray, qk: np.ndarray, modes: Any, blk: Block, bin_vectors: np.ndarray,
+    *, kf_ki: bool = False, sampled_qq: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Resolution-broadened sub-bin means of ``modes`` at the Q points ``(qh, qk)`` of one block."""
+    """Resolution-broadened sub-bin means of ``modes`` at the Q points ``(qh, qk)`` of one block.
+
+    ``bin_vectors`` is ``(J, 2)`` or per point ``(n, J, 2)``; ``sampled_qq`` (``(n, 2, 2)``) is
+    the in-plane covariance already represented by the sampled Q points, taken off the
+    instrument's before the linearised width is computed.
+    """
     cov = res.covariance(qh[:, None], qk[:, None], modes.energies, blk.ei)
-    var = mode_variance(cov, modes.velocity, intrinsic_variance=res.intrinsic_variance, bin_vectors=bin_vectors)
-    return bin_modes(modes.energies, modes.intensities, var, blk.edges)
+    bv = np.asarray(bin_vectors, dtype=float)
+    if sampled_qq is None and bv.ndim == 2:
+        var = mode_variance(cov, modes.velocity, intrinsic_variance=res.intrinsic_variance, bin_vectors=bv)
+    else:
+        if sampled_qq is not None:
+            cov = np.array(cov, copy=True)
+            cov[..., :2, :2] -= sampled_qq[:, None, :, :]
+        var = mode_variance(cov, modes.velocity, intrinsic_variance=res.intrinsic_variance)
+        v = modes.velocity
+        bvp = np.broadcast_to(bv, (qh.size,) + bv.shape[-2:])
+        for j in range(bvp.shape[1]):
+            a = bvp[:, j, :]
+            var = var + (v[..., 0] * a[:, None, 0] + v[..., 1] * a[:, None, 1]) ** 2 / 12.0
+        var = np.maximum(var, res.intrinsic_variance)
+    intens = modes.intensities * _kf_ki(modes.energies, blk.ei) if kf_ki else modes.intensities
+    return bin_modes(modes.energies, intens, var, blk.edges)
+
+
+def _common_qq(res: Any, plan: Plan, qh: np.ndarray, qk: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Smallest in-plane resolution variance along each unit vector over the plan's blocks and energies.
+
+    Shape ``(n, J)``: the part of the Q resolution every block shares, which the sampled grid
+    can represent once for all incident energies.
+    """
+    best = np.full((qh.size, units.shape[0]), np.inf)
+    for blk in plan.blocks:
+        for e in np.linspace(blk.e_range[0], blk.e_range[1], 3):
+            qq = res.covariance(qh, qk, np.full(qh.shape, e), blk.ei)[..., :2, :2]
+            proj = np.einsum("ji,nik,jk->nj", units, qq, units)
+            best = np.minimum(best, proj)
+    return np.where(np.isfinite(best), np.maximum(best, 0.0), 0.0)
 
 
 def _convolved_subsampled(
-    model: Any, params: Any, res: Any, plan: Plan, union: np.ndarray, n_sub: int
+    model: Any, params: Any, res: Any, plan: Plan, union: np.ndarray, n_sub: int, *,
+    sample_resolution: bool = False, kf_ki: bool = False,
 ) -> list[np.ndarray]:
     """Convolved sub-bin means of each block, averaged over ``n_sub`` x ``n_sub`` Q points per bin.
+
+    With ``sample_resolution`` (the measurement model's ``resolution_sampling``), each bin's
+    grid is stretched along each bin vector ``a_j`` by ``k_j = sqrt(1 + 12 c_j / |a_j|^2)``,
+    ``c_j`` the in-plane resolution variance along ``a_j`` that all blocks share at that bin
+    (:func:`_common_qq`): the grid's spread, ``k_j^2 |a_j|^2 (n^2 - 1) / (12 n^2)``, plus the
+    residual term ``k_j^2 |a_j|^2 / (12 n^2)`` is the bin's ``|a_j|^2 / 12`` plus ``c_j``, which
+    is taken off the instrument's covariance. For a linear dispersion the width is unchanged;
+    curvature, extrema and crossings across the bin and the shared resolution are sampled.
 
     Returns one array per block, shape ``(union.sum(), n_energy_sub_bins)``, NaN for the points
     the block does not need. Each batch of bins is diagonalised once for all blocks.
     """
-    offsets, residual = subsample_offsets(plan.bin_vectors, n_sub)
+    a = np.asarray(plan.bin_vectors, dtype=float).reshape(-1, 2)
+    offsets, residual = subsample_offsets(a, n_sub)
+    base_offsets = offsets
     n_off = offsets.shape[0]
     qh, qk = plan.qh[union], plan.qk[union]
     needs = [np.ones(qh.size, dtype=bool) if blk.need is None else blk.need[union] for blk in plan.blocks]
     out = [np.full((qh.size, blk.edges.size - 1), np.nan) for blk in plan.blocks]
     centres = np.flatnonzero(np.any(needs, axis=0)) if needs else np.zeros(0, dtype=int)
     per = max(1, _SUBSAMPLE_BATCH // n_off)
+    nonzero = np.flatnonzero(np.any(a != 0.0, axis=1))
+    if sample_resolution and nonzero.size:
+        units = a[nonzero] / np.linalg.norm(a[nonzero], axis=1)[:, None]
+        # grid coordinates along each non-zero vector (the C order of subsample_offsets)
+        frac = np.stack(np.meshgrid(*[(np.arange(n_sub) + 0.5) / n_sub - 0.5] * nonzero.size, indexing="ij"),
+                        axis=-1).reshape(-1, nonzero.size)
     for start in range(0, centres.size, per):
         c = centres[start:start + per]
-        sh = (qh[c, None] + offsets[None, :, 0]).ravel()
-        sk = (qk[c, None] + offsets[None, :, 1]).ravel()
+        sampled_qq = None
+        if sample_resolution and nonzero.size:
+            cvar = _common_qq(res, plan, qh[c], qk[c], units)  # (P, J')
+            k = np.sqrt(1.0 + 12.0 * cvar / np.sum(a[nonzero] ** 2, axis=1)[None, :])
+            vecs = k[:, :, None] * a[nonzero][None, :, :]  # (P, J', 2)
+            offs = np.einsum("sj,pjd->psd", frac, vecs)  # (P, S, 2)
+            sh = (qh[c, None] + offs[..., 0]).ravel()
+            sk = (qk[c, None] + offs[..., 1]).ravel()
+            res_vec = np.zeros((c.size, a.shape[0], 2))
+            res_vec[:, nonzero] = vecs / n_sub
+            res_vec = np.repeat(res_vec, n_off, axis=0)
+            sampled_qq = np.repeat(np.einsum("pj,ji,jk->pik", cvar, units, units), n_off, axis=0)
+        else:
+            sh = (qh[c, None] + base_offsets[None, :, 0]).ravel()
+            sk = (qk[c, None] + base_offsets[None, :, 1]).ravel()
+            res_vec = None
         evaluator = ModeEvaluator(model, params, sh, sk, velocity=True)
         for b, blk in enumerate(plan.blocks):
             sel = np.flatnonzero(needs[b][c])
@@ -148,7 +219,9 @@ def _convolved_subsampled(
                 continue
             sidx = (sel[:, None] * n_off + np.arange(n_off)[None, :]).ravel()
             modes = evaluator.at(blk.ei, sidx)
-            vals = _convolved_bin_means(res, sh[sidx], sk[sidx], modes, blk, residual)
+            vals = _convolved_bin_means(
+                res, sh[sidx], sk[sidx], modes, blk, residual if res_vec is None else res_vec[sidx],
+                kf_ki=kf_ki, sampled_qq=None if sampled_qq is None else sampled_qq[sidx])
             out[b][c[sel]] = vals.reshape(sel.size, n_off, -1).mean(axis=1)
     return out
 
@@ -168,6 +241,7 @@ def simulate_plan(
     resolution_scale: float = 1.0,
     mosaic: float = 0.0,
     resolution_sampling: int = 0,
+    kf_ki: bool = False,
 ) -> tuple[MDHisto | None, MDHisto | None]:
     """Simulate a planned representation.
 
@@ -201,8 +275,11 @@ def simulate_plan(
         factor on the resolution widths, sample mosaic FWHM in degrees, and the sampled
         treatment of the bin and the in-plane resolution (``n x n`` points per bin, 0 = the
         linearised widths). The defaults reproduce the simulator without them exactly.
-        ``twin_fraction`` and ``resolution_scale``/``mosaic`` act on both spectra where they
-        apply: twins on both, widths on the convolved one.
+        ``twin_fraction`` acts on both spectra, the widths on the convolved one.
+    kf_ki
+        Multiply each mode's intensity in the convolved spectrum by ``k_f / k_i`` at its own
+        energy (the factor of the measured cross-section ``d^2 sigma / dOmega dE``), as a
+        measurement that was not corrected for it carries (default False: S(Q, w)).
 
     Returns
     -------
@@ -213,6 +290,8 @@ def simulate_plan(
     """
     n_sub = _check_q_subsamples(q_subsamples)
     tf, r_scale, mos, n_rs = check_measurement(twin_fraction, resolution_scale, mosaic, resolution_sampling)
+    if not isinstance(kf_ki, (bool, np.bool_)):
+        raise InputDataError(format_error("kf_ki is invalid", reason=f"got {kf_ki!r}; need True or False"))
     m = with_twin_fraction(resolve_model(model), tf)
     p = resolve_params(m, params)
     res = measurement_resolution(get_resolution(resolution), m, r_scale, mos)
@@ -228,7 +307,8 @@ def simulate_plan(
     # With sub-sampling the convolved spectrum has its own sub-bin points; the bin centres
     # then only serve the unconvolved one.
     sub = (n_sub > 1 or n_rs > 0) and want[0]
-    subsampled = _convolved_subsampled(m, p, res, plan, union, max(n_sub, n_rs)) if sub else None
+    subsampled = _convolved_subsampled(m, p, res, plan, union, max(n_sub, n_rs), sample_resolution=n_rs > 0,
+                                       kf_ki=bool(kf_ki)) if sub else None
     centre_want = (want[0] and not sub, want[1])
     evaluator = ModeEvaluator(m, p, plan.qh[union], plan.qk[union], velocity=centre_want[0])
     results: list[list[np.ndarray]] = [[], []]
@@ -248,7 +328,7 @@ def simulate_plan(
                     vals[idx] = bin_modes(modes.energies, modes.intensities, res.intrinsic_variance, blk.edges)
                 else:
                     vals[idx] = _convolved_bin_means(
-                        res, evaluator.qh[idx], evaluator.qk[idx], modes, blk, plan.bin_vectors
+                        res, evaluator.qh[idx], evaluator.qk[idx], modes, blk, plan.bin_vectors, kf_ki=bool(kf_ki)
                     )
             results[k].append(_aggregate(_scatter(vals, union), blk.edges, blk.members))
     meta = dict(plan.metadata)
@@ -258,7 +338,8 @@ def simulate_plan(
         resolution=res.describe(),
         mask=plan.metadata.get("mask", "none" if plan.mask is None else "array"),
         q_subsamples=n_sub,
-        measurement={"twin_fraction": tf, "resolution_scale": r_scale, "mosaic": mos, "resolution_sampling": n_rs},
+        measurement={"twin_fraction": tf, "resolution_scale": r_scale, "mosaic": mos, "resolution_sampling": n_rs,
+                     "kf_ki": bool(kf_ki)},
     )
     out: list[MDHisto | None] = []
     for k, kind in enumerate(("convolved", "unconvolved")):

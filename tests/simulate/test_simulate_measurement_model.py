@@ -102,5 +102,5 @@ def test_twin_fraction_needs_two_twins():
 
 def test_pcsmo_default_has_processing_chain():
     kw = PCSMO_MEASUREMENT_MODEL.simulate_kwargs()
-    assert set(kw) == {"twin_fraction", "resolution_scale", "mosaic", "resolution_sampling"}
+    assert set(kw) == {"twin_fraction", "resolution_scale", "mosaic", "resolution_sampling", "kf_ki"}
     assert PCSMO_MEASUREMENT_MODEL.measured_like is not None
