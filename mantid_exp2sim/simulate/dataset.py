@@ -139,6 +139,10 @@ def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, 
     if spec.measured_like is not None and ml_mask is not None:
         if old.measured_like_mask is None or not np.array_equal(old.measured_like_mask, ml_mask):
             diffs.append("measured mask: the measured_like_mask arrays differ")
+    if spec.measured_like is not None:
+        base = old.attribute("measured_like_base")
+        if base is not None and base != _measured_like_base(spec):
+            diffs.append("measured_like_base: the calibrated values the nuisances are drawn around changed")
     if old.class_names != names:
         diffs.append(f"models: file {old.class_names}, requested {names}")
     if old.seed != seed:
@@ -151,6 +155,15 @@ def _check_existing(path: Path, spec: DatasetSpec, names: list[str], seed: int, 
                 fix="use the same settings to append or resume, or write a new file",
             )
         )
+
+
+def _measured_like_base(spec: DatasetSpec) -> dict[str, Any]:
+    """JSON-safe calibrated values a measured-like spec draws around (fixed values put in)."""
+    from .nuisance_sampling import default_chain, describe_measurement_model
+
+    mm = describe_measurement_model(spec.measured_like.measurement_base())
+    mm.pop("measured_like", None)
+    return json.loads(json.dumps({"measurement_model": mm, "chain": default_chain().describe()}, sort_keys=True))
 
 
 def write_dataset(
@@ -262,6 +275,7 @@ def write_dataset(
                 from .nuisance_sampling import DEFAULT_RANGES, nuisance_names
 
                 f.attrs["measured_like_ranges"] = json.dumps(spec.measured_like.ranges(DEFAULT_RANGES).describe())
+                f.attrs["measured_like_base"] = json.dumps(_measured_like_base(spec), sort_keys=True)
                 if ml_mask is not None:
                     f.create_dataset("measured_like_mask", data=ml_mask.astype(np.uint8))
             for label, (m, name) in enumerate(zip(resolved, names)):

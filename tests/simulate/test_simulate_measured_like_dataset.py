@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -118,9 +120,16 @@ def test_resume_after_an_interruption_equals_one_run(tmp_path, double_module, me
     rw, rp = _rows(whole), _rows(part)
     for k in rw:
         np.testing.assert_array_equal(rw[k], rp[k])
-    # other nuisance settings cannot extend this file
+    # other nuisance settings cannot extend this file, nor other calibrated values
     with pytest.raises(InputDataError, match="different settings.*measured_like"):
         _write(part, double_module, _spec(mask_path, count_level=2.0), n=1)
+    with h5py.File(part, "r+") as f:
+        base = json.loads(f.attrs["measured_like_base"])
+        assert base["chain"]["count_level"] == list(default_chain().count_level)
+        base["chain"]["count_level"][0] *= 2
+        f.attrs["measured_like_base"] = json.dumps(base)
+    with pytest.raises(InputDataError, match="measured_like_base"):
+        _write(part, double_module, spec, n=1)
 
 
 def test_plain_files_have_no_measured_like_kind(tmp_path, double_module):
