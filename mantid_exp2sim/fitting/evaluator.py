@@ -43,9 +43,9 @@ import numpy as np
 from ..simulate.binning import ModeEvaluator, bin_modes, mode_variance
 from ..simulate.formfactor import form_factor
 from ..simulate.modelref import resolve_model
-from ..simulate.measurement_model import check_measurement
+from ..simulate.measurement_model import check_damping, check_measurement
 from ..simulate.resolution import get_resolution
-from ..simulate.spectra import measurement_resolution
+from ..simulate.spectra import damping_variance, measurement_resolution
 from ..simulate.spin_models import with_twin_fraction
 from ..simulate.spin_models import kinematic_qc
 
@@ -128,6 +128,7 @@ class PlanEvaluator:
         self._unstable_fraction = 0.0
         self._res = self.resolution
         self._kf_ki = False
+        self._damping = 0.0
         self._twins: list[_TwinGeometry] | None = None
         if fast and self.qh.size and self._has_spin_system(self.model):
             self._setup_fast()
@@ -170,10 +171,10 @@ class PlanEvaluator:
 
     # ------------------------------------------------------------------ evaluation
     def __call__(self, params: Any, *, twin_fraction: float | None = None, resolution_scale: float = 1.0,
-                 mosaic: float = 0.0, kf_ki: bool = False) -> np.ndarray:
+                 mosaic: float = 0.0, kf_ki: bool = False, damping: float = 0.0) -> np.ndarray:
         """Convolved spectrum (plan shape, NaN where masked) at ``params`` (vector or mapping).
 
-        ``twin_fraction``, ``resolution_scale``, ``mosaic`` and ``kf_ki`` are the measurement-model
+        ``twin_fraction``, ``resolution_scale``, ``mosaic``, ``kf_ki`` and ``damping`` are the measurement-model
         settings of :func:`~mantid_exp2sim.simulate.simulate_plan` (same meaning, same
         result); the sampled resolution (``resolution_sampling``) is not available here.
         """
@@ -181,6 +182,7 @@ class PlanEvaluator:
         tf, r_scale, mos, _ = check_measurement(twin_fraction, resolution_scale, mosaic, 0)
         self._res = measurement_resolution(self.resolution, self.model, r_scale, mos)
         self._kf_ki = bool(kf_ki)
+        self._damping = check_damping(damping)
         if self.qh.size == 0:
             per_block = [np.zeros((0, blk.edges.size - 1)) for blk in self.plan.blocks]
         elif self._twins is not None:
@@ -205,6 +207,8 @@ class PlanEvaluator:
         res = self._res
         cov = res.covariance(self.qh[idx][:, None], self.qk[idx][:, None], energies, blk.ei)
         var = mode_variance(cov, vel, intrinsic_variance=res.intrinsic_variance, bin_vectors=self.plan.bin_vectors)
+        if self._damping > 0.0:
+            var = var + damping_variance(energies, self._damping)
         if self._kf_ki:
             intens = intens * np.sqrt(np.clip(1.0 - energies / blk.ei, 0.0, None))
         return bin_modes(energies, intens, var, blk.edges)

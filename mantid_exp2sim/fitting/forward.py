@@ -33,6 +33,7 @@ MEASUREMENT_RANGES: dict[str, tuple[float, float]] = {
     "twin_fraction": (0.0, 1.0),
     "resolution_scale": (0.5, 3.0),
     "mosaic": (0.0, 6.0),
+    "damping": (0.0, 0.6),
 }
 
 
@@ -55,7 +56,7 @@ class WithMeasurement:
         The :class:`~mantid_exp2sim.simulate.measurement_model.MeasurementModel` (default:
         no effect).
     free
-        Names among ``twin_fraction``, ``resolution_scale``, ``mosaic``.
+        Names among ``twin_fraction``, ``resolution_scale``, ``mosaic``, ``damping``.
     ranges
         Optional ``{name: (low, high)}`` replacing the default ranges of ``free`` names.
     """

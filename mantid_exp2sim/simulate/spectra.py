@@ -50,8 +50,8 @@ from .binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
 from .modelref import model_name, param_dict, resolve_model, resolve_params
 from .noise import PoissonNoise, SmoothBackground, apply_noise
 from .representations import Block, Plan, representation
-from .measurement_model import check_measurement
-from .resolution import MeasurementResolution, ResolutionModel, get_resolution
+from .measurement_model import check_damping, check_measurement
+from .resolution import FWHM_PER_SIGMA, MeasurementResolution, ResolutionModel, get_resolution
 from .spin_models import with_twin_fraction
 
 __all__ = [
@@ -113,6 +113,11 @@ def _aggregate(values: np.ndarray, edges: np.ndarray, members: list[np.ndarray] 
     return np.stack([(values[:, m] * w[m]).sum(axis=1) / w[m].sum() for m in members], axis=1)
 
 
+def damping_variance(energies: np.ndarray, damping: float) -> np.ndarray:
+    """Energy variance (meV^2) of an intrinsic linewidth of FWHM ``damping * |E|`` (Gaussian)."""
+    return (damping * np.abs(energies) / FWHM_PER_SIGMA) ** 2
+
+
 def _kf_ki(energies: np.ndarray, ei: float) -> np.ndarray:
     """``k_f / k_i`` of each mode energy (0 where the mode is beyond Ei)."""
     return np.sqrt(np.clip(1.0 - energies / ei, 0.0, None))
@@ -120,7 +125,7 @@ def _kf_ki(energies: np.ndarray, ei: float) -> np.ndarray:
 
 def _convolved_bin_means(
     res: Any, qh: np.ndarray, qk: np.ndarray, modes: Any, blk: Block, bin_vectors: np.ndarray,
-    *, kf_ki: bool = False, sampled_qq: np.ndarray | None = None,
+    *, kf_ki: bool = False, sampled_qq: np.ndarray | None = None, damping: float = 0.0,
 ) -> np.ndarray:
     """Resolution-broadened sub-bin means of ``modes`` at the Q points ``(qh, qk)`` of one block.
 
@@ -143,6 +148,8 @@ def _convolved_bin_means(
             a = bvp[:, j, :]
             var = var + (v[..., 0] * a[:, None, 0] + v[..., 1] * a[:, None, 1]) ** 2 / 12.0
         var = np.maximum(var, res.intrinsic_variance)
+    if damping > 0.0:
+        var = var + damping_variance(modes.energies, damping)
     intens = modes.intensities * _kf_ki(modes.energies, blk.ei) if kf_ki else modes.intensities
     return bin_modes(modes.energies, intens, var, blk.edges)
 
@@ -164,7 +171,7 @@ def _common_qq(res: Any, plan: Plan, qh: np.ndarray, qk: np.ndarray, units: np.n
 
 def _convolved_subsampled(
     model: Any, params: Any, res: Any, plan: Plan, union: np.ndarray, n_sub: int, *,
-    sample_resolution: bool = False, kf_ki: bool = False,
+    sample_resolution: bool = False, kf_ki: bool = False, damping: float = 0.0,
 ) -> list[np.ndarray]:
     """Convolved sub-bin means of each block, averaged over ``n_sub`` x ``n_sub`` Q points per bin.
 
@@ -221,7 +228,7 @@ def _convolved_subsampled(
             modes = evaluator.at(blk.ei, sidx)
             vals = _convolved_bin_means(
                 res, sh[sidx], sk[sidx], modes, blk, residual if res_vec is None else res_vec[sidx],
-                kf_ki=kf_ki, sampled_qq=None if sampled_qq is None else sampled_qq[sidx])
+                kf_ki=kf_ki, sampled_qq=None if sampled_qq is None else sampled_qq[sidx], damping=damping)
             out[b][c[sel]] = vals.reshape(sel.size, n_off, -1).mean(axis=1)
     return out
 
@@ -242,6 +249,7 @@ def simulate_plan(
     mosaic: float = 0.0,
     resolution_sampling: int = 0,
     kf_ki: bool = False,
+    damping: float = 0.0,
 ) -> tuple[MDHisto | None, MDHisto | None]:
     """Simulate a planned representation.
 
@@ -280,6 +288,10 @@ def simulate_plan(
         Multiply each mode's intensity in the convolved spectrum by ``k_f / k_i`` at its own
         energy (the factor of the measured cross-section ``d^2 sigma / dOmega dE``), as a
         measurement that was not corrected for it carries (default False: S(Q, w)).
+    damping
+        Intrinsic linewidth of the excitations growing with energy: a Gaussian of FWHM
+        ``damping * E`` added to each mode of the convolved spectrum (default 0: only the
+        resolution model's constant intrinsic width).
 
     Returns
     -------
@@ -290,6 +302,7 @@ def simulate_plan(
     """
     n_sub = _check_q_subsamples(q_subsamples)
     tf, r_scale, mos, n_rs = check_measurement(twin_fraction, resolution_scale, mosaic, resolution_sampling)
+    damping = check_damping(damping)
     if not isinstance(kf_ki, (bool, np.bool_)):
         raise InputDataError(format_error("kf_ki is invalid", reason=f"got {kf_ki!r}; need True or False"))
     m = with_twin_fraction(resolve_model(model), tf)
@@ -308,7 +321,7 @@ def simulate_plan(
     # then only serve the unconvolved one.
     sub = (n_sub > 1 or n_rs > 0) and want[0]
     subsampled = _convolved_subsampled(m, p, res, plan, union, max(n_sub, n_rs), sample_resolution=n_rs > 0,
-                                       kf_ki=bool(kf_ki)) if sub else None
+                                       kf_ki=bool(kf_ki), damping=damping) if sub else None
     centre_want = (want[0] and not sub, want[1])
     evaluator = ModeEvaluator(m, p, plan.qh[union], plan.qk[union], velocity=centre_want[0])
     results: list[list[np.ndarray]] = [[], []]
@@ -328,7 +341,8 @@ def simulate_plan(
                     vals[idx] = bin_modes(modes.energies, modes.intensities, res.intrinsic_variance, blk.edges)
                 else:
                     vals[idx] = _convolved_bin_means(
-                        res, evaluator.qh[idx], evaluator.qk[idx], modes, blk, plan.bin_vectors, kf_ki=bool(kf_ki)
+                        res, evaluator.qh[idx], evaluator.qk[idx], modes, blk, plan.bin_vectors, kf_ki=bool(kf_ki),
+                        damping=damping,
                     )
             results[k].append(_aggregate(_scatter(vals, union), blk.edges, blk.members))
     meta = dict(plan.metadata)
@@ -339,7 +353,7 @@ def simulate_plan(
         mask=plan.metadata.get("mask", "none" if plan.mask is None else "array"),
         q_subsamples=n_sub,
         measurement={"twin_fraction": tf, "resolution_scale": r_scale, "mosaic": mos, "resolution_sampling": n_rs,
-                     "kf_ki": bool(kf_ki)},
+                     "kf_ki": bool(kf_ki), "damping": damping},
     )
     out: list[MDHisto | None] = []
     for k, kind in enumerate(("convolved", "unconvolved")):

@@ -102,5 +102,45 @@ def test_twin_fraction_needs_two_twins():
 
 def test_pcsmo_default_has_processing_chain():
     kw = PCSMO_MEASUREMENT_MODEL.simulate_kwargs()
-    assert set(kw) == {"twin_fraction", "resolution_scale", "mosaic", "resolution_sampling", "kf_ki"}
+    assert set(kw) == {"twin_fraction", "resolution_scale", "mosaic", "resolution_sampling", "kf_ki", "damping"}
     assert PCSMO_MEASUREMENT_MODEL.measured_like is not None
+
+
+def test_resolution_sampling_one_point_equals_linearised(small):
+    # n = 1: the shared resolution moves from the covariance into the bin term, same variance.
+    for kw in ({}, {"mosaic": 1.5}):
+        ref, _ = _sim(small, want=(True, False), **kw)
+        one, _ = _sim(small, want=(True, False), resolution_sampling=1, **kw)
+        np.testing.assert_allclose(one.signal, ref.signal, rtol=1e-9, atol=1e-12)
+
+
+def test_resolution_sampling_grid_keeps_intensity(small):
+    ref, _ = _sim(small, want=(True, False))
+    s3, _ = _sim(small, want=(True, False), resolution_sampling=3)
+    ok = np.isfinite(ref.signal)
+    # not exact: the intensity itself varies across the sampled Q (structure factor, kinematic L)
+    assert abs(np.sum(s3.signal[ok]) / np.sum(ref.signal[ok]) - 1) < 0.05
+    assert np.corrcoef(s3.signal[ok], ref.signal[ok])[0, 1] > 0.9  # coarse 1/6 r.l.u. bins: curvature shows
+    assert s3.metadata["measurement"]["resolution_sampling"] == 3
+
+
+def test_kf_ki_multiplies_each_mode_by_its_factor(small):
+    from mantid_exp2sim.simulate.binning import ModeSet
+    from mantid_exp2sim.simulate.representations import Block
+    from mantid_exp2sim.simulate.resolution import IntrinsicResolution
+    from mantid_exp2sim.simulate.spectra import _convolved_bin_means
+
+    blk = small.blocks[0]
+    e = np.array([[6.0, 12.0]])
+    modes = ModeSet(e, np.array([[1.0, 2.0]]), np.zeros((1, 2, 2)))
+    res = IntrinsicResolution()
+    args = (res, np.array([0.2]), np.array([0.1]), modes, blk, small.bin_vectors)
+    plain = _convolved_bin_means(*args)
+    kf = _convolved_bin_means(*args, kf_ki=True)
+    one = ModeSet(e, np.array([[1.0 * np.sqrt(1 - 6 / blk.ei), 2.0 * np.sqrt(1 - 12 / blk.ei)]]), modes.velocity)
+    np.testing.assert_allclose(kf, _convolved_bin_means(res, *args[1:3], one, blk, small.bin_vectors), rtol=1e-12)
+    assert np.sum(kf) < np.sum(plain)
+    ref, u0 = _sim(small)
+    c1, u1 = _sim(small, kf_ki=True)
+    np.testing.assert_array_equal(u0.signal, u1.signal)  # the unconvolved spectrum is S(Q, w)
+    assert np.nanmax(c1.signal / ref.signal) <= 1.0
