@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_realism.py [--measured DIR] [--save-dir DIR] [--overwrite]
                                        [--n-sobol 8] [--workers 2] [--no-ablation]
+                                       [--max-nfev 40] [--ablation-refit]
 
 What it does, for Goodenough and Dimer (built-in MAPS resolution, the measured mask):
 
@@ -27,9 +28,11 @@ What it does, for Goodenough and Dimer (built-in MAPS resolution, the measured m
   are lower bounds of the true ceiling's noise share (upper bounds of nothing).
 * ``nuisance``: the calibrated values with their errors (the engine's, inflated by
   sqrt(reduced chi2)).
-* ``ablation``: r after refitting with each effect switched off in turn (twin fraction held at
-  0.5, mosaic 0, resolution scale 1, no k_f/k_i, flat background), local fit from the best
-  point; ``none`` = all effects off.
+* ``ablation``: r with each effect switched off in turn (twin fraction held at 0.5, mosaic 0,
+  resolution scale 1, no k_f/k_i, flat background; ``none`` = all of them off): ``fixed``
+  keeps every other parameter at the best fit and re-solves the per-Ei scale and background
+  (the effect's share of this fit); with ``--ablation-refit`` also ``refit``, a local refit
+  from the best point with the effect held off (what the other parameters can make up).
 * ``zero_fraction_per_ei_measured`` / ``_simulated``: exact zeros among the covered bins of
   the released rows, and of 4 measured-like draws (``PCSMO_MEASURED_LIKE``) of each best fit.
 * ``seconds_per_mosaic_pair``: ``simulate_mosaic_pair`` with the full PCSMO measurement model
@@ -123,29 +126,53 @@ def calibrate(y: np.ndarray, model: str, a: argparse.Namespace) -> Any:
     spec = _spec(model, PCSMO_MEASUREMENT_MODEL.kf_ki)
     extra = [dict(PCSMO_BEST_FIT[model])] if model in PCSMO_BEST_FIT else None
     return fit_model(y, spec, background="linear", n_sobol=a.n_sobol, extra_starts=extra, n_local=1,
-                     scan_rounds=1, n_scan=6, workers=a.workers, seed=0)
+                     scan_rounds=1 if a.max_nfev >= 10 else 0, n_scan=6, workers=a.workers, seed=0,
+                     max_nfev=a.max_nfev)
 
 
-def ablation(y: np.ndarray, model: str, best: Any, a: argparse.Namespace) -> dict[str, float | None]:
-    """r after refitting with each effect off in turn (local fit from the best point)."""
+_ABLATION: dict[str, tuple[bool | None, str, dict[str, float]]] = {
+    # effect switched off: (kf_ki, or None = as calibrated; background; measurement values held)
+    "twin_fraction": (None, "linear", {"twin_fraction": 0.5}),
+    "mosaic": (None, "linear", {"mosaic": 0.0}),
+    "resolution_scale": (None, "linear", {"resolution_scale": 1.0}),
+    "kf_ki": (False, "linear", {}),
+    "background_slope": (None, "flat", {}),
+    "none": (False, "flat", {"twin_fraction": 0.5, "mosaic": 0.0, "resolution_scale": 1.0}),
+}
+
+
+def ablation(y: np.ndarray, model: str, best: Any, a: argparse.Namespace) -> dict[str, Any]:
+    """r with each effect switched off in turn (module notes).
+
+    ``fixed``: every other parameter at the best fit, the per-Ei scale and background
+    re-solved (cheap); with ``--ablation-refit`` also ``refit``: a local refit from the best
+    point with the effect held off.
+    """
+    from mantid_exp2sim.fitting import SpinWaveForward, prepare_data
+    from mantid_exp2sim.fitting.nuisance import NuisanceModel
+
     kf = PCSMO_MEASUREMENT_MODEL.kf_ki
-    start = dict(best.values)
-    cases: dict[str, tuple[bool, str, dict[str, float]]] = {
-        "twin_fraction": (kf, "linear", {"twin_fraction": 0.5}),
-        "mosaic": (kf, "linear", {"mosaic": 0.0}),
-        "resolution_scale": (kf, "linear", {"resolution_scale": 1.0}),
-        "kf_ki": (not kf, "linear", {}),
-        "background_slope": (kf, "flat", {}),
-        "none": (False, "flat", {"twin_fraction": 0.5, "mosaic": 0.0, "resolution_scale": 1.0}),
-    }
-    out: dict[str, float | None] = {}
-    for name, (kf_case, bg, fixed) in cases.items():
-        t0 = time.perf_counter()
-        r = fit_model(y, _spec(model, kf_case), background=bg, fixed=fixed, n_sobol=0, include_published=False,
-                      extra_starts=[dict(start, **fixed)], n_local=1, scan_rounds=0, workers=a.workers, seed=0,
-                      max_nfev=20)
-        out[name] = _r(_corr(r.best_fit, y))
-        print(f"[ablation] {model} without {name}: r = {out[name]} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    fd = prepare_data(y)
+    yv, sw = fd.signal[fd.fitted], 1.0 / fd.sigma[fd.fitted]
+    out: dict[str, Any] = {"fixed": {}, "refit": {} if a.ablation_refit else None}
+    for name, (kf_off, bg, held) in _ABLATION.items():
+        kf_case = kf if kf_off is None else kf_off
+        fw = SpinWaveForward(_spec(model, kf_case), fd.plan)
+        theta = np.array([held.get(n_, best.values[n_]) for n_ in fw.parameter_names])
+        f = fw.evaluate(theta)[fd.fitted]
+        nuis = NuisanceModel(fd.groups[fd.fitted], fd.group_names, background=bg, censored=True,
+                             energy=None if fd.energy is None else fd.energy[fd.fitted])
+        _, pred = nuis.solve(f, yv, sw)
+        out["fixed"][name] = _r(float(np.corrcoef(pred, yv)[0, 1]))
+        if a.ablation_refit:
+            t0 = time.perf_counter()
+            r = fit_model(y, _spec(model, kf_case), background=bg, fixed=held, n_sobol=0, include_published=False,
+                          extra_starts=[dict(best.values, **held)], n_local=1, scan_rounds=0, workers=a.workers,
+                          seed=0, max_nfev=max(1, a.max_nfev // 2))
+            out["refit"][name] = _r(_corr(r.best_fit, y))
+            print(f"[ablation] {model} without {name}: refit r = {out['refit'][name]} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"[ablation] {model} without {name}: r = {out['fixed'][name]} (parameters held)", flush=True)
     return out
 
 
@@ -200,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-sobol", type=int, default=8, help="Sobol starts per calibration fit (default 8)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-ablation", action="store_true", help="skip the ablation refits")
+    p.add_argument("--ablation-refit", action="store_true",
+                   help="also refit (local) with each effect off (about 1-2 min per case and model)")
+    p.add_argument("--max-nfev", type=int, default=40,
+                   help="residual evaluations per local fit (default 40; ablation refits half; a smoke test: 1)")
     a = p.parse_args(argv)
     path = a.measured / "measured_ei25_35_50.npy"
     if not path.is_file():

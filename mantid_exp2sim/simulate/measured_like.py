@@ -27,12 +27,15 @@ run is not released), so ``rho`` stays 1 unless a user knows better.
 
 **Calibrated defaults** (:data:`PCSMO_MEASURED_LIKE`): for Ei = 25, 35, 50 meV, ``scale_g``,
 ``c_g``, ``B_g`` and ``R_g`` were chosen (:func:`calibrate_measured_like`) so that measured-like
-draws of the noise-free Goodenough mosaic at the published parameters (built-in resolution,
-measured mask) reproduce three statistics of the released rows per Ei
-(:func:`spectrum_statistics`, :data:`CALIBRATION_TARGETS`): the mean level, the fraction of
-exact zeros and the neighbour noise variance. Ei = 70, 100, 140 meV are not released: their
-values are an extrapolation (see :data:`PCSMO_MEASURED_LIKE`), to be replaced when those rows
-can be used.
+draws of the noise-free best fits of the measurement-model calibration
+(:data:`~.measurement_model.PCSMO_BEST_FIT` simulated with
+:data:`~.measurement_model.PCSMO_MEASUREMENT_MODEL`'s settings, built-in resolution, measured
+mask; Goodenough and Dimer, geometric means) reproduce three statistics of the released rows per
+Ei (:func:`spectrum_statistics`, :data:`CALIBRATION_TARGETS`): the mean level, the fraction of
+exact zeros and the neighbour noise variance. Command: ``calibrate_measured_like(measured,
+clean)`` with ``clean`` = ``PlanEvaluator(model, plan_mosaic(mask=nanmask))(best_fit_params,
+**settings)``, as ``benchmarks/bench_realism.py`` builds it. Ei = 70, 100, 140 meV are not
+released: their values are an extrapolation (see :data:`PCSMO_MEASURED_LIKE`).
 """
 
 from __future__ import annotations
@@ -489,16 +492,19 @@ CALIBRATION_TARGETS: dict[float, dict[str, float]] = {
     50.0: {"n_bins": 13997, "mean": 2.89498, "zero_fraction": 0.230978, "noise_variance": 2.09066},
 }
 
-# Calibration (calibrate_measured_like, seed 0) against the noise-free Goodenough mosaic at the
-# published parameters (built-in resolution, measured mask, q_subsamples = 1); its draws give
-# mean / zero fraction / noise variance 4.483 / 0.441 / 17.14 (Ei 25), 4.313 / 0.289 / 5.167
-# (Ei 35), 2.897 / 0.235 / 2.084 (Ei 50) against the targets above.
-_CAL_SCALE = (166.4842, 211.7154, 168.2532)
-_CAL_COUNTS = (0.4533, 1.8365, 4.4413)
-_CAL_BACKGROUND = (6.1979, 5.6285, 5.7180)
-_CAL_RESIDUAL = (0.2236, 0.4233, 0.5790)
-#: Mean of that noise-free mosaic per Ei (model units), for the extrapolation to 70-140 meV.
-_CLEAN_MEAN = (0.016987, 0.016055, 0.012394, 0.008465, 0.006324, 0.005163)
+# Calibration (calibrate_measured_like, seed 0) against the noise-free best fits of the measurement
+# model's calibration (simulate.measurement_model.PCSMO_BEST_FIT with PCSMO_MEASUREMENT_MODEL's
+# settings: twin fraction, mosaic, resolution scale, k_f/k_i; built-in resolution, measured mask),
+# Goodenough and Dimer separately; the defaults are the geometric means of the two (the residual
+# background: the arithmetic mean). Draws, mean / zero fraction / noise variance per Ei:
+# Goodenough 4.544 / 0.449 / 17.007, 4.264 / 0.285 / 5.179, 2.903 / 0.232 / 2.090; Dimer 4.484 / 0.441 / 17.129, 4.267 / 0.286 / 5.198, 2.908 / 0.235 / 2.082.
+_CAL_SCALE = (219.6747, 264.6187, 222.8734)
+_CAL_COUNTS = (0.3986, 1.7398, 3.1000)
+_CAL_BACKGROUND = (4.9235, 5.2312, 3.4358)
+_CAL_RESIDUAL = (0.1118, 0.2117, 0.4342)
+#: Mean of those noise-free mosaics per Ei (model units, geometric mean of the two models), for
+#: the extrapolation to 70-140 meV.
+_CLEAN_MEAN = (0.014037, 0.013500, 0.010130, 0.007339, 0.005169, 0.003813)
 _REL = tuple(m / _CLEAN_MEAN[2] for m in _CLEAN_MEAN[3:])
 
 #: Calibrated PCSMO defaults (see the module notes). Ei = 25, 35, 50 meV: calibrated. Ei = 70,

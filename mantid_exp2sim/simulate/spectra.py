@@ -20,6 +20,10 @@ band extrema, intensity variations and the kinematic L across the bin are now sa
 explicitly. The unconvolved spectrum stays the model at the bin centres. The cost of the
 convolved spectrum grows about as n^2; data sets use 1.
 
+The measurement model (:mod:`.measurement_model`: twin fraction, resolution scale, sample
+mosaic, sampled resolution, k_f/k_i, damping) enters through the keywords of
+:func:`simulate_plan`; their defaults leave the spectra exactly as without it.
+
 Both are bin means over the energy bins, so they conserve integrated intensity. Each
 in-plane Q is diagonalised once for all incident energies and energy bins. Optional
 counting noise and a smooth background (:mod:`.noise`) are added to the convolved spectrum.
