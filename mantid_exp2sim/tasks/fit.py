@@ -276,6 +276,17 @@ def network_model_choice(mosaic: Any, estimates: Mapping[str, NetworkEstimate], 
     return results, compare_models(results)
 
 
+#: Options of the start design and global search: not used by the refit with refined errors.
+_START_OPTIONS = frozenset({"n_sobol", "n_local", "n_scan", "scan_rounds", "coarse", "include_published", "seed"})
+
+
+def _stage(progress: Callable[[float, str], Any] | None, i: int, n: int, name: str) -> Callable[[float, str], None]:
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress((i + min(max(float(fraction), 0.0), 1.0)) / n, f"{name}: {message}")
+    return report
+
+
 def fit_spin_models(
     mosaic: MDHisto,
     models: Sequence[str] = DEFAULT_MODELS,
@@ -287,6 +298,7 @@ def fit_spin_models(
     progress: Callable[[float, str], Any] | None = None,
     networks: Mapping[str, Any] | None = None,
     use_network: bool = True,
+    refine_errors: bool = True,
     **engine: Any,
 ) -> SpinWaveFit:
     """Fit spin models to a measured mosaic and compare them.
@@ -314,11 +326,16 @@ def fit_spin_models(
         another model is a ``BundleError``).
     use_network
         False: no network starts (published values and Sobol design only).
+    refine_errors
+        When the errors are estimated from the counts (the input has none): re-estimate them
+        from the residuals of the best-fitting model and refit every model from its optimum
+        (:func:`mantid_exp2sim.fitting.noise.refine_noise`); the errors are then calibrated.
     engine
         Further keywords of :func:`mantid_exp2sim.fitting.fit_model` (``n_local``,
         ``workers``, ``background``, ...).
     """
     from ..fitting import compare_models, fit_model, prepare_data
+    from ..fitting.noise import refine_noise, refit
 
     validate_mosaic(mosaic, argument="the input")
     models = [str(m).strip() for m in models if str(m).strip()]
@@ -349,15 +366,22 @@ def fit_spin_models(
     if n_sobol is not None:
         engine["n_sobol"] = n_sobol
     extra = list(engine.pop("extra_starts", None) or [])
+    refine = bool(refine_errors and errors is None)
+    stages = len(models) * (2 if refine else 1)
     results = []
     for i, (name, fix) in enumerate(zip(models, per_model)):
-        def report(fraction: float, message: str, _i: int = i, _name: str = name) -> None:
-            if progress is not None:
-                progress((_i + min(max(float(fraction), 0.0), 1.0)) / len(models), f"{_name}: {message}")
-
         starts = extra + ([estimates[name].values] if name in estimates else [])
-        results.append(fit_model(fd, name, fixed=fix, seed=seed, resolution=resolution, progress=report,
-                                 extra_starts=starts, **engine))
+        results.append(fit_model(fd, name, fixed=fix, seed=seed, resolution=resolution,
+                                 progress=_stage(progress, i, stages, name), extra_starts=starts, **engine))
+    if refine:
+        # errors from the counts alone count sharp structure as noise: re-estimate them from the
+        # residuals of the best-fitting model and fit every model again from its optimum
+        best = min(results, key=lambda r: r.chi2)
+        fd = refine_noise(fd, best)
+        local = {k: v for k, v in engine.items() if k not in _START_OPTIONS}
+        results = [refit(fd, name, r, fixed=fix, resolution=resolution,
+                         progress=_stage(progress, len(models) + i, stages, f"{name} (refined errors)"), **local)
+                   for i, (name, fix, r) in enumerate(zip(models, per_model, results))]
     comparison = compare_models(results)
 
     def on_axes(a: np.ndarray, kind: str, model: str) -> MDHisto:
