@@ -30,7 +30,7 @@ from ..histogram import MDHisto
 from ..mosaic import MOSAIC_SHAPE, validate_mosaic
 
 __all__ = ["DEFAULT_MODELS", "NetworkEstimate", "SpinWaveFit", "check_fit_options", "estimate_parameters",
-           "fit_spin_models", "network_model_choice", "parse_fixed"]
+           "fit_spin_models", "network_model_choice", "networks_by_model", "parse_fixed"]
 
 #: Models fitted by default (the two PCSMO models).
 DEFAULT_MODELS: tuple[str, ...] = ("goodenough", "dimer")
@@ -171,6 +171,34 @@ def check_fit_options(models: Sequence[str], fixed: Mapping[str, float]) -> list
     return per_model
 
 
+def networks_by_model(files: Sequence[str], models: Sequence[str]) -> dict[str, str]:
+    """``{model: file}`` of regressor bundles, each filed under the model its manifest names.
+
+    Raises
+    ------
+    BundleError
+        A file that is not a regressor bundle.
+    InputDataError
+        A bundle for a model not in ``models``, or two bundles for one model.
+    """
+    from ..bundle import load_bundle
+
+    out: dict[str, str] = {}
+    for f in files:
+        b = load_bundle(f, kind="regressor", task="regress")
+        model = b.manifest["regression"]["model"]
+        if model not in models:
+            raise InputDataError(format_error(
+                f"The parameter-estimation network '{f}' is for another model",
+                reason=f"it estimates the parameters of {model!r}; the models fitted are {list(models)}",
+                fix=f"pass networks trained for {', '.join(models)} (or fit {model!r} too)"))
+        if model in out:
+            raise InputDataError(format_error(f"Two networks for model {model!r}", reason=f"{out[model]} and {f}",
+                                              fix="give one network per model"))
+        out[model] = str(f)
+    return out
+
+
 def _mosaic_signal(mosaic: Any) -> np.ndarray:
     if isinstance(mosaic, MDHisto):
         validate_mosaic(mosaic, argument="the input")
@@ -298,7 +326,7 @@ def fit_spin_models(
     progress: Callable[[float, str], Any] | None = None,
     networks: Mapping[str, Any] | None = None,
     use_network: bool = True,
-    refine_errors: bool = True,
+    refine_errors: bool = False,
     **engine: Any,
 ) -> SpinWaveFit:
     """Fit spin models to a measured mosaic and compare them.
@@ -329,7 +357,8 @@ def fit_spin_models(
     refine_errors
         When the errors are estimated from the counts (the input has none): re-estimate them
         from the residuals of the best-fitting model and refit every model from its optimum
-        (:func:`mantid_exp2sim.fitting.noise.refine_noise`); the errors are then calibrated.
+        (:func:`mantid_exp2sim.fitting.noise.refine_noise`; off by default: on clipped data it
+        did not improve the coverage, see docs/fitting.md).
     engine
         Further keywords of :func:`mantid_exp2sim.fitting.fit_model` (``n_local``,
         ``workers``, ``background``, ...).
