@@ -138,7 +138,7 @@ def test_fit_starts_include_the_network_estimate(dimer_network):
 
     fixed = dimer_fixed()
     out = fit_spin_models(_mosaic_histo(), ["dimer"], fixed=fixed, n_sobol=0, networks={"dimer": dimer_network},
-                          workers=1, n_scan=0)
+                          workers=1, n_scan=0, n_local=1)
     est = out.estimates["dimer"]
     r = out.results[0]
     extra = [s for s in r.starts if s.source == "extra"]
