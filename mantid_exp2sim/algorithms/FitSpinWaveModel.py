@@ -31,6 +31,10 @@ def _models(alg: Any) -> list[str]:
     return [str(m).strip() for m in alg.getProperty("Models").value if str(m).strip()]
 
 
+def _network_files(alg: Any) -> list[str]:
+    return [str(f).strip() for f in alg.getProperty("NetworkFiles").value if str(f).strip()]
+
+
 @mantid_algorithm(
     summary="Fits spin-wave models (weighted least squares through the simulator, per-Ei scale and background) "
     "to a measured 240x400 PCSMO mosaic, with errors, and compares them by chi-square, AIC and BIC.",
@@ -67,6 +71,16 @@ class FitSpinWaveModel(PythonAlgorithm):
         )
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="Seed of the start design.")
         self.declareProperty(
+            "UseNetwork", True,
+            doc="Start each model's fit from its parameter-estimation network's estimate too (the shipped "
+            "regress_<model> network, or one of NetworkFiles).",
+        )
+        self.declareProperty(
+            StringArrayProperty("NetworkFiles", [], direction=Direction.Input),
+            doc="Optional regressor bundles (*.exp2sim.h5, from exp2sim-train regressor), each for one of the "
+            "Models; a bundle for another model is refused.",
+        )
+        self.declareProperty(
             ITableWorkspaceProperty("OutputWorkspace", "", Direction.Output),
             doc="One row per model and parameter: " + ", ".join(c for _, c in TABLE_COLUMNS) + ".",
         )
@@ -82,7 +96,7 @@ class FitSpinWaveModel(PythonAlgorithm):
     def validateInputs(self):
         from ..errors import Exp2SimError
         from ..mosaic import validate_mosaic
-        from ..tasks.fit import check_fit_options, parse_fixed
+        from ..tasks.fit import check_fit_options, networks_by_model, parse_fixed
         from ._adapter import histo_from_workspace
 
         issues: dict[str, str] = {}
@@ -109,12 +123,20 @@ class FitSpinWaveModel(PythonAlgorithm):
         except Exp2SimError as exc:
             key = "Models" if str(exc).startswith("Unknown model") else "FixedParameters"
             issues[key] = str(exc)
+        files = _network_files(self)
+        if files and not bool(self.getProperty("UseNetwork").value):
+            issues["NetworkFiles"] = "NetworkFiles are given but UseNetwork is off: clear one of them."
+        elif files:
+            try:
+                networks_by_model(files, models)
+            except Exp2SimError as exc:
+                issues["NetworkFiles"] = str(exc)
         return issues
 
     def PyExec(self):
         from mantid.api import Progress, WorkspaceFactory
 
-        from ..tasks.fit import fit_spin_models, parse_fixed
+        from ..tasks.fit import fit_spin_models, networks_by_model, parse_fixed
         from ._adapter import histo_from_workspace, workspace_from_histo
 
         histo = histo_from_workspace(self.getProperty("InputWorkspace").value)
@@ -131,6 +153,8 @@ class FitSpinWaveModel(PythonAlgorithm):
             n_sobol=int(self.getProperty("Starts").value),
             seed=int(self.getProperty("Seed").value),
             progress=report,
+            networks=networks_by_model(_network_files(self), _models(self)),
+            use_network=bool(self.getProperty("UseNetwork").value),
         )
         comp = out.comparison
         table = WorkspaceFactory.createTable()

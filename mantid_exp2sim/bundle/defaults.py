@@ -1,4 +1,5 @@
-"""Where the shipped default bundles live: ``mantid_exp2sim/data/bundles/{task}_{ndim}d.exp2sim.h5``."""
+"""Where the shipped default bundles live: ``mantid_exp2sim/data/bundles/{task}_{ndim}d.exp2sim.h5``
+(parameter-estimation networks: ``regress_{model}.exp2sim.h5``, one per spin model)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 from ..errors import BundleError, format_error
 from .manifest import NDIMS, TASKS
 
-__all__ = ["BUNDLE_DIR_ENV", "BUNDLE_SUFFIX", "default_bundle_dir", "default_bundle_name", "default_bundle_path"]
+__all__ = ["BUNDLE_DIR_ENV", "BUNDLE_SUFFIX", "default_bundle_dir", "default_bundle_name", "default_bundle_path",
+           "default_regressor_path"]
 
 BUNDLE_DIR_ENV = "EXP2SIM_BUNDLE_DIR"
 BUNDLE_SUFFIX = ".exp2sim.h5"
@@ -63,6 +65,28 @@ def default_bundle_path(task: str, ndim: int, *, must_exist: bool = True) -> Pat
                     f"then copy it there as {path.name} or set {BUNDLE_DIR_ENV} to its folder; "
                     "or pass the bundle path explicitly"
                 ),
+            )
+        )
+    return path
+
+
+def default_regressor_path(model: str, *, must_exist: bool = True) -> Path:
+    """Path of the shipped parameter-estimation network of spin model ``model``.
+
+    Raises
+    ------
+    BundleError
+        With ``must_exist`` (default) when there is none for that model.
+    """
+    folder = default_bundle_dir()
+    path = folder / f"regress_{model}{BUNDLE_SUFFIX}"
+    if must_exist and not path.is_file():
+        raise BundleError(
+            format_error(
+                f"No shipped parameter-estimation network for model {model!r}",
+                reason=f"{path.name} is not in {folder}",
+                fix="train one with `exp2sim-train regressor --model ...` and pass its bundle, or fit "
+                "without the network",
             )
         )
     return path

@@ -44,12 +44,12 @@ SCHEMA_NAME = "mantid-exp2sim-bundle"
 #: The newest bundle schema this package reads and the one it writes.
 SCHEMA_VERSION = 1
 
-KINDS = ("generator", "classifier")
-TASKS = ("deconvolve", "convolve", "classify")
+KINDS = ("generator", "classifier", "regressor")
+TASKS = ("deconvolve", "convolve", "classify", "regress")
 DIRECTIONS = ("exp2sim", "sim2exp")
 NDIMS = (2, 3)
 #: The tasks each kind of bundle can have.
-TASKS_OF_KIND = {"generator": ("deconvolve", "convolve"), "classifier": ("classify",)}
+TASKS_OF_KIND = {"generator": ("deconvolve", "convolve"), "classifier": ("classify",), "regressor": ("regress",)}
 #: A generator's direction follows from its task (``direction`` may also be null).
 DIRECTION_OF_TASK = {"deconvolve": "exp2sim", "convolve": "sim2exp"}
 #: Network input channels: the scaled signal and the valid mask (models/normalisation.py).
@@ -92,6 +92,7 @@ OPTIONAL_KEYS = (
     "domain",
     "training",
     "validation",
+    "regression",
 )
 
 #: The intensity normalisation of models/normalisation.py, as recorded in manifests.
@@ -148,6 +149,7 @@ def make_manifest(
     seed: int | None = None,
     command: Sequence[str] | str | None = None,
     bundle_id: str | None = None,
+    regression: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a complete manifest with provenance filled in.
 
@@ -177,6 +179,10 @@ def make_manifest(
         Defaults to :data:`RMS_NORMALISATION`.
     expected_axes, layout, classes, thresholds, domain, training, validation
         Free-form, JSON-serialisable descriptions (see docs/bundle-format.md).
+    regression
+        Regressors only: ``model`` (spin-model name), ``parameters`` (names in output
+        order), ``ranges`` (``[lo, hi]`` per parameter: the outputs are normalised to them)
+        and optional ``sigma_scale`` (per-parameter factor calibrating the network's sigma).
     seed
         Training seed, recorded in provenance.
     command
@@ -247,6 +253,7 @@ def make_manifest(
         "domain": dict(domain) if domain is not None else None,
         "training": dict(training) if training is not None else None,
         "validation": dict(validation) if validation is not None else None,
+        "regression": dict(regression) if regression is not None else None,
         "provenance": {
             "command": [str(c) for c in command],
             "package_version": __version__,
@@ -373,6 +380,9 @@ def validate_manifest(manifest: Mapping[str, Any], *, where: str) -> None:
                 or not all(isinstance(c, str) and c.strip() for c in classes) or len(set(classes)) != len(classes)):
             raise _invalid(where, "classes", classes, "a list of at least 2 distinct, non-empty class names")
         _check_choice(where, "out_channels", manifest["out_channels"], (len(classes),))
+    elif kind == "regressor":
+        _validate_regression(manifest.get("regression"), where)
+        _check_choice(where, "out_channels", manifest["out_channels"], (len(manifest["regression"]["parameters"]),))
     else:
         _check_choice(where, "out_channels", manifest["out_channels"], (1,))
 
@@ -386,7 +396,7 @@ def validate_manifest(manifest: Mapping[str, Any], *, where: str) -> None:
     config = arch["config"]
     for key, want in (("ndim", ndim), ("in_channels", manifest["in_channels"]),
                       ("out_channels", manifest["out_channels"]), ("n_classes", manifest["out_channels"])):
-        if key in config and not (key == "out_channels" and kind == "classifier"):
+        if key in config and not (key == "out_channels" and kind in ("classifier", "regressor")):
             _check_choice(where, f"architecture.config.{key}", config[key], (want,))
 
     _validate_normalisation(manifest["normalisation"], where)
@@ -453,6 +463,27 @@ def _validate_thresholds(thresholds: Any, where: str) -> None:
     if thresholds["out_of_distribution"] > thresholds["confident"]:
         raise _invalid(where, "thresholds.out_of_distribution", thresholds["out_of_distribution"],
                        f"a value <= thresholds.confident = {thresholds['confident']!r}")
+
+
+def _validate_regression(reg: Any, where: str) -> None:
+    """A regressor's ``regression``: its model, parameter names and ranges (and sigma calibration)."""
+    need = "an object with model (a name), parameters (distinct names) and ranges ([lo, hi] per parameter)"
+    if not isinstance(reg, Mapping):
+        raise _invalid(where, "regression", reg, need)
+    names = reg.get("parameters")
+    if not isinstance(reg.get("model"), str) or not reg["model"].strip():
+        raise _invalid(where, "regression.model", reg.get("model"), "a spin-model name")
+    if (not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)):
+        raise _invalid(where, "regression.parameters", names, "a list of distinct parameter names")
+    ranges = reg.get("ranges")
+    if not (isinstance(ranges, list) and len(ranges) == len(names) and all(
+            isinstance(r, list) and len(r) == 2 and all(_is_number(v) for v in r) and r[0] < r[1] for r in ranges)):
+        raise _invalid(where, "regression.ranges", ranges, f"{len(names)} pairs [lo, hi] with lo < hi")
+    scale = reg.get("sigma_scale")
+    if scale is not None and not (isinstance(scale, list) and len(scale) == len(names)
+                                  and all(_is_number(v) and v > 0 for v in scale)):
+        raise _invalid(where, "regression.sigma_scale", scale, f"null or {len(names)} numbers > 0")
 
 
 def _validate_domain(domain: Any, where: str) -> None:

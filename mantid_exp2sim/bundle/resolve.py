@@ -16,7 +16,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 
 from ..errors import BundleError, format_error
-from .defaults import default_bundle_path
+from .defaults import default_bundle_path, default_regressor_path
 from .format import Bundle, load_bundle
 from .manifest import check_expected
 
@@ -25,6 +25,7 @@ __all__ = [
     "classifier_bundle",
     "generator_bundle",
     "reference_bank",
+    "regressor_bundle",
     "resolve_bundle",
     "score_bundle",
 ]
@@ -116,6 +117,29 @@ def score_bundle(ndim: int, source: BundleSource = None, *, default_task: str = 
 def classifier_bundle(source: BundleSource = None) -> Bundle:
     """The 2D ``classify`` classifier (the shipped ``classify_2d`` when ``source`` is None)."""
     return resolve_bundle(source, kind="classifier", task="classify", ndim=2)
+
+
+def regressor_bundle(model: str, source: BundleSource = None) -> Bundle:
+    """The parameter-estimation network of spin model ``model`` (the shipped one when ``source`` is None).
+
+    Raises
+    ------
+    BundleError
+        Not a regressor bundle, or one made for another model (the message names both).
+    """
+    if source is None or (isinstance(source, str) and not source):
+        source = default_regressor_path(model)
+    bundle = resolve_bundle(source, kind="regressor", task="regress", ndim=2)
+    made_for = (bundle.manifest.get("regression") or {}).get("model")
+    if made_for != model:
+        raise BundleError(
+            format_error(
+                f"The parameter-estimation network '{bundle.path}' is for another model",
+                reason=f"it estimates the parameters of {made_for!r}, the fit is of {model!r}",
+                fix=f"pass the network trained for {model!r} (exp2sim-train regressor --model {model})",
+            )
+        )
+    return bundle
 
 
 def reference_bank(bundle: Bundle) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

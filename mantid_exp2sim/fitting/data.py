@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputDataError, format_error
 from ..histogram import MDHisto
 from ..mosaic import EI_LIST, LAYOUT, TILE, mosaic_tiles, tiles_to_mosaic
-from .weights import estimate_sigma, sigma_from_errors
+from .weights import estimate_noise, sigma_from_errors
 
 __all__ = ["FitData", "prepare_data", "coarsen"]
 
@@ -132,6 +132,7 @@ def _finish(signal: np.ndarray, errors: np.ndarray | None, usable: np.ndarray, g
             "The spectrum has no unmasked bin to fit", reason="every bin is NaN or masked",
             fix="pass a spectrum with finite values outside the mask"))
     laws: list[dict[str, Any]] = []
+    clip = None
     if errors is not None:
         sigma, n_rep = sigma_from_errors(errors, sig, groups)
         source = "given"
@@ -141,10 +142,12 @@ def _finish(signal: np.ndarray, errors: np.ndarray | None, usable: np.ndarray, g
             raise InputDataError(format_error(
                 "The spectrum has no errors and no image structure to estimate them from",
                 reason="a plain array without a plan", fix="pass errors (sigma) for the bins"))
-        s_img, laws = estimate_sigma(to_images(sig), image_groups)
+        s_img, c_img, laws = estimate_noise(to_images(sig), image_groups)
         sigma = from_images(s_img)
+        clip = None if c_img is None else from_images(c_img)
         source = "estimated"
-        notes = []
+        notes = [] if clip is None else ["errors estimated for data clipped at zero: a noise law before clipping "
+                                         "(weights: the clipped data's scatter; link: the noise before clipping)"]
     fitted = usable & np.isfinite(sigma) & (sigma > 0)
     g = np.where(fitted, groups, -1)
     present = [k for k in range(len(names)) if np.any(g == k)]
@@ -152,9 +155,12 @@ def _finish(signal: np.ndarray, errors: np.ndarray | None, usable: np.ndarray, g
     g2 = np.full(g.shape, -1)
     for old, new in remap.items():
         g2[g == old] = new
+    clip_sigma = None
+    if errors is None and clip is not None:
+        clip_sigma = np.where(fitted & np.isfinite(clip) & (clip > 0), clip, np.where(fitted, sigma, np.nan))
     return FitData(signal=sig, sigma=np.where(fitted, sigma, np.nan), fitted=fitted, groups=g2,
                    group_names=[names[k] for k in present], energy=energy, plan=plan, error_source=source,
-                   error_laws=laws, notes=notes)
+                   error_laws=laws, notes=notes, clip_sigma=clip_sigma)
 
 
 def _ei_name(ei: float) -> str:

@@ -6,6 +6,7 @@ Subcommands::
     exp2sim-train gan --out runs/gan2d --resume            # continue (same data, same settings)
     exp2sim-train export runs/gan2d --task deconvolve --output deconvolve_2d.exp2sim.h5
     exp2sim-train classifier ...                          # mantid_exp2sim.train.classifier
+    exp2sim-train regressor --train sim.h5 --model dimer --out regress_dimer.exp2sim.h5
 
 Multi-process training: ``torchrun --nproc_per_node 2 -m mantid_exp2sim.train gan ...``.
 See docs/training.md. The subcommands are a :data:`COMMANDS` table run by the convention of
@@ -47,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gan": ("mantid_exp2sim.train.cli:gan_command", "train the two generators on unpaired domains A and B"),
     "export": ("mantid_exp2sim.train.cli:export_command", "write the bundle of one generator of a checkpoint"),
     "classifier": ("mantid_exp2sim.train.classifier", "train the DUQ classifier (see exp2sim-train classifier --help)"),
+    "regressor": ("mantid_exp2sim.train.regressor",
+                  "train a parameter-estimation network (see exp2sim-train regressor --help)"),
 }
 
 #: Settings that may differ when a run is resumed (they do not change what is trained).
@@ -133,7 +136,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def get_parser() -> argparse.ArgumentParser:
     """The ``exp2sim-train`` argument parser (also used to build the docs)."""
     parser = argparse.ArgumentParser(prog="exp2sim-train", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", metavar="{gan,export,classifier}")
+    sub = parser.add_subparsers(dest="command", metavar="{gan,export,classifier,regressor}")
     g = sub.add_parser("gan", help=COMMANDS["gan"][1],
                        description="Train Exp2SimGAN: G_A (A -> B, deconvolve) and G_B (B -> A, convolve).")
     g.add_argument("--config", metavar="PRESET|JSON",
@@ -169,6 +172,7 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress messages")
 
     sub.add_parser("classifier", help=COMMANDS["classifier"][1], add_help=False)
+    sub.add_parser("regressor", help=COMMANDS["regressor"][1], add_help=False)
     return parser
 
 

@@ -113,3 +113,28 @@ def test_cancel_through_progress(mantid, monkeypatch):
         alg.execute()
     assert "fit_cancelled" not in api.mtd
     assert len(calls) == 2 and calls[-1] < 1.0  # stopped at the first report after the request
+
+
+def test_network_files_for_another_model_are_refused(mantid, tmp_path):
+    torch = pytest.importorskip("torch")
+    from mantid_exp2sim.models.regressor import ParameterRegressor
+    from mantid_exp2sim.simulate import get_model
+    from mantid_exp2sim.train.regressor import export_regressor
+
+    api, simpleapi = mantid
+    m = get_model("goodenough")
+    names = list(m.parameter_names)
+    torch.manual_seed(0)
+    path = export_regressor(ParameterRegressor(6, widths=(4, 8, 8), hidden=16), tmp_path / "g.exp2sim.h5",
+                            model="goodenough", names=names, ranges=[m.ranges[k] for k in names],
+                            exporter="torchscript")
+    ws = make_ws(simpleapi, dimer_mosaic()[0], MOSAIC_DIMS, "fit_net")
+    alg = create(api, ws, Models=["dimer"], NetworkFiles=[str(path)], OutputWorkspace="fit_never")
+    assert "is for another model" in alg.validateInputs()["NetworkFiles"]
+    alg = create(api, ws, Models=["goodenough"], NetworkFiles=[str(path), str(path)], OutputWorkspace="fit_never")
+    assert "Two networks" in alg.validateInputs()["NetworkFiles"]
+    alg = create(api, ws, Models=["goodenough"], NetworkFiles=[str(path)], UseNetwork=False,
+                 OutputWorkspace="fit_never")
+    assert "UseNetwork is off" in alg.validateInputs()["NetworkFiles"]
+    alg = create(api, ws, Models=["goodenough"], NetworkFiles=[str(path)], OutputWorkspace="fit_never")
+    assert "NetworkFiles" not in alg.validateInputs()
