@@ -30,7 +30,7 @@ from ..errors import BundleError, InputDataError, format_error
 from ..histogram import Axis, MDHisto
 from ..io._atomic import discard_temp, reserve_temp
 
-__all__ = ["export_bundle", "export_classifier", "TASK_GENERATOR", "DEFAULT_TILE", "REFERENCE_SET"]
+__all__ = ["export_bundle", "export_classifier", "repack_bundle", "TASK_GENERATOR", "DEFAULT_TILE", "REFERENCE_SET"]
 
 #: Which generator of a run each task exports, and its manifest direction.
 TASK_GENERATOR = {"deconvolve": ("G_A", "exp2sim", "a"), "convolve": ("G_B", "sim2exp", "b")}
@@ -460,3 +460,72 @@ def export_classifier(
         command=list(command) if command is not None else None,
     )
     return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())
+
+
+def repack_bundle(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    command: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Rewrite a bundle in the current schema, with the same content (no retraining).
+
+    The network graphs, weights, reference arrays and manifest are carried over unchanged;
+    :func:`~mantid_exp2sim.bundle.write_bundle` stores each weight once (schema 2). The
+    manifest's ``provenance.repacked`` records the command, the source file's SHA-256 and
+    schema version and the date; the original provenance (training and export commands) stays.
+    The result is read back and must give byte-identical ONNX graphs and weights.
+
+    Parameters
+    ----------
+    source
+        A bundle of any schema this package reads.
+    output
+        The new bundle (may equal ``source`` with ``overwrite``; written atomically).
+    command
+        Command line recorded in ``provenance.repacked`` (default ``sys.argv``).
+    overwrite
+        Whether an existing file at ``output`` may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``.
+
+    Raises
+    ------
+    BundleError
+        The source cannot be read, the output exists without ``overwrite``, or the rewritten
+        bundle does not reproduce the source's graphs and weights.
+    """
+    import datetime as dt
+
+    from ..bundle import load_bundle, write_bundle
+
+    src = load_bundle(source)
+    output = Path(output).expanduser()
+    if output.exists() and not overwrite:
+        raise BundleError(format_error(f"Refusing to replace {output}", reason="the file exists",
+                                       fix="pass --overwrite, or choose another output path"))
+    m = json.loads(json.dumps(src.manifest))
+    m.pop("parts", None)
+    m.pop("schema_version", None)
+    m["provenance"] = {**(m.get("provenance") or {}), "repacked": {
+        "command": list(command) if command is not None else list(sys.argv),
+        "from_sha256": src.sha256,
+        "from_schema_version": int(src.manifest["schema_version"]),
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }}
+    graphs = {name: src.onnx_bytes(name) for name in ("onnx", "onnx_encoder") if f"{name}" in src.manifest["parts"]}
+    weights = src.weights()
+    path = write_bundle(output, m, onnx=graphs["onnx"], onnx_encoder=graphs.get("onnx_encoder"),
+                        weights=weights, reference=src.reference() or None)
+    new = load_bundle(path)
+    same = all(new.onnx_bytes(k) == v for k, v in graphs.items()) and new.weights().keys() == weights.keys() and all(
+        np.array_equal(new.weights()[k], v) and new.weights()[k].dtype == v.dtype for k, v in weights.items())
+    if not same:
+        raise BundleError(format_error(f"The repacked bundle {path} differs from {source}",
+                                       reason="its ONNX graphs or weights are not byte-identical",
+                                       fix="report this with the source bundle"))
+    return path
