@@ -75,6 +75,8 @@ _HELP: dict[str, str] = {
     "patch_size": "training patch size in bins, one value or one per dimension (multiple of 2**n_down)",
     "flip_axes": "spatial axes that may be flipped at random (never energy; default none)",
     "batch_size": "patches per domain per step (per process)",
+    "generator": "generator architecture: resnet (2D/3D convolutions on the image) or energy-stack "
+                 "(2D mosaics: each Ei as a stack of energy windows over (Qh, Qk), 3D convolutions)",
     "ngf": "generator width (channels after the stem)",
     "n_blocks": "residual blocks in each generator",
     "n_down": "downsampling stages in each generator",
@@ -125,6 +127,7 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     "amp": {"choices": ["auto", "on", "off"]},
     "device": {"choices": ["auto", "cpu", "gpu"]},
     "ndim": {"choices": [2, 3]},
+    "generator": {"choices": ["resnet", "energy-stack"]},
 }
 
 

@@ -221,10 +221,9 @@ def export_bundle(
     """
     import torch
 
-    from ..bundle import RMS_NORMALISATION, load_bundle, make_manifest, write_bundle
+    from ..bundle import RMS_NORMALISATION, get_builder, load_bundle, make_manifest, write_bundle
     from ..domain import build_reference_bank
     from ..inference import encode_features
-    from ..models import build_generator
     from ..onnx import EncoderWrapper, export_onnx, verify_onnx
     from .checkpoint import load_checkpoint
     from .config import config_from_checkpoint
@@ -250,7 +249,8 @@ def export_bundle(
     output = Path(output).expanduser()
     _check_output(output, checkpoint, cfg, overwrite)
 
-    g = build_generator(ckpt["architecture"]["generator"]["config"])
+    arch = ckpt["architecture"]["generator"]
+    g = get_builder(arch.get("name", "ResnetGenerator"))(arch["config"])
     g.load_state_dict(ckpt["models"][gen_key])
     g.eval()
     ndim = cfg.ndim
