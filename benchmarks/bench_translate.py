@@ -247,6 +247,7 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
                 scores.setdefault(key, []).append(masked_psnr(y, xb))
         chosen[kind] = choose_parameters(scores)[0] if scores else (0.0, rl_iterations)
 
+    t_start = time.perf_counter()
     res: dict[str, list[float]] = {}
     t_dec, t_conv = [], []
     h_in, h_out, h_true = [], [], []
@@ -281,6 +282,7 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
         h_in.append(ha)
         h_out.append(MDHisto(ya, axes))
         h_true.append(hb)
+    log(f"{ndim}D: {test_idx.size} pairs in {time.perf_counter() - t_start:.0f} s")
     out: dict[str, Any] = {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in res.items()}
     for kind in kinds:
         w, n = chosen[kind]
