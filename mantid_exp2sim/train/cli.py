@@ -179,7 +179,7 @@ def get_parser() -> argparse.ArgumentParser:
                        "graphs, weights, reference arrays and manifest are unchanged, the command is recorded "
                        "in provenance.repacked.")
     r.add_argument("bundle", help="the bundle to rewrite (*.exp2sim.h5)")
-    r.add_argument("--output", "-o", required=True, help="new bundle path (may be the same file with --overwrite)")
+    r.add_argument("--output", "-o", required=True, help="new bundle path (*.exp2sim.h5; not the input)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file at --output")
 
     sub.add_parser("classifier", help=COMMANDS["classifier"][1], add_help=False)

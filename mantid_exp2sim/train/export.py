@@ -482,7 +482,7 @@ def repack_bundle(
     source
         A bundle of any schema this package reads.
     output
-        The new bundle (may equal ``source`` with ``overwrite``; written atomically).
+        The new bundle (``.h5``, not ``source``, in an existing folder; written atomically).
     command
         Command line recorded in ``provenance.repacked`` (default ``sys.argv``).
     overwrite
@@ -495,19 +495,23 @@ def repack_bundle(
 
     Raises
     ------
+    OutputPathError
+        ``output`` is the source, not ``.h5``, in a missing folder, or exists without
+        ``overwrite`` (checked before anything is written).
     BundleError
-        The source cannot be read, the output exists without ``overwrite``, or the rewritten
-        bundle does not reproduce the source's graphs and weights.
+        The source cannot be read, or the rewritten bundle does not reproduce the source's
+        graphs and weights.
     """
     import datetime as dt
 
     from ..bundle import load_bundle, write_bundle
 
+    from ..io.output_paths import PlannedOutput, check_output_paths
+
     src = load_bundle(source)
     output = Path(output).expanduser()
-    if output.exists() and not overwrite:
-        raise BundleError(format_error(f"Refusing to replace {output}", reason="the file exists",
-                                       fix="pass --overwrite, or choose another output path"))
+    # like every command: never the input, an existing file only with overwrite, no new folders
+    check_output_paths([PlannedOutput(output, "the bundle", (".h5",))], [source], overwrite=overwrite)
     m = json.loads(json.dumps(src.manifest))
     m.pop("parts", None)
     m.pop("schema_version", None)

@@ -132,8 +132,12 @@ def test_schema_1_bundles_are_still_read_and_repack_to_schema_2(tmp_path):
     assert rep["from_sha256"] == b1.sha256 and rep["from_schema_version"] == 1
     assert rep["command"] == ["exp2sim-train", "repack", "old"]
     assert b2.manifest["provenance"]["command"] == b1.manifest["provenance"]["command"]
-    with pytest.raises(BundleError, match="Refusing to replace"):
+    from mantid_exp2sim.io import OutputPathError
+
+    with pytest.raises(OutputPathError, match="exists"):
         repack_bundle(old, new)
+    with pytest.raises(OutputPathError):
+        repack_bundle(old, old, overwrite=True)  # never over its own input
 
 
 @pytest.mark.parametrize("task,ndim", [("deconvolve", 2), ("convolve", 2), ("deconvolve", 3), ("convolve", 3)])
