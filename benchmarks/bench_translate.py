@@ -10,7 +10,15 @@ compares with the true counterpart:
 * ``psnr/ssim_deconvolve``: the deconvolve bundle (G_A) applied to the convolved input;
 * ``psnr/ssim_richardson_lucy``: scikit-image ``restoration.richardson_lucy`` given the true
   resolution kernel of every column (see :func:`energy_kernel`);
-* ``psnr_convolve``: the convolve bundle (G_B) applied to the unconvolved spectrum;
+* ``psnr_convolve``: the convolve bundle (G_B) applied to the unconvolved spectrum, against the
+  noise-free convolved one; ``psnr_convolve_identity``: the unconvolved spectrum itself (doing
+  nothing); ``psnr_convolve_measured_like`` and ``psnr_convolve_identity_measured_like``: the same
+  against the measured-like target's expectation (mean of 16 draws of that pair's chain, in the
+  truth's units);
+* ``psnr/ssim_tv_rl``, ``psnr/ssim_classical_best``: the noise-aware classical peer and the
+  better of the two classical peers (``benchmarks/classical_peers.py``);
+* every figure of the deconvolution again with ``_measured_like``: the input is a measured-like
+  draw of the convolved spectrum (:func:`measured_like_mosaic`, :func:`measured_like_volume`);
 * ``intensity_ratio_*``: median over samples of sum(output) / sum(target), unmasked bins, as
   the package delivers them (``conserve_intensity`` on: the output has the input's integral);
   ``intensity_ratio_*_raw``: the same for the network's own output (before the conservation
@@ -28,21 +36,20 @@ compares with the true counterpart:
 Metrics are per sample over unmasked bins, then averaged (PSNR, SSIM) or the median taken
 (intensity ratios). The last line printed is one JSON object; the 3D keys carry ``_3d``.
 
-The Richardson-Lucy kernel: the simulator broadens each mode in energy by a Gaussian of the
-instrument's energy width sigma(E, Ei) (from the same resolution model as the data set) and
-both spectra are bin means, so along energy a bin receives from a bin ``d`` away the fraction
-``k[d] = mean over u in [0, 1) of Phi((d + 1 - u) / s) - Phi((d - u) / s)``, ``s = sigma / bin
-width``. Each column along energy gets the kernel of its own energy: in the mosaic one kernel
-per (Ei, energy window), acting along the 10 windows of that Ei; in a volume one kernel per
-energy bin. As scikit-image takes one kernel per call, the columns are deconvolved once per
-distinct kernel and each keeps its own part. The Q resolution (a fraction of a bin here) and
-the Q-E correlation are not modelled; masked bins enter as zeros and are masked again.
+The classical peers (kernels, the Richardson-Lucy iteration, the TV + early-stopping variant and
+how its parameters are chosen on held-out pairs) are described in ``classical_peers.py``. The
+Q resolution (a fraction of a bin here) and the Q-E correlation are not modelled; masked bins
+enter as zeros and are masked again.
+
+The test file's pairs are split once (seeded): ``--n-tune`` pairs choose the noise-aware peer's
+parameters, the next ``--n-pairs`` (``--n-pairs-3d``) are the test pairs.
 
 Usage::
 
     python benchmarks/bench_translate.py                  # both 2D and 3D, 200 pairs each
-    python benchmarks/bench_translate.py --quick          # 16 pairs, for a smoke test
-    python benchmarks/bench_translate.py --ndim 2 --n-pairs 400 --workers 2
+    python benchmarks/bench_translate.py --quick          # 16 pairs (3D: 4), for a smoke test
+    python benchmarks/bench_translate.py --ndim 2 --n-pairs 200 --test-data-2d test_mosaic.h5
+    python benchmarks/bench_translate.py --ndim 3 --n-pairs-3d 24 --n-tune 8 --data-dir DIR
 
 Exit status: 0 on success, 2 when a bundle is missing (the last line is then a JSON object
 with an ``error`` entry).
@@ -78,7 +85,9 @@ from mantid_exp2sim.errors import BundleError  # noqa: E402
 from mantid_exp2sim.histogram import Axis, MDHisto  # noqa: E402
 
 MODELS = ("goodenough", "dimer")
-TEST_SEED = 917_000_313  # never used by exp2sim-simulate defaults (0) or the documented runs
+TEST_SEED = 917_000_313
+#: Measured-like draws averaged into the expectation the convolution direction is judged against.
+EXPECTATION_DRAWS = 16  # never used by exp2sim-simulate defaults (0) or the documented runs
 
 
 def richardson_lucy_mosaic(x: np.ndarray, resolution: Any, meta: dict, iterations: int) -> np.ndarray:
@@ -230,10 +239,15 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
         return volume_family(x, resolution, axes[2].centres(), axes[2].width, ei, weights=weights,
                              iterations=iterations)
 
-    def ml(i: int, clean: np.ndarray) -> np.ndarray:
+    def ml(i: int, clean: np.ndarray, draw: int = 0) -> np.ndarray:
         chain = draw_measured_like(np.random.default_rng([seed, 7, int(i)]))
-        rng = np.random.default_rng([seed, 8, int(i)])
+        rng = np.random.default_rng([seed, 8, int(i), draw])
         return measured_like_mosaic(clean, chain, rng) if ndim == 2 else measured_like_volume(clean, chain, ei, rng)
+
+    def ml_expectation(i: int, clean: np.ndarray) -> np.ndarray:
+        """Mean of EXPECTATION_DRAWS measured-like draws of pair i's chain (noise, clipping and
+        residual background included), the target of the convolution direction."""
+        return np.mean([ml(i, clean, d) for d in range(1, EXPECTATION_DRAWS + 1)], axis=0)
 
     kinds = ("", "_measured_like") if measured_like else ("",)
     chosen: dict[str, tuple[float, int]] = {}
@@ -273,6 +287,11 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
             _scores({"identity": x, "deconvolve": y, "richardson_lucy": fam[(0.0, rl_iterations)],
                      "tv_rl": fam[(w, n)]}, xb, res, kind)
         res.setdefault("psnr_convolve", []).append(masked_psnr(yb, xa))
+        res.setdefault("psnr_convolve_identity", []).append(masked_psnr(xb, xa))
+        if measured_like:
+            target = ml_expectation(i, xa)
+            res.setdefault("psnr_convolve_measured_like", []).append(masked_psnr(yb, target))
+            res.setdefault("psnr_convolve_identity_measured_like", []).append(masked_psnr(xb, target))
         res.setdefault("intensity_ratio_deconvolve", []).append(intensity_ratio(ya, xb))
         res.setdefault("intensity_ratio_convolve", []).append(intensity_ratio(yb, xa))
         for key, y, target, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
@@ -316,7 +335,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="exp2sim-simulate file of 2D test pairs (default: simulate them with --seed)")
     p.add_argument("--test-data-3d", default=None, help="the same for 3D volumes")
     p.add_argument("--no-measured-like", action="store_true", help="noise-free inputs only")
-    p.add_argument("--quick", action="store_true", help="16 pairs, 10 Richardson-Lucy iterations")
+    p.add_argument("--quick", action="store_true", help="16 pairs (3D: 4, tuning: 4), 10 Richardson-Lucy iterations")
     p.add_argument("--ndim", type=int, nargs="+", choices=[2, 3], default=[2, 3])
     p.add_argument("--seed", type=int, default=TEST_SEED, help="test-set seed (fresh; not a training seed)")
     p.add_argument("--workers", type=int, default=1, help="simulator worker processes")
