@@ -11,6 +11,11 @@ Layout (see docs/bundle-format.md)::
 ``manifest["parts"]`` maps each part path (``"onnx"``, ``"weights/<k>"``, ...) to its
 ``sha256`` (of the little-endian C-order bytes), ``shape`` and ``dtype``. The loader reads
 every part into memory, so a bundle that passed :func:`load_bundle` cannot change underneath.
+
+Schema 2 stores each weight once: an ONNX part's initializers whose bytes equal a weights part
+are stored without those bytes, listed in the part's ``initializers_in_weights`` and rebuilt
+on load (:mod:`.onnx_share`), checked against the whole graph's ``graph_sha256``. Schema 1
+files (whole graphs) are read as before.
 """
 
 from __future__ import annotations
