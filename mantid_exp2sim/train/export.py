@@ -327,6 +327,7 @@ def export_bundle(
         architecture=g.architecture(),
         halo=int(g.receptive_field_radius()),
         multiple=int(g.spatial_multiple),
+        min_size=int(g.min_spatial_size()),
         patch_size=tile,
         in_channels=2,
         out_channels=1,
@@ -339,7 +340,6 @@ def export_bundle(
         seed=seed,
         command=list(command) if command is not None else list(sys.argv),
     )
-    manifest["patch"].setdefault("min_size", int(g.min_spatial_size()))
 
     # ---- reference bank: features through the bundle's own encoder graph
     output.parent.mkdir(parents=True, exist_ok=True)
