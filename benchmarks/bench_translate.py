@@ -10,7 +10,15 @@ compares with the true counterpart:
 * ``psnr/ssim_deconvolve``: the deconvolve bundle (G_A) applied to the convolved input;
 * ``psnr/ssim_richardson_lucy``: scikit-image ``restoration.richardson_lucy`` given the true
   resolution kernel of every column (see :func:`energy_kernel`);
-* ``psnr_convolve``: the convolve bundle (G_B) applied to the unconvolved spectrum;
+* ``psnr_convolve``: the convolve bundle (G_B) applied to the unconvolved spectrum, against the
+  noise-free convolved one; ``psnr_convolve_identity``: the unconvolved spectrum itself (doing
+  nothing); ``psnr_convolve_measured_like`` and ``psnr_convolve_identity_measured_like``: the same
+  against the measured-like target's expectation (mean of 16 draws of that pair's chain, in the
+  truth's units);
+* ``psnr/ssim_tv_rl``, ``psnr/ssim_classical_best``: the noise-aware classical peer and the
+  better of the two classical peers (``benchmarks/classical_peers.py``);
+* every figure of the deconvolution again with ``_measured_like``: the input is a measured-like
+  draw of the convolved spectrum (:func:`measured_like_mosaic`, :func:`measured_like_volume`);
 * ``intensity_ratio_*``: median over samples of sum(output) / sum(target), unmasked bins, as
   the package delivers them (``conserve_intensity`` on: the output has the input's integral);
   ``intensity_ratio_*_raw``: the same for the network's own output (before the conservation
@@ -28,21 +36,20 @@ compares with the true counterpart:
 Metrics are per sample over unmasked bins, then averaged (PSNR, SSIM) or the median taken
 (intensity ratios). The last line printed is one JSON object; the 3D keys carry ``_3d``.
 
-The Richardson-Lucy kernel: the simulator broadens each mode in energy by a Gaussian of the
-instrument's energy width sigma(E, Ei) (from the same resolution model as the data set) and
-both spectra are bin means, so along energy a bin receives from a bin ``d`` away the fraction
-``k[d] = mean over u in [0, 1) of Phi((d + 1 - u) / s) - Phi((d - u) / s)``, ``s = sigma / bin
-width``. Each column along energy gets the kernel of its own energy: in the mosaic one kernel
-per (Ei, energy window), acting along the 10 windows of that Ei; in a volume one kernel per
-energy bin. As scikit-image takes one kernel per call, the columns are deconvolved once per
-distinct kernel and each keeps its own part. The Q resolution (a fraction of a bin here) and
-the Q-E correlation are not modelled; masked bins enter as zeros and are masked again.
+The classical peers (kernels, the Richardson-Lucy iteration, the TV + early-stopping variant and
+how its parameters are chosen on held-out pairs) are described in ``classical_peers.py``. The
+Q resolution (a fraction of a bin here) and the Q-E correlation are not modelled; masked bins
+enter as zeros and are masked again.
+
+The test file's pairs are split once (seeded): ``--n-tune`` pairs choose the noise-aware peer's
+parameters, the next ``--n-pairs`` (``--n-pairs-3d``) are the test pairs.
 
 Usage::
 
     python benchmarks/bench_translate.py                  # both 2D and 3D, 200 pairs each
-    python benchmarks/bench_translate.py --quick          # 16 pairs, for a smoke test
-    python benchmarks/bench_translate.py --ndim 2 --n-pairs 400 --workers 2
+    python benchmarks/bench_translate.py --quick          # 16 pairs (3D: 4), for a smoke test
+    python benchmarks/bench_translate.py --ndim 2 --n-pairs 200 --test-data-2d test_mosaic.h5
+    python benchmarks/bench_translate.py --ndim 3 --n-pairs-3d 24 --n-tune 8 --data-dir DIR
 
 Exit status: 0 on success, 2 when a bundle is missing (the last line is then a JSON object
 with an ``error`` entry).
@@ -59,90 +66,76 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, REPO / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from classical_peers import (  # noqa: E402
+    ITERATIONS,
+    TV_WEIGHTS,
+    choose_parameters,
+    energy_kernel,
+    mosaic_family,
+    volume_family,
+)
 
 from mantid_exp2sim.errors import BundleError  # noqa: E402
 from mantid_exp2sim.histogram import Axis, MDHisto  # noqa: E402
 
 MODELS = ("goodenough", "dimer")
-TEST_SEED = 917_000_313  # never used by exp2sim-simulate defaults (0) or the documented runs
-
-
-def energy_kernel(sigma_bins: float, radius: int | None = None) -> np.ndarray:
-    """Discrete bin-to-bin kernel of a Gaussian energy broadening (see the module docstring).
-
-    Parameters
-    ----------
-    sigma_bins
-        Gaussian sigma in units of the bin width.
-    radius
-        Half-width in bins (default ``ceil(4 sigma) + 1``).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(2 radius + 1,)`` weights summing to 1.
-    """
-    s = max(float(sigma_bins), 1e-6)
-    r = int(np.ceil(4 * s)) + 1 if radius is None else int(radius)
-    u = (np.arange(256) + 0.5) / 256.0
-    d = np.arange(-r, r + 1)[:, None]
-    k = (norm.cdf((d + 1 - u) / s) - norm.cdf((d - u) / s)).mean(axis=1)
-    return k / k.sum()
-
-
-def _rl(image: np.ndarray, kernel: np.ndarray, axis: int, iterations: int) -> np.ndarray:
-    from skimage.restoration import richardson_lucy
-
-    shape = [1] * image.ndim
-    shape[axis] = kernel.size
-    return richardson_lucy(image, kernel.reshape(shape), num_iter=iterations, clip=False, filter_epsilon=1e-12)
+TEST_SEED = 917_000_313
+#: Measured-like draws averaged into the expectation the convolution direction is judged against.
+EXPECTATION_DRAWS = 16  # never used by exp2sim-simulate defaults (0) or the documented runs
 
 
 def richardson_lucy_mosaic(x: np.ndarray, resolution: Any, meta: dict, iterations: int) -> np.ndarray:
-    """Per-(Ei, window) kernels along the window axis of each Ei block of the mosaic."""
-    ei_list = [float(e) for e in meta.get("ei_list", [25, 35, 50, 70, 100, 140])]
-    windows = np.asarray(meta.get("window_fractions", [[0.10 + 0.06 * j, 0.16 + 0.06 * j] for j in range(10)]))
-    q = x.shape[0] // len(ei_list)
-    nw = windows.shape[0]
-    valid = np.isfinite(x)
-    src = np.clip(np.where(valid, x, 0.0), 0.0, None)
-    out = np.empty_like(src)
-    for b, ei in enumerate(ei_list):
-        block = src[b * q:(b + 1) * q].reshape(q, nw, q)  # (Qh, window, Qk)
-        width = (windows[:, 1] - windows[:, 0]) * ei
-        centres = windows.mean(axis=1) * ei
-        sigma = np.asarray(resolution.energy_sigma(centres, ei), dtype=float)
-        res = np.empty_like(block)
-        cache: dict[tuple, np.ndarray] = {}
-        for j in range(nw):
-            kern = energy_kernel(sigma[j] / width[j], radius=2)
-            key = tuple(np.round(kern, 6))
-            if key not in cache:
-                cache[key] = _rl(block, kern, axis=1, iterations=iterations)
-            res[:, j] = cache[key][:, j]
-        out[b * q:(b + 1) * q] = res.reshape(q, nw * q)
-    return np.where(valid, out, np.nan)
+    """Richardson-Lucy of a mosaic with per-(Ei, window) kernels (``classical_peers``)."""
+    return mosaic_family(x, resolution, meta, iterations=(iterations,))[(0.0, int(iterations))]
 
 
 def richardson_lucy_volume(x: np.ndarray, resolution: Any, e_axis: Axis, ei: float, iterations: int) -> np.ndarray:
-    """Per-energy-bin kernels along the energy axis (last) of a (Qh, Qk, E) volume."""
-    valid = np.isfinite(x)
-    src = np.clip(np.where(valid, x, 0.0), 0.0, None)
-    sigma = np.asarray(resolution.energy_sigma(e_axis.centres(), ei), dtype=float) / e_axis.width
-    out = np.empty_like(src)
-    # kernels of neighbouring energies are nearly equal: one deconvolution per 0.05-bin step
-    groups: dict[float, list[int]] = {}
-    for i, s in enumerate(sigma):
-        groups.setdefault(round(float(s) / 0.05) * 0.05, []).append(i)
-    for s, idx in groups.items():
-        full = _rl(src, energy_kernel(s), axis=2, iterations=iterations)
-        out[..., idx] = full[..., idx]
-    return np.where(valid, out, np.nan)
+    """Richardson-Lucy of a (Qh, Qk, E) volume with per-energy kernels (``classical_peers``)."""
+    return volume_family(x, resolution, e_axis.centres(), e_axis.width, ei, iterations=(iterations,))[
+        (0.0, int(iterations))]
+
+
+def measured_like_mosaic(clean: np.ndarray, chain: Any, rng: np.random.Generator) -> np.ndarray:
+    """A measured-like draw of a noise-free convolved mosaic, back in simulator units.
+
+    ``chain`` (:class:`~mantid_exp2sim.simulate.measured_like.MeasuredLike`) adds the per-Ei
+    scale, counting noise with a background, its subtraction (with the residual background),
+    clipping and its mask; the result is divided by the chain's own per-Ei scale so that every
+    method is judged against the unconvolved truth in the truth's units.
+    """
+    from mantid_exp2sim.mosaic import TILE
+
+    y = chain.apply(clean, rng)
+    return y / np.repeat(np.asarray(chain.scale, dtype=float), TILE)[:, None]
+
+
+def measured_like_volume(clean: np.ndarray, chain: Any, ei: float, rng: np.random.Generator) -> np.ndarray:
+    """The measured-like chain on a (Qh, Qk, E) volume, back in simulator units.
+
+    The chain's parameters of the incident energy nearest ``ei`` apply to the whole volume:
+    ``mu = scale * S``; sample counts ``Poisson(c (mu + R + B))``, background counts
+    ``Poisson(c rho B)``; ``y = N / c - M / (c rho)``, clipped to ``[0, clip_max]``, divided by
+    ``scale``. The volume keeps its own (kinematic) mask: the measured detector mask is a
+    mosaic.
+    """
+    from mantid_exp2sim.mosaic import EI_LIST
+
+    g = int(np.argmin(np.abs(np.asarray(EI_LIST[: chain.n_ei], dtype=float) - float(ei))))
+    scale, c = float(chain.scale[g]), float(chain.count_level[g])
+    b, r, rho = float(chain.background[g]), float(chain.residual_background[g]), float(chain.background_ratio)
+    ok = np.isfinite(clean)
+    mu = scale * np.clip(clean[ok], 0.0, None)
+    n = rng.poisson(c * (mu + r + b))
+    m = rng.poisson(c * rho * b)
+    out = np.full(clean.shape, np.nan)
+    out[ok] = np.clip(n / c - m / (c * rho), 0.0, float(chain.clip_max)) / scale
+    return out
 
 
 def _bundles(ndim: int) -> tuple[Any, Any]:
@@ -199,35 +192,82 @@ def _time_simulator(path: Path, spec: dict, repeats: int) -> tuple[float, float]
     return float(np.median(times[True])), float(np.median(times[False]))
 
 
+def _scores(pred: dict[str, np.ndarray], target: np.ndarray, res: dict[str, list[float]], suffix: str) -> None:
+    from mantid_exp2sim.train.metrics import masked_psnr, masked_ssim
+
+    for name, y in pred.items():
+        res.setdefault(f"psnr_{name}{suffix}", []).append(masked_psnr(y, target))
+        res.setdefault(f"ssim_{name}{suffix}", []).append(masked_ssim(y, target))
+
+
 def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations: int, timing_repeats: int,
-             data_dir: Path, log: Any) -> dict[str, float]:
-    """All metrics of one dimensionality (keys without suffix)."""
+             data_dir: Path, log: Any, test_data: str | None = None, n_tune: int = 16,
+             measured_like: bool = True) -> dict[str, Any]:
+    """All metrics of one dimensionality (keys without the ``_3d`` suffix).
+
+    The pairs of the test file are split once (seeded): ``n_tune`` held-out pairs choose the
+    noise-aware classical peer's parameters, separately for noise-free and measured-like
+    inputs, and the next ``n_pairs`` are the test pairs.
+    """
     from mantid_exp2sim.inference import encode_features, translate
     from mantid_exp2sim.simulate import get_resolution
+    from mantid_exp2sim.simulate.nuisance_sampling import draw_measured_like
     from mantid_exp2sim.train.data import SimulatorSource
-    from mantid_exp2sim.train.metrics import frechet_distance, intensity_ratio, masked_psnr, masked_ssim, summarise
+    from mantid_exp2sim.train.metrics import frechet_distance, intensity_ratio, masked_psnr, summarise
 
     dec, conv = _bundles(ndim)
     spec = _spec_of(dec, ndim)
-    path = data_dir / f"test_{ndim}d.h5"
-    if not path.exists():
-        log(f"{ndim}D: simulating {n_pairs} test pairs ({spec.get('representation')}, seed {seed})")
-        _simulate(path, spec, n_pairs, seed, workers)
+    if test_data:
+        path = Path(test_data)
+        log(f"{ndim}D: test pairs from {path}")
+    else:
+        path = data_dir / f"test_{ndim}d.h5"
+        if not path.exists():
+            log(f"{ndim}D: simulating {n_pairs + n_tune} test pairs ({spec.get('representation')}, seed {seed})")
+            _simulate(path, spec, n_pairs + n_tune, seed, workers)
     a, b = SimulatorSource(path, "convolved"), SimulatorSource(path, "unconvolved")
     axes = tuple(Axis.from_dict(d) for d in a.axes())
     meta = a.metadata()
     resolution = get_resolution(spec.get("resolution", "builtin"))
     ei = float(spec.get("ei") or meta.get("ei") or 70.0)
-    n = min(n_pairs, len(a))
-    res: dict[str, list[float]] = {k: [] for k in (
-        "psnr_identity", "psnr_deconvolve", "psnr_richardson_lucy", "ssim_identity", "ssim_deconvolve",
-        "ssim_richardson_lucy", "psnr_convolve", "intensity_ratio_deconvolve", "intensity_ratio_convolve",
-        "intensity_ratio_deconvolve_raw", "intensity_ratio_convolve_raw", "intensity_ratio_physics")}
+    order = np.random.default_rng([seed, ndim, 1]).permutation(len(a))
+    tune_idx, test_idx = order[:n_tune], order[n_tune:n_tune + n_pairs]
+
+    def family(x: np.ndarray, weights, iterations) -> dict:
+        if ndim == 2:
+            return mosaic_family(x, resolution, meta, weights=weights, iterations=iterations)
+        return volume_family(x, resolution, axes[2].centres(), axes[2].width, ei, weights=weights,
+                             iterations=iterations)
+
+    def ml(i: int, clean: np.ndarray, draw: int = 0) -> np.ndarray:
+        chain = draw_measured_like(np.random.default_rng([seed, 7, int(i)]))
+        rng = np.random.default_rng([seed, 8, int(i), draw])
+        return measured_like_mosaic(clean, chain, rng) if ndim == 2 else measured_like_volume(clean, chain, ei, rng)
+
+    def ml_expectation(i: int, clean: np.ndarray) -> np.ndarray:
+        """Mean of EXPECTATION_DRAWS measured-like draws of pair i's chain (noise, clipping and
+        residual background included), the target of the convolution direction."""
+        return np.mean([ml(i, clean, d) for d in range(1, EXPECTATION_DRAWS + 1)], axis=0)
+
+    kinds = ("", "_measured_like") if measured_like else ("",)
+    chosen: dict[str, tuple[float, int]] = {}
+    for kind in kinds:
+        scores: dict[tuple[float, int], list[float]] = {}
+        log(f"{ndim}D{kind}: choosing the TV + early-stopped Richardson-Lucy parameters on {tune_idx.size} held-out pairs")
+        for i in tune_idx:
+            xa, xb = a.read(int(i)).astype(np.float64), b.read(int(i)).astype(np.float64)
+            x = ml(i, xa) if kind else xa
+            for key, y in family(x, TV_WEIGHTS, ITERATIONS).items():
+                scores.setdefault(key, []).append(masked_psnr(y, xb))
+        chosen[kind] = choose_parameters(scores)[0] if scores else (0.0, rl_iterations)
+
+    t_start = time.perf_counter()
+    res: dict[str, list[float]] = {}
     t_dec, t_conv = [], []
     h_in, h_out, h_true = [], [], []
-    log(f"{ndim}D: translating {n} pairs")
-    for i in range(n):
-        xa, xb = a.read(i).astype(np.float64), b.read(i).astype(np.float64)
+    log(f"{ndim}D: translating {test_idx.size} pairs")
+    for i in test_idx:
+        xa, xb = a.read(int(i)).astype(np.float64), b.read(int(i)).astype(np.float64)
         ha, hb = MDHisto(xa, axes), MDHisto(xb, axes)
         t0 = time.perf_counter()
         out_a = translate(ha, dec, device="cpu")
@@ -236,24 +276,40 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
         out_b = translate(hb, conv, device="cpu")
         t_conv.append(time.perf_counter() - t0)
         ya, yb = out_a.signal, out_b.signal
-        if ndim == 2:
-            rl = richardson_lucy_mosaic(xa, resolution, meta, rl_iterations)
-        else:
-            rl = richardson_lucy_volume(xa, resolution, axes[2], ei, rl_iterations)
-        for name, pred in (("identity", xa), ("deconvolve", ya), ("richardson_lucy", rl)):
-            res[f"psnr_{name}"].append(masked_psnr(pred, xb))
-            res[f"ssim_{name}"].append(masked_ssim(pred, xb))
-        res["psnr_convolve"].append(masked_psnr(yb, xa))
-        res["intensity_ratio_deconvolve"].append(intensity_ratio(ya, xb))
-        res["intensity_ratio_convolve"].append(intensity_ratio(yb, xa))
+        for kind in kinds:
+            x, y = (xa, ya) if not kind else (ml(i, xa), None)
+            if kind:
+                y = translate(MDHisto(x, axes), dec, device="cpu").signal
+                res.setdefault(f"intensity_ratio_deconvolve{kind}", []).append(intensity_ratio(y, xb))
+            w, n = chosen[kind]
+            fam = family(x, (0.0,), (rl_iterations,))
+            fam.update(family(x, (w,), (n,)))
+            _scores({"identity": x, "deconvolve": y, "richardson_lucy": fam[(0.0, rl_iterations)],
+                     "tv_rl": fam[(w, n)]}, xb, res, kind)
+        res.setdefault("psnr_convolve", []).append(masked_psnr(yb, xa))
+        res.setdefault("psnr_convolve_identity", []).append(masked_psnr(xb, xa))
+        if measured_like:
+            target = ml_expectation(i, xa)
+            res.setdefault("psnr_convolve_measured_like", []).append(masked_psnr(yb, target))
+            res.setdefault("psnr_convolve_identity_measured_like", []).append(masked_psnr(xb, target))
+        res.setdefault("intensity_ratio_deconvolve", []).append(intensity_ratio(ya, xb))
+        res.setdefault("intensity_ratio_convolve", []).append(intensity_ratio(yb, xa))
         for key, y, target, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
                                        ("convolve", yb, xa, out_b.metadata["intensity_factor"])):
-            res[f"intensity_ratio_{key}_raw"].append(intensity_ratio(y / (factor or 1.0), target))
-        res["intensity_ratio_physics"].append(intensity_ratio(xa, xb))
+            res.setdefault(f"intensity_ratio_{key}_raw", []).append(intensity_ratio(y / (factor or 1.0), target))
+        res.setdefault("intensity_ratio_physics", []).append(intensity_ratio(xa, xb))
         h_in.append(ha)
         h_out.append(MDHisto(ya, axes))
         h_true.append(hb)
-    out = {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in res.items()}
+    log(f"{ndim}D: {test_idx.size} pairs in {time.perf_counter() - t_start:.0f} s")
+    out: dict[str, Any] = {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in res.items()}
+    for kind in kinds:
+        w, n = chosen[kind]
+        out[f"tv_rl_parameters{kind}"] = {"tv_weight": w, "iterations": n}
+        best = "tv_rl" if out[f"psnr_tv_rl{kind}"] > out[f"psnr_richardson_lucy{kind}"] else "richardson_lucy"
+        out[f"classical_best{kind}"] = best
+        out[f"psnr_classical_best{kind}"] = out[f"psnr_{best}{kind}"]
+        out[f"ssim_classical_best{kind}"] = out[f"ssim_{best}{kind}"]
     log(f"{ndim}D: encoder features")
     f_true = encode_features(h_true, dec, device="cpu")
     out["fid_identity"] = frechet_distance(encode_features(h_in, dec, device="cpu"), f_true)
@@ -263,14 +319,23 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     t_sim_conv, t_sim_unconv = _time_simulator(path, spec, timing_repeats)
     t_fast = t_sim_unconv + float(np.median(t_conv[1:] if len(t_conv) > 1 else t_conv))
     out["speedup_vs_simulator"] = t_sim_conv / t_fast
-    out["n_pairs"] = n
+    out["n_pairs"] = int(test_idx.size)
+    out["n_tune_pairs"] = int(tune_idx.size)
+    out["bundle_bytes"] = {t: int(bd.path.stat().st_size) for t, bd in (("deconvolve", dec), ("convolve", conv))}
     return out
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n-pairs", type=int, default=200, help="test pairs per dimensionality (both models)")
-    p.add_argument("--quick", action="store_true", help="16 pairs, 10 Richardson-Lucy iterations")
+    p.add_argument("--n-pairs", type=int, default=200, help="2D test pairs (both models)")
+    p.add_argument("--n-pairs-3d", type=int, default=None, help="3D test pairs (default: --n-pairs)")
+    p.add_argument("--n-tune", type=int, default=16,
+                   help="held-out pairs (not test pairs) that choose the noise-aware classical peer's parameters")
+    p.add_argument("--test-data-2d", default=None,
+                   help="exp2sim-simulate file of 2D test pairs (default: simulate them with --seed)")
+    p.add_argument("--test-data-3d", default=None, help="the same for 3D volumes")
+    p.add_argument("--no-measured-like", action="store_true", help="noise-free inputs only")
+    p.add_argument("--quick", action="store_true", help="16 pairs (3D: 4, tuning: 4), 10 Richardson-Lucy iterations")
     p.add_argument("--ndim", type=int, nargs="+", choices=[2, 3], default=[2, 3])
     p.add_argument("--seed", type=int, default=TEST_SEED, help="test-set seed (fresh; not a training seed)")
     p.add_argument("--workers", type=int, default=1, help="simulator worker processes")
@@ -282,6 +347,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     n_pairs = 16 if args.quick else args.n_pairs
+    n_pairs_3d = 4 if args.quick else (args.n_pairs_3d or args.n_pairs)
+    n_tune = 4 if args.quick else args.n_tune
     rl_iter = 10 if args.quick else args.rl_iterations
     repeats = 1 if args.quick else 3
 
@@ -305,8 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         for ndim in args.ndim:
             suffix = "" if ndim == 2 else "_3d"
-            metrics = evaluate(ndim, n_pairs, seed=args.seed, workers=args.workers, rl_iterations=rl_iter,
-                               timing_repeats=repeats, data_dir=data_dir, log=log)
+            metrics = evaluate(ndim, n_pairs if ndim == 2 else n_pairs_3d, seed=args.seed, workers=args.workers,
+                               rl_iterations=rl_iter, timing_repeats=repeats, data_dir=data_dir, log=log,
+                               test_data=args.test_data_2d if ndim == 2 else args.test_data_3d, n_tune=n_tune,
+                               measured_like=not args.no_measured_like)
             results.update({f"{k}{suffix}": v for k, v in metrics.items()})
     print(json.dumps(results))
     return 0

@@ -11,6 +11,11 @@ Layout (see docs/bundle-format.md)::
 ``manifest["parts"]`` maps each part path (``"onnx"``, ``"weights/<k>"``, ...) to its
 ``sha256`` (of the little-endian C-order bytes), ``shape`` and ``dtype``. The loader reads
 every part into memory, so a bundle that passed :func:`load_bundle` cannot change underneath.
+
+Schema 2 stores each weight once: an ONNX part's initializers whose bytes equal a weights part
+are stored without those bytes, listed in the part's ``initializers_in_weights`` and rebuilt
+on load (:mod:`.onnx_share`), checked against the whole graph's ``graph_sha256``. Schema 1
+files (whole graphs) are read as before.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from .manifest import (
     validate_manifest,
 )
 from .onnx_check import check_onnx_part
+from .onnx_share import (
+    SharedInitializerError,
+    graph_sha256,
+    restore_shared_initializers,
+    strip_shared_initializers,
+)
 from .registry import get_builder
 
 __all__ = ["Bundle", "write_bundle", "load_bundle", "array_sha256"]
@@ -189,8 +200,16 @@ def write_bundle(
                                        fix="pass the model's state_dict()"))
 
     parts: dict[str, dict[str, Any]] = {}
-    for name, a in byte_parts.items():
+    for name in list(byte_parts):
+        # schema 2: initializers equal to a weights part are stored once, in /parts/weights
+        whole = byte_parts[name].tobytes()
+        skeleton, shared = strip_shared_initializers(whole, arrays["weights"])
+        byte_parts[name] = np.frombuffer(skeleton, dtype=np.uint8)
+        a = byte_parts[name]
         parts[name] = {"sha256": array_sha256(a), "shape": list(a.shape), "dtype": "uint8"}
+        if shared:
+            parts[name]["graph_sha256"] = graph_sha256(whole)
+            parts[name]["initializers_in_weights"] = {k: f"weights/{v}" for k, v in sorted(shared.items())}
     for group, items in arrays.items():
         for name, a in items.items():
             parts[f"{group}/{name}"] = {"sha256": array_sha256(a), "shape": list(a.shape), "dtype": str(a.dtype)}
@@ -543,6 +562,38 @@ def _read_parts(f: Any, manifest: dict[str, Any], path: Path) -> tuple[dict[str,
     if not arrays["weights"]:
         raise BundleError(format_error(f"Model bundle {path} holds no weights", reason="parts/weights is empty",
                                        fix=_REPAIR))
-    for name, blob in byte_parts.items():
-        check_onnx_part(blob, part=name, where=str(path))
+    for name in list(byte_parts):
+        byte_parts[name] = _whole_graph(byte_parts[name], name, listed[name], arrays["weights"], path)
+        check_onnx_part(byte_parts[name], part=name, where=str(path))
     return byte_parts, arrays
+
+
+def _whole_graph(stored: bytes, name: str, info: dict[str, Any], weights: dict[str, np.ndarray], path: Path) -> bytes:
+    """The serialised graph of byte part ``name``, its shared initializers filled from the weights.
+
+    Schema 1 parts (and schema 2 parts that share nothing) are whole as stored; otherwise the
+    part lists ``initializers_in_weights`` (initializer name -> ``weights/<key>``) and the
+    SHA-256 of the whole graph, checked here.
+    """
+    shared = info.get("initializers_in_weights")
+    if shared is None:
+        return stored
+    ok = isinstance(shared, dict) and shared and all(
+        isinstance(k, str) and isinstance(v, str) and v.startswith("weights/") for k, v in shared.items())
+    if not ok or not isinstance(info.get("graph_sha256"), str):
+        raise BundleError(format_error(
+            f"Model bundle {path} is damaged: part '{name}' has an invalid list of shared initializers",
+            reason="manifest parts entry needs 'initializers_in_weights' (initializer -> 'weights/<key>') "
+            "and 'graph_sha256'", fix=_REPAIR))
+    try:
+        whole = restore_shared_initializers(stored, {k: v[len("weights/"):] for k, v in shared.items()}, weights)
+    except (SharedInitializerError, ValueError) as exc:
+        raise BundleError(format_error(
+            f"Model bundle {path} is damaged: part '{name}' cannot be rebuilt from its weights",
+            reason=str(exc), fix=_REPAIR)) from None
+    if graph_sha256(whole) != info["graph_sha256"]:
+        raise BundleError(format_error(
+            f"Model bundle {path} is corrupted: part '{name}' rebuilt from the weights does not match "
+            "its checksum", reason=f"graph_sha256 {info['graph_sha256']}, rebuilt {graph_sha256(whole)}",
+            fix=_REPAIR))
+    return whole

@@ -41,8 +41,9 @@ __all__ = [
 ]
 
 SCHEMA_NAME = "mantid-exp2sim-bundle"
-#: The newest bundle schema this package reads and the one it writes.
-SCHEMA_VERSION = 1
+#: The newest bundle schema this package reads and the one it writes (2: ONNX initializers
+#: equal to a weights part are stored once, docs/bundle-format.md; 1 is still read).
+SCHEMA_VERSION = 2
 
 KINDS = ("generator", "classifier", "regressor")
 TASKS = ("deconvolve", "convolve", "classify", "regress")

@@ -33,6 +33,7 @@ __all__ = [
     "config_from_args",
     "export_command",
     "export_main",
+    "repack_command",
     "gan_command",
     "gan_main",
     "get_parser",
@@ -47,6 +48,8 @@ DESCRIPTION = (
 COMMANDS: dict[str, tuple[str, str]] = {
     "gan": ("mantid_exp2sim.train.cli:gan_command", "train the two generators on unpaired domains A and B"),
     "export": ("mantid_exp2sim.train.cli:export_command", "write the bundle of one generator of a checkpoint"),
+    "repack": ("mantid_exp2sim.train.cli:repack_command",
+               "rewrite a bundle in the current schema (weights stored once), same content"),
     "classifier": ("mantid_exp2sim.train.classifier", "train the DUQ classifier (see exp2sim-train classifier --help)"),
     "regressor": ("mantid_exp2sim.train.regressor",
                   "train a parameter-estimation network (see exp2sim-train regressor --help)"),
@@ -75,6 +78,8 @@ _HELP: dict[str, str] = {
     "patch_size": "training patch size in bins, one value or one per dimension (multiple of 2**n_down)",
     "flip_axes": "spatial axes that may be flipped at random (never energy; default none)",
     "batch_size": "patches per domain per step (per process)",
+    "generator": "generator architecture: resnet (2D/3D convolutions on the image) or energy-stack "
+                 "(2D mosaics: each Ei as a stack of energy windows over (Qh, Qk), 3D convolutions)",
     "ngf": "generator width (channels after the stem)",
     "n_blocks": "residual blocks in each generator",
     "n_down": "downsampling stages in each generator",
@@ -125,6 +130,7 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     "amp": {"choices": ["auto", "on", "off"]},
     "device": {"choices": ["auto", "cpu", "gpu"]},
     "ndim": {"choices": [2, 3]},
+    "generator": {"choices": ["resnet", "energy-stack"]},
 }
 
 
@@ -136,7 +142,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 def get_parser() -> argparse.ArgumentParser:
     """The ``exp2sim-train`` argument parser (also used to build the docs)."""
     parser = argparse.ArgumentParser(prog="exp2sim-train", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", metavar="{gan,export,classifier,regressor}")
+    sub = parser.add_subparsers(dest="command", metavar="{gan,export,repack,classifier,regressor}")
     g = sub.add_parser("gan", help=COMMANDS["gan"][1],
                        description="Train Exp2SimGAN: G_A (A -> B, deconvolve) and G_B (B -> A, convolve).")
     g.add_argument("--config", metavar="PRESET|JSON",
@@ -170,6 +176,14 @@ def get_parser() -> argparse.ArgumentParser:
                    help="torch ONNX exporter (auto: dynamo, falling back to TorchScript)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle file at --output")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
+
+    r = sub.add_parser("repack", help=COMMANDS["repack"][1],
+                       description="Rewrite a bundle in the current schema (each weight stored once); the "
+                       "graphs, weights, reference arrays and manifest are unchanged, the command is recorded "
+                       "in provenance.repacked.")
+    r.add_argument("bundle", help="the bundle to rewrite (*.exp2sim.h5)")
+    r.add_argument("--output", "-o", required=True, help="new bundle path (*.exp2sim.h5; not the input)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing file at --output")
 
     sub.add_parser("classifier", help=COMMANDS["classifier"][1], add_help=False)
     sub.add_parser("regressor", help=COMMANDS["regressor"][1], add_help=False)
@@ -322,6 +336,16 @@ def export_command(argv: Sequence[str]) -> int:
     """``exp2sim-train export ARGS``."""
     argv = ["export", *argv]
     return export_main(get_parser().parse_args(argv), argv)
+
+
+def repack_command(argv: Sequence[str]) -> int:
+    """``exp2sim-train repack BUNDLE -o OUT``."""
+    from .export import repack_bundle
+
+    ns = get_parser().parse_args(["repack", *argv])
+    path = repack_bundle(ns.bundle, ns.output, command=["exp2sim-train", "repack", *argv], overwrite=ns.overwrite)
+    print(f"wrote {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

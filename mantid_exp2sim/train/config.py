@@ -60,6 +60,7 @@ class GanConfig:
     flip_axes: list[int] = field(default_factory=list)
     batch_size: int = 4
     # --- networks
+    generator: str = "resnet"
     ngf: int = 16
     n_blocks: int = 4
     n_down: int = 2
@@ -179,6 +180,18 @@ class GanConfig:
             bad("n_down", self.n_down, "must be >= 1")
         if self.stem_kernel < 1 or self.stem_kernel % 2 == 0:
             bad("stem_kernel", self.stem_kernel, "must be an odd number >= 1")
+        if self.generator not in GENERATORS:
+            bad("generator", self.generator, f"allowed: {', '.join(GENERATORS)}")
+        if self.generator == "energy-stack":
+            from ..mosaic import TILE
+
+            if self.ndim != 2:
+                bad("generator", self.generator, "the energy-stack generator reads 2D mosaics (ndim 2)",
+                    "use generator 'resnet' for volumes")
+            if any(int(p) % TILE or int(p) < 2 * TILE for p in self.patch_size):
+                bad("patch_size", self.patch_size,
+                    f"the energy-stack generator needs whole mosaic tiles: multiples of {TILE}, >= {2 * TILE}",
+                    "e.g. 80 400 (two incident energies, all windows)")
         for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux", "lambda_int", "lambda_cyc"):
             if float(getattr(self, name)) < 0:
                 bad(name, getattr(self, name), "loss weights must be >= 0")
@@ -194,6 +207,11 @@ class GanConfig:
             bad("max_minutes", self.max_minutes, "must be > 0")
 
 
+#: Generator architectures: ``resnet`` (models.generator.ResnetGenerator on the image) or
+#: ``energy-stack`` (models.energy_stack.EnergyStackGenerator: each Ei of the mosaic as a
+#: stack of energy windows over (Qh, Qk)).
+GENERATORS = ("resnet", "energy-stack")
+
 #: Named presets. The PCSMO ones are sized for training on a 2-core CPU in a few hours; the
 #: networks are small on purpose (see docs/training.md for the reasoning and timings).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -208,6 +226,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_blocks": 4,
         "n_down": 2,
         "stem_kernel": 7,
+        "ndf": 16,
+        "n_layers": 3,
+        "num_patches": 64,
+        "netf_nc": 64,
+        "max_steps": 12000,
+        "checkpoint_every": 500,
+        "validate_every": 500,
+        "log_every": 10,
+        "val_samples": 16,
+    },
+    # Energy-aware 2D generator (prepared, not shipped): patches of whole incident energies
+    # (2 of the 6 Ei rows, all 10 windows), so every patch holds complete energy stacks.
+    "pcsmo-2d-energy": {
+        "ndim": 2,
+        "generator": "energy-stack",
+        "patch_size": [80, 400],
+        "flip_axes": [],
+        "batch_size": 2,
+        "ngf": 16,
+        "n_blocks": 4,
+        "n_down": 2,
+        "stem_kernel": 5,
         "ndf": 16,
         "n_layers": 3,
         "num_patches": 64,

@@ -30,7 +30,7 @@ from ..errors import BundleError, InputDataError, format_error
 from ..histogram import Axis, MDHisto
 from ..io._atomic import discard_temp, reserve_temp
 
-__all__ = ["export_bundle", "export_classifier", "TASK_GENERATOR", "DEFAULT_TILE", "REFERENCE_SET"]
+__all__ = ["export_bundle", "export_classifier", "repack_bundle", "TASK_GENERATOR", "DEFAULT_TILE", "REFERENCE_SET"]
 
 #: Which generator of a run each task exports, and its manifest direction.
 TASK_GENERATOR = {"deconvolve": ("G_A", "exp2sim", "a"), "convolve": ("G_B", "sim2exp", "b")}
@@ -221,10 +221,9 @@ def export_bundle(
     """
     import torch
 
-    from ..bundle import RMS_NORMALISATION, load_bundle, make_manifest, write_bundle
+    from ..bundle import RMS_NORMALISATION, get_builder, load_bundle, make_manifest, write_bundle
     from ..domain import build_reference_bank
     from ..inference import encode_features
-    from ..models import build_generator
     from ..onnx import EncoderWrapper, export_onnx, verify_onnx
     from .checkpoint import load_checkpoint
     from .config import config_from_checkpoint
@@ -250,7 +249,8 @@ def export_bundle(
     output = Path(output).expanduser()
     _check_output(output, checkpoint, cfg, overwrite)
 
-    g = build_generator(ckpt["architecture"]["generator"]["config"])
+    arch = ckpt["architecture"]["generator"]
+    g = get_builder(arch.get("name", "ResnetGenerator"))(arch["config"])
     g.load_state_dict(ckpt["models"][gen_key])
     g.eval()
     ndim = cfg.ndim
@@ -327,6 +327,7 @@ def export_bundle(
         architecture=g.architecture(),
         halo=int(g.receptive_field_radius()),
         multiple=int(g.spatial_multiple),
+        min_size=int(g.min_spatial_size()),
         patch_size=tile,
         in_channels=2,
         out_channels=1,
@@ -339,7 +340,6 @@ def export_bundle(
         seed=seed,
         command=list(command) if command is not None else list(sys.argv),
     )
-    manifest["patch"].setdefault("min_size", int(g.min_spatial_size()))
 
     # ---- reference bank: features through the bundle's own encoder graph
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -460,3 +460,76 @@ def export_classifier(
         command=list(command) if command is not None else None,
     )
     return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())
+
+
+def repack_bundle(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    command: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Rewrite a bundle in the current schema, with the same content (no retraining).
+
+    The network graphs, weights, reference arrays and manifest are carried over unchanged;
+    :func:`~mantid_exp2sim.bundle.write_bundle` stores each weight once (schema 2). The
+    manifest's ``provenance.repacked`` records the command, the source file's SHA-256 and
+    schema version and the date; the original provenance (training and export commands) stays.
+    The result is read back and must give byte-identical ONNX graphs and weights.
+
+    Parameters
+    ----------
+    source
+        A bundle of any schema this package reads.
+    output
+        The new bundle (``.h5``, not ``source``, in an existing folder; written atomically).
+    command
+        Command line recorded in ``provenance.repacked`` (default ``sys.argv``).
+    overwrite
+        Whether an existing file at ``output`` may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``.
+
+    Raises
+    ------
+    OutputPathError
+        ``output`` is the source, not ``.h5``, in a missing folder, or exists without
+        ``overwrite`` (checked before anything is written).
+    BundleError
+        The source cannot be read, or the rewritten bundle does not reproduce the source's
+        graphs and weights.
+    """
+    import datetime as dt
+
+    from ..bundle import load_bundle, write_bundle
+
+    from ..io.output_paths import PlannedOutput, check_output_paths
+
+    src = load_bundle(source)
+    output = Path(output).expanduser()
+    # like every command: never the input, an existing file only with overwrite, no new folders
+    check_output_paths([PlannedOutput(output, "the bundle", (".h5",))], [source], overwrite=overwrite)
+    m = json.loads(json.dumps(src.manifest))
+    m.pop("parts", None)
+    m.pop("schema_version", None)
+    m["provenance"] = {**(m.get("provenance") or {}), "repacked": {
+        "command": list(command) if command is not None else list(sys.argv),
+        "from_sha256": src.sha256,
+        "from_schema_version": int(src.manifest["schema_version"]),
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }}
+    graphs = {name: src.onnx_bytes(name) for name in ("onnx", "onnx_encoder") if f"{name}" in src.manifest["parts"]}
+    weights = src.weights()
+    path = write_bundle(output, m, onnx=graphs["onnx"], onnx_encoder=graphs.get("onnx_encoder"),
+                        weights=weights, reference=src.reference() or None)
+    new = load_bundle(path)
+    same = all(new.onnx_bytes(k) == v for k, v in graphs.items()) and new.weights().keys() == weights.keys() and all(
+        np.array_equal(new.weights()[k], v) and new.weights()[k].dtype == v.dtype for k, v in weights.items())
+    if not same:
+        raise BundleError(format_error(f"The repacked bundle {path} differs from {source}",
+                                       reason="its ONNX graphs or weights are not byte-identical",
+                                       fix="report this with the source bundle"))
+    return path

@@ -116,6 +116,12 @@ def build_networks(cfg: GanConfig) -> tuple[dict[str, torch.nn.Module], list[int
     from ..models import PatchDiscriminator, PatchSampleMLP, ResnetGenerator
 
     def gen() -> torch.nn.Module:
+        if cfg.generator == "energy-stack":
+            from ..models.energy_stack import EnergyStackGenerator
+            from ..mosaic import TILE
+
+            return EnergyStackGenerator(TILE, 2, 1, ngf=cfg.ngf, n_blocks=cfg.n_blocks, n_down=cfg.n_down,
+                                        stem_kernel=cfg.stem_kernel)
         return ResnetGenerator(cfg.ndim, 2, 1, ngf=cfg.ngf, n_blocks=cfg.n_blocks, n_down=cfg.n_down,
                                stem_kernel=cfg.stem_kernel)
 
@@ -273,7 +279,10 @@ class GanTrainer:
         self.nce_loss = PatchNCELoss(cfg.nce_t)
 
         patch = cfg.spatial_patch()
-        common = dict(seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, flip_axes=cfg.flip_axes)
+        # the energy-stack generator reads whole mosaic tiles: patches start on tile borders
+        align = int(self.nets["G_A"].spatial_multiple) if cfg.generator == "energy-stack" else 1
+        common = dict(seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, flip_axes=cfg.flip_axes,
+                      align=align)
         self.sampler_a = PatchSampler(data.a.source, data.a.train, patch, cfg.batch_size, stream=0, **common)
         self.sampler_b = PatchSampler(data.b.source, data.b.train, patch, cfg.batch_size, stream=1, **common)
         for name, net in (("D_A", self.nets["D_A"]), ("G_A", self.nets["G_A"])):

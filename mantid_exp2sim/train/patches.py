@@ -59,6 +59,9 @@ class PatchSampler:
         wrapping so every rank has the same count), like ``DistributedSampler``.
     flip_axes
         Spatial axes that may be flipped (each with probability 1/2).
+    align
+        Patch starts are multiples of this (1: any bin; the mosaic tile for generators that
+        read whole tiles).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class PatchSampler:
         rank: int = 0,
         world_size: int = 1,
         flip_axes: Sequence[int] = (),
+        align: int = 1,
     ):
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -89,6 +93,7 @@ class PatchSampler:
         self.seed, self.stream = int(seed), int(stream)
         self.rank, self.world_size = int(rank), int(world_size)
         self.flip_axes = tuple(int(a) for a in flip_axes)
+        self.align = max(1, int(align))
         self.epoch = 0
         self.cursor = 0
         self.draws = 0
@@ -138,7 +143,8 @@ class PatchSampler:
                     )
                 )
             scale = intensity_scale(sample)
-            starts = [int(rng.integers(0, max(n - p, 0) + 1)) for n, p in zip(sample.shape, self.patch_size)]
+            starts = [self.align * int(rng.integers(0, max(n - p, 0) // self.align + 1))
+                      for n, p in zip(sample.shape, self.patch_size)]
             patch = _crop(sample, starts, self.patch_size)
             for ax in self.flip_axes:
                 if rng.random() < 0.5:
