@@ -16,7 +16,7 @@ __all__ = ["register_architecture", "get_builder", "registered_architectures"]
 
 _BUILDERS: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
     "ResnetGenerator": "mantid_exp2sim.models.generator:build_generator",
-    "EnergyStackGenerator": "mantid_exp2sim.models.energy_stack:build_energy_stack_generator",
+    "EnergyStackGenerator": "mantid_exp2sim.models.energy_stack_generator:build_energy_stack_generator",
     "PatchDiscriminator": "mantid_exp2sim.models.discriminator:build_discriminator",
     "DUQClassifier": "mantid_exp2sim.models.duq:build_duq_classifier",
     "ParameterRegressor": "mantid_exp2sim.models.regressor:build_regressor",

@@ -14,8 +14,8 @@ from .._lazy import lazy_attributes
 _LAZY = {
     "ResnetGenerator": "generator",
     "build_generator": "generator",
-    "EnergyStackGenerator": "energy_stack",
-    "build_energy_stack_generator": "energy_stack",
+    "EnergyStackGenerator": "energy_stack_generator",
+    "build_energy_stack_generator": "energy_stack_generator",
     "PatchDiscriminator": "discriminator",
     "build_discriminator": "discriminator",
     "PatchSampleMLP": "patchnce",

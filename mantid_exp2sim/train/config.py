@@ -208,7 +208,7 @@ class GanConfig:
 
 
 #: Generator architectures: ``resnet`` (models.generator.ResnetGenerator on the image) or
-#: ``energy-stack`` (models.energy_stack.EnergyStackGenerator: each Ei of the mosaic as a
+#: ``energy-stack`` (models.energy_stack_generator.EnergyStackGenerator: each Ei of the mosaic as a
 #: stack of energy windows over (Qh, Qk)).
 GENERATORS = ("resnet", "energy-stack")
 

@@ -117,7 +117,7 @@ def build_networks(cfg: GanConfig) -> tuple[dict[str, torch.nn.Module], list[int
 
     def gen() -> torch.nn.Module:
         if cfg.generator == "energy-stack":
-            from ..models.energy_stack import EnergyStackGenerator
+            from ..models.energy_stack_generator import EnergyStackGenerator
             from ..mosaic import TILE
 
             return EnergyStackGenerator(TILE, 2, 1, ngf=cfg.ngf, n_blocks=cfg.n_blocks, n_down=cfg.n_down,

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("h5py")
 
 from mantid_exp2sim.errors import InputDataError  # noqa: E402
-from mantid_exp2sim.models.energy_stack import EnergyStackGenerator  # noqa: E402
+from mantid_exp2sim.models.energy_stack_generator import EnergyStackGenerator  # noqa: E402
 from mantid_exp2sim.train.config import PRESETS, GanConfig  # noqa: E402
 from mantid_exp2sim.train.data import data_from_config  # noqa: E402
 from mantid_exp2sim.train.gan import GanTrainer  # noqa: E402

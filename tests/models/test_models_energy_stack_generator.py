@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mantid_exp2sim.bundle import get_builder, load_bundle, make_manifest, write_bundle  # noqa: E402
-from mantid_exp2sim.models.energy_stack import EnergyStackGenerator  # noqa: E402
+from mantid_exp2sim.models.energy_stack_generator import EnergyStackGenerator  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
