@@ -18,6 +18,7 @@ _BUILDERS: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
     "ResnetGenerator": "mantid_exp2sim.models.generator:build_generator",
     "PatchDiscriminator": "mantid_exp2sim.models.discriminator:build_discriminator",
     "DUQClassifier": "mantid_exp2sim.models.duq:build_duq_classifier",
+    "EnergyStackDUQ": "mantid_exp2sim.models.energy_stack:build_energy_stack_duq",
 }
 
 
