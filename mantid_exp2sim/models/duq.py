@@ -101,6 +101,14 @@ class DUQHead:
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional feature map (the ``onnx_encoder`` graph of a classifier
+        bundle, whose pooled channels place an input in the classifier's domain)."""
+        return self.feature_map(x)
+
     def embed(self, f: torch.Tensor) -> torch.Tensor:
         """Per-class embeddings ``W_c f``: ``(N, embedding_dim, n_classes)``."""
         return torch.einsum("ij,mnj->imn", f, self.W)

@@ -416,10 +416,10 @@ def _activation_map(bundle: Bundle, x: np.ndarray, class_index: int, mosaic: MDH
     from ..errors import require
 
     require("torch", extra="torch", feature="The class activation map (Grad-CAM)")
-    from ..models.gradcam import grad_cam
+    from ..models.gradcam import attribution_map
 
     model = bundle.build_torch_model()
-    res = grad_cam(model, x, class_index)
+    res = attribution_map(model, x, class_index)
     cam = res.cam[0].copy()
     cam[np.isnan(mosaic.signal.reshape(MOSAIC_SHAPE))] = np.nan
     meta = {
@@ -427,6 +427,7 @@ def _activation_map(bundle: Bundle, x: np.ndarray, class_index: int, mosaic: MDH
         "ei_list": mosaic.metadata.get("ei_list"),
         "window_fractions": mosaic.metadata.get("window_fractions"),
         "grad_cam_class": bundle.manifest["classes"][class_index],
+        "attribution": getattr(model, "attribution", "grad_cam"),
         "bundle_id": bundle.bundle_id,
         "package_version": __version__,
     }
@@ -456,7 +457,9 @@ def classify(
     inputs
         A 240x400 mosaic, or 3D (Qh, Qk, E) volumes, one per incident energy.
     bundle
-        Classifier bundle (path or Bundle); default: the shipped ``classify_2d`` bundle.
+        Classifier bundle (path or Bundle); default: the shipped ``classify_2d`` bundle
+        (trained on measured-like spectra), or with ``deconvolve`` the shipped
+        ``classify_deconvolved_2d`` (trained on unconvolved spectra, the paper's route).
     ei
         Incident energies of the volumes (else their metadata ``Ei``).
     deconvolve
@@ -475,8 +478,10 @@ def classify(
         for it is not installed.
     domain_bundle
         Generator bundle whose reference bank the input is compared with; default: the
-        shipped ``convolve_2d`` bundle (trained on unconvolved spectra), or ``deconvolve_2d``
-        with ``deconvolve`` (the raw measured-like input is scored).
+        classifier bundle's own reference bank (its training inputs in its own feature
+        space) when it has one and ``deconvolve`` is off, else the shipped ``convolve_2d``
+        bundle (trained on unconvolved spectra), or ``deconvolve_2d`` with ``deconvolve``
+        (the raw measured-like input is scored).
     domain_repeats, domain_seed
         Repeats and seed of the domain score (see :func:`mantid_exp2sim.domain.score`).
 
@@ -484,11 +489,11 @@ def classify(
     -------
     Classification
     """
-    b = classifier_bundle(bundle)
+    b = classifier_bundle(bundle, deconvolved=deconvolve)
     mosaic = prepare_mosaic(inputs, ei)
     domain = None
     if domain_check:
-        domain = _domain_of(mosaic, domain_bundle, deconvolve, domain_repeats, domain_seed, backend, device)
+        domain = _domain_of(mosaic, domain_bundle, deconvolve, domain_repeats, domain_seed, backend, device, b)
     prov: dict[str, Any] = {
         "bundle_id": b.bundle_id,
         "bundle_sha256": getattr(b, "sha256", ""),
@@ -526,12 +531,31 @@ def classify(
 
 
 def _domain_of(
-    mosaic: MDHisto, bundle: BundleSource, deconvolve: bool, repeats: int, seed: int, backend: str, device: str
+    mosaic: MDHisto, bundle: BundleSource, deconvolve: bool, repeats: int, seed: int, backend: str, device: str,
+    classifier: Bundle | None = None,
 ) -> dict[str, Any] | None:
     """Domain-applicability summary of the classifier's input (see :func:`classify`)."""
     from ..bundle import default_bundle_path
     from ..errors import Exp2SimError
 
+    if bundle is None and not deconvolve and classifier is not None and classifier.manifest.get("domain"):
+        # The classifier carries a reference bank of its own training inputs, in its own
+        # feature space: the domain that matters for its answer.
+        from ..bundle.resolve import reference_bank
+        from ..domain import score
+        from ..inference.features import classifier_features
+
+        arrays, calibration = reference_bank(classifier)
+        f = classifier_features([mosaic], classifier, backend=backend, device=device)
+        res = score(f, arrays, calibration, repeats=repeats, seed=seed)
+        return {
+            "mean": float(res.mean),
+            "std": float(res.std),
+            "zone": res.zone,
+            "bundle_id": classifier.bundle_id,
+            "repeats": int(repeats),
+            "features": "classifier",
+        }
     task = "deconvolve" if deconvolve else "convolve"
     if bundle is None:
         try:
@@ -540,11 +564,12 @@ def _domain_of(
             _log.warning("domain check skipped: %s", exc)
             return None
     bundle = score_bundle(2, bundle, default_task=task)
-    (score,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
+    (score_,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
     return {
-        "mean": float(score.mean),
-        "std": float(score.std),
-        "zone": score.zone,
+        "mean": float(score_.mean),
+        "std": float(score_.std),
+        "zone": score_.zone,
         "bundle_id": bundle.bundle_id,
         "repeats": int(repeats),
+        "features": "generator encoder",
     }

@@ -286,9 +286,14 @@ def train_classifier(
             "n_samples": int(len(target)),
             "weight": float(cfg.align_weight),
         }
+    bank = classifier_domain_bank(model, data, tr, va, measured, cfg)
+    if bank is not None:
+        say(f"classifier: domain-score reference bank of {bank[1]['train_samples_encoded']} training inputs "
+            "in the classifier's feature space")
     data.close()
     return {
         "model": model,
+        "domain_bank": bank,
         "classes": data.classes,
         "history": history,
         "holdout_k": k_val ** calibration["kernel_power"],
@@ -297,6 +302,58 @@ def train_classifier(
         "data": desc,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def pooled_classifier_features(model: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Pooled (mean, std per channel over valid positions) last feature maps of network inputs ``x``."""
+    import torch
+
+    from ..domain.features import pooled_features
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            part = x[s : s + batch]
+            fmap = model.encode(torch.from_numpy(part)).numpy()
+            out.append(pooled_features(fmap, part[:, 1] > 0.5))
+    return np.concatenate(out)
+
+
+def classifier_domain_bank(model: Any, data: LabelledSpectra, tr: np.ndarray, va: np.ndarray,
+                           measured: MeasuredLikeAugmenter | None,
+                           cfg: ClassifierConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Domain-of-applicability reference bank in the classifier's own feature space.
+
+    Training inputs as the classifier saw them (a seeded choice of ``cfg.bank_samples``
+    training spectra, each measured-like with the training probability; with measured-like
+    draws a spectrum may be drawn more than once when there are fewer) against the held-out
+    inputs (clean and ``cfg.val_draws`` fixed measured-like draws), through
+    :func:`mantid_exp2sim.domain.build_reference_bank`. None (no bank) when ``bank_samples``
+    is 0 or there are too few distinct training inputs for one.
+    """
+    from ..domain import build_reference_bank
+    from ..train.export import REFERENCE_SET
+
+    n = int(cfg.bank_samples)
+    if n <= 0 or (measured is None and len(tr) <= 2 * REFERENCE_SET):
+        return None
+    n = max(n, 2 * REFERENCE_SET + 1)
+    rng = np.random.default_rng([cfg.seed, 23])
+    pick = np.sort(rng.choice(tr, n, replace=len(tr) < n))
+    raw = data.read_batch(pick)
+    if measured is not None:
+        raw = measured(raw, rng)
+    f_train = pooled_classifier_features(model, normalised_batch(raw))
+    parts = [data.read_batch(va)]
+    if measured is not None:
+        parts += [HeldOutDraws(measured, cfg.seed, d).batch(data, va) for d in range(cfg.val_draws)]
+    f_hold = pooled_classifier_features(model, normalised_batch(np.concatenate(parts)))
+    arrays, calibration = build_reference_bank(f_train, f_hold, seed=cfg.seed)
+    calibration = {**calibration, "features": "pooled (mean, std per channel) last feature map of the classifier "
+                   "(its onnx_encoder graph)", "train_samples_encoded": int(len(pick)),
+                   "holdout_samples_encoded": int(len(f_hold))}
+    return arrays, calibration
 
 
 def calibrate_classifier(model: Any, k: np.ndarray, labels: np.ndarray,
@@ -368,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=cfg.seed,
             command=["exp2sim-train", "classifier", *argv],
             exporter=cfg.exporter,
+            reference=res.get("domain_bank"),
         )
     except Exception as exc:  # noqa: BLE001 - one line, no traceback (bad input, unwritable paths)
         from .._console import failure_line

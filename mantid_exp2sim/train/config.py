@@ -343,6 +343,7 @@ class ClassifierConfig:
     confident_coverage: float = 0.95
     max_confident_wrong: float | None = None
     fit_length_scale: bool = False
+    bank_samples: int = 600
     ood_quantile: float = 0.01
     threads: int | None = None
     exporter: str = "auto"
@@ -405,6 +406,8 @@ CLASSIFIER_HELP: dict[str, str] = {
                           "--max-confident-wrong is given)",
     "max_confident_wrong": "set the 'confident' threshold so that at most this fraction of the held-out "
                            "answers above it are wrong (e.g. 0.005)",
+    "bank_samples": "training inputs encoded for the domain-score reference bank in the classifier's own "
+                    "feature space (0: no bank; classification then scores the domain with the generators)",
     "fit_length_scale": "after training, refit the RBF length scale on the held-out spectra so that the "
                         "top-class K matches the held-out accuracy (calibration)",
     "ood_quantile": "quantile of held-out max K below which inputs are 'out of distribution'",
