@@ -17,6 +17,11 @@ over the 40 x 40 (Qh, Qk) grid (:func:`mosaic_to_stack_channels`; the same value
     average pool to 5 x 5 (where in the zone a feature sits matters)
     flatten, linear -> feature_dim, the DUQ head of duq.DUQHead
 
+With ``per_ei_norm`` (default) each Ei stack's signal is divided, inside the graph, by its
+own RMS over its unmasked bins (``sqrt(mean square + 1e-6)``, so an empty block stays 0): measured
+spectra are normalised per incident energy in arbitrary units, so the ratio between Ei blocks
+carries no physics, and this makes the classifier exactly invariant to it.
+
 The first convolution sees every energy window of a (Qh, Qk) neighbourhood at once: a band's
 dispersion through the windows is a local pattern across channels. The two first layers are
 per-Ei branches (grouped convolutions: each Ei has its own filters, as the energy windows
@@ -78,6 +83,8 @@ class EnergyStackDUQ(DUQHead, nn.Module):
         Side of the pooled grid before the linear layer (5: 2 x 2 cells of the 10 x 10 map).
     feature_dim, embedding_dim, length_scale, gamma, batch_norm
         As for :class:`~mantid_exp2sim.models.duq.DUQClassifier`.
+    per_ei_norm
+        Divide each Ei stack by its own RMS (see the module notes).
     """
 
     attribution = "input_gradient"
@@ -95,6 +102,7 @@ class EnergyStackDUQ(DUQHead, nn.Module):
         length_scale: float = 0.1,
         gamma: float = 0.99,
         batch_norm: bool = True,
+        per_ei_norm: bool = True,
     ) -> None:
         super().__init__()
         h, w = (int(s) for s in input_shape)
@@ -114,6 +122,7 @@ class EnergyStackDUQ(DUQHead, nn.Module):
         self.widths = tuple(int(c) for c in widths)
         self.pool = int(pool)
         self.batch_norm = bool(batch_norm)
+        self.per_ei_norm = bool(per_ei_norm)
         g = self.n_ei
         w0, w1, w2, w3 = self.widths
         self.conv1 = nn.Conv2d(g * self.in_channels * self.n_windows, g * w0, 3, padding=1, groups=g)
@@ -142,6 +151,7 @@ class EnergyStackDUQ(DUQHead, nn.Module):
             "length_scale": self.length_scale,
             "gamma": self.gamma,
             "batch_norm": self.batch_norm,
+            "per_ei_norm": self.per_ei_norm,
         }
 
     def architecture(self) -> dict[str, Any]:
@@ -156,7 +166,17 @@ class EnergyStackDUQ(DUQHead, nn.Module):
     # ---------------------------------------------------------------- forward
     def stacks(self, x: torch.Tensor) -> torch.Tensor:
         """The input as per-Ei energy stacks ``(N, n_ei * C * n_windows, tile, tile)``."""
-        return mosaic_to_stack_channels(x, self.n_ei, self.n_windows, self.tile)
+        y = mosaic_to_stack_channels(x, self.n_ei, self.n_windows, self.tile)
+        if not self.per_ei_norm:
+            return y
+        n, t = y.shape[0], self.tile
+        y = y.reshape(n, self.n_ei, self.in_channels, self.n_windows * t * t)
+        sig, rest = y[:, :, :1], y[:, :, 1:]
+        count = rest[:, :, :1].sum(-1, keepdim=True).clamp_min(1.0)  # channel 1: the valid mask
+        # sqrt(ms + 1e-6): a floor near 1e-3 that keeps the gradient finite for an empty block
+        rms = ((sig * sig).sum(-1, keepdim=True) / count + 1e-6).sqrt()
+        y = torch.cat([sig / rms, rest], 2)
+        return y.reshape(n, -1, t, t)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """Last convolutional activations ``(N, w3, tile/4, tile/4)``."""

@@ -68,3 +68,18 @@ def test_activation_map_keeps_the_tiles():
     assert res.cam.shape == (1, 240, 400) and res.tiles.shape == (1, 6, 10)
     assert res.cam.max() == pytest.approx(1.0) and np.all(res.cam >= 0)
     assert np.all(res.tiles[0, 1] == 0)
+
+
+def test_per_ei_normalisation_makes_it_blind_to_per_ei_scales():
+    torch.manual_seed(0)
+    m = EnergyStackDUQ(widths=(2, 4, 8, 8), feature_dim=8, embedding_dim=8).eval()
+    x = torch.rand(2, 2, 240, 400)
+    x[:, 1] = (torch.rand(2, 240, 400) > 0.2).float()
+    x[:, 0] *= x[:, 1]
+    factors = torch.tensor([0.5, 2.0, 1.0, 3.0, 0.7, 1.5]).repeat_interleave(40)[None, :, None]
+    y = x.clone()
+    y[:, 0] = x[:, 0] * factors
+    torch.testing.assert_close(m(y), m(x), rtol=1e-3, atol=1e-4)
+    off = EnergyStackDUQ(widths=(2, 4, 8, 8), feature_dim=8, embedding_dim=8, per_ei_norm=False).eval()
+    off.load_state_dict(m.state_dict())
+    assert not torch.allclose(off(y), off(x), rtol=1e-4, atol=1e-5)
