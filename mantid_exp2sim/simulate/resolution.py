@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InputDataError, format_error, require
-from .kinematics import PCSMO_LATTICE, Lattice, wavevector
+from .kinematics import E_TO_K2, PCSMO_LATTICE, Lattice, wavevector
 
 __all__ = [
     "FWHM_PER_SIGMA",
@@ -43,6 +43,8 @@ __all__ = [
     "load_resolution_table",
     "get_resolution",
     "TABLE_COLUMNS",
+    "MeasurementResolution",
+    "mosaic_covariance",
 ]
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -623,3 +625,101 @@ def get_resolution(spec: "str | ResolutionModel | None" = "builtin") -> Resoluti
             reason=f"got {spec!r}; allowed: 'builtin', 'tables:DIR', 'unconvolved' or a ResolutionModel",
         )
     )
+
+
+def mosaic_covariance(qh: np.ndarray, qk: np.ndarray, e: np.ndarray, ei: float, sigma_rad: float,
+                      lattice: Lattice = PCSMO_LATTICE) -> np.ndarray:
+    """In-plane Q covariance (r.l.u.^2) added by an isotropic sample mosaic.
+
+    A crystallite rotated by the small angle vector ``w`` (each component Gaussian with
+    standard deviation ``sigma_rad``) sees ``Q`` at ``Q + w x Q``. With c along k_i the
+    measured Q has the in-plane part ``(Q_x, Q_y)`` and the kinematic component along the
+    beam ``Q_c = k_i - sqrt(k_f^2 - Q_perp^2)``, so the in-plane displacement has the
+    covariance ``sigma^2 [[Q_c^2 + Q_y^2, -Q_x Q_y], [-Q_x Q_y, Q_c^2 + Q_x^2]]`` (1/A^2):
+    rotations about c smear Q tangentially, tilts of c move the beam component into the plane.
+    The change of the crystal-frame L is not included (the bilayer factor varies slowly in L).
+
+    Parameters
+    ----------
+    qh, qk, e
+        In-plane Q (r.l.u.) and energy transfer (meV), broadcastable.
+    ei
+        Incident energy (meV).
+    sigma_rad
+        Mosaic standard deviation per rotation axis, radians.
+    lattice
+        Cell of the r.l.u.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(*broadcast_shape, 2, 2)``, order (Qh, Qk).
+    """
+    shape = np.broadcast_shapes(np.shape(qh), np.shape(qk), np.shape(e))
+    qx = np.broadcast_to(np.asarray(qh, dtype=float) * lattice.astar, shape)
+    qy = np.broadcast_to(np.asarray(qk, dtype=float) * lattice.bstar, shape)
+    ki = float(wavevector(_check_ei(ei)))
+    arg = (ei - np.asarray(e, dtype=float)) / E_TO_K2 - (qx**2 + qy**2)
+    qc = np.where(arg > 0, ki - np.sqrt(np.abs(arg)), 0.0)  # inaccessible points: no beam term
+    s2 = float(sigma_rad) ** 2
+    out = np.empty(shape + (2, 2))
+    out[..., 0, 0] = s2 * (qc**2 + qy**2) / lattice.astar**2
+    out[..., 1, 1] = s2 * (qc**2 + qx**2) / lattice.bstar**2
+    out[..., 0, 1] = out[..., 1, 0] = -s2 * qx * qy / (lattice.astar * lattice.bstar)
+    return out
+
+
+class MeasurementResolution(ResolutionModel):
+    """An instrument resolution widened by the measurement model.
+
+    The covariance is ``scale^2 * base(qh, qk, e, ei)`` plus, for a sample mosaic of FWHM
+    ``mosaic_deg`` (degrees), :func:`mosaic_covariance` in the (Qh, Qk) block. The intrinsic
+    width is the base model's (it is a property of the excitations, not of the instrument).
+    ``scale = 1`` and ``mosaic_deg = 0`` give exactly the base covariance.
+
+    Parameters
+    ----------
+    base
+        The instrument model (any :class:`ResolutionModel`).
+    scale
+        Factor on the instrument widths (> 0).
+    mosaic_deg
+        Sample mosaic FWHM in degrees (>= 0).
+    lattice
+        Cell of the r.l.u. (for the mosaic term).
+    """
+
+    def __init__(self, base: ResolutionModel, *, scale: float = 1.0, mosaic_deg: float = 0.0,
+                 lattice: Lattice = PCSMO_LATTICE) -> None:
+        super().__init__(base.intrinsic_fwhm)
+        self.base = base
+        self.scale = float(scale)
+        self.mosaic_deg = float(mosaic_deg)
+        self.lattice = lattice
+        self.kind = base.kind
+
+    @property
+    def mosaic_sigma_rad(self) -> float:
+        """Mosaic standard deviation per axis in radians."""
+        return np.deg2rad(self.mosaic_deg) / FWHM_PER_SIGMA
+
+    def covariance(self, qh, qk, e, ei):
+        cov = self.base.covariance(qh, qk, e, ei)
+        if self.scale != 1.0:
+            cov = cov * self.scale**2
+        if self.mosaic_deg > 0.0:
+            cov = np.array(cov, copy=True)
+            cov[..., :2, :2] += mosaic_covariance(qh, qk, e, ei, self.mosaic_sigma_rad, self.lattice)
+        return cov
+
+    def check_coverage(self, ei, q_range, e_range):
+        self.base.check_coverage(ei, q_range, e_range)
+
+    @property
+    def spec(self) -> str:
+        return self.base.spec
+
+    def describe(self):
+        d = self.base.describe()
+        d.update(resolution_scale=self.scale, mosaic_fwhm_deg=self.mosaic_deg)
+        return d

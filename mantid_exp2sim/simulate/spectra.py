@@ -45,11 +45,14 @@ import numpy as np
 
 from ..errors import InputDataError, format_error
 from ..histogram import MDHisto
+from .kinematics import PCSMO_LATTICE, Lattice
 from .binning import ModeEvaluator, bin_modes, mode_variance, subsample_offsets
 from .modelref import model_name, param_dict, resolve_model, resolve_params
 from .noise import PoissonNoise, SmoothBackground, apply_noise
 from .representations import Block, Plan, representation
-from .resolution import get_resolution
+from .measurement_model import check_measurement
+from .resolution import MeasurementResolution, ResolutionModel, get_resolution
+from .spin_models import with_twin_fraction
 
 __all__ = [
     "MAX_Q_SUBSAMPLES",
@@ -83,6 +86,15 @@ def _check_q_subsamples(n: Any) -> int:
             )
         )
     return int(n)
+
+
+def measurement_resolution(res: ResolutionModel, model: Any, scale: float, mosaic: float) -> ResolutionModel:
+    """``res`` widened by a resolution scale and a sample mosaic (``res`` itself when both are off)."""
+    if scale == 1.0 and mosaic == 0.0:
+        return res
+    lat = getattr(model, "lattice", None)
+    lattice = PCSMO_LATTICE if lat is None else Lattice(a=float(lat.a), b=float(lat.b), c=float(lat.c))
+    return MeasurementResolution(res, scale=scale, mosaic_deg=mosaic, lattice=lattice)
 
 
 # ============================================================================ simulation
@@ -152,6 +164,10 @@ def simulate_plan(
     background: Any = None,
     want: tuple[bool, bool] = (True, True),
     q_subsamples: int = 1,
+    twin_fraction: float | None = None,
+    resolution_scale: float = 1.0,
+    mosaic: float = 0.0,
+    resolution_sampling: int = 0,
 ) -> tuple[MDHisto | None, MDHisto | None]:
     """Simulate a planned representation.
 
@@ -179,18 +195,27 @@ def simulate_plan(
         over the n x n sub-bin centres (see the module notes; about n^2 times the cost).
         A whole number 1 ... ``MAX_Q_SUBSAMPLES``, otherwise ``InputDataError``
         (a ``ValueError``).
+    twin_fraction, resolution_scale, mosaic, resolution_sampling
+        The measurement model (:class:`~.measurement_model.MeasurementModel`, whose
+        ``simulate_kwargs()`` gives them): volume of twin 1 (None = the model's own),
+        factor on the resolution widths, sample mosaic FWHM in degrees, and the sampled
+        treatment of the bin and the in-plane resolution (``n x n`` points per bin, 0 = the
+        linearised widths). The defaults reproduce the simulator without them exactly.
+        ``twin_fraction`` and ``resolution_scale``/``mosaic`` act on both spectra where they
+        apply: twins on both, widths on the convolved one.
 
     Returns
     -------
     (MDHisto or None, MDHisto or None)
         Convolved and unconvolved, on the plan's axes; metadata: the plan's, plus ``model``,
-        ``parameters``, ``resolution``, ``mask``, ``q_subsamples``, ``kind`` (and ``noise``,
-        ``background`` of the convolved one when given).
+        ``parameters``, ``resolution``, ``mask``, ``q_subsamples``, ``measurement``,
+        ``kind`` (and ``noise``, ``background`` of the convolved one when given).
     """
     n_sub = _check_q_subsamples(q_subsamples)
-    m = resolve_model(model)
+    tf, r_scale, mos, n_rs = check_measurement(twin_fraction, resolution_scale, mosaic, resolution_sampling)
+    m = with_twin_fraction(resolve_model(model), tf)
     p = resolve_params(m, params)
-    res = get_resolution(resolution)
+    res = measurement_resolution(get_resolution(resolution), m, r_scale, mos)
     for blk in plan.blocks:
         res.check_coverage(blk.ei, plan.q_range, blk.e_range)
     if isinstance(noise, (int, float)) and not isinstance(noise, bool):
@@ -202,8 +227,8 @@ def simulate_plan(
     union = np.ones(n, dtype=bool) if any(x is None for x in needs) else np.any(needs, axis=0)
     # With sub-sampling the convolved spectrum has its own sub-bin points; the bin centres
     # then only serve the unconvolved one.
-    sub = n_sub > 1 and want[0]
-    subsampled = _convolved_subsampled(m, p, res, plan, union, n_sub) if sub else None
+    sub = (n_sub > 1 or n_rs > 0) and want[0]
+    subsampled = _convolved_subsampled(m, p, res, plan, union, max(n_sub, n_rs)) if sub else None
     centre_want = (want[0] and not sub, want[1])
     evaluator = ModeEvaluator(m, p, plan.qh[union], plan.qk[union], velocity=centre_want[0])
     results: list[list[np.ndarray]] = [[], []]
@@ -233,6 +258,7 @@ def simulate_plan(
         resolution=res.describe(),
         mask=plan.metadata.get("mask", "none" if plan.mask is None else "array"),
         q_subsamples=n_sub,
+        measurement={"twin_fraction": tf, "resolution_scale": r_scale, "mosaic": mos, "resolution_sampling": n_rs},
     )
     out: list[MDHisto | None] = []
     for k, kind in enumerate(("convolved", "unconvolved")):

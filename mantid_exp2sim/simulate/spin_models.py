@@ -32,6 +32,8 @@ evaluates each mode's intensity at the L fixed by its own energy; modes with
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
@@ -52,6 +54,7 @@ __all__ = [
     "list_models",
     "ENTRY_POINT_GROUP",
     "kinematic_qc",
+    "with_twin_fraction",
     "E_TO_K2",
     "UnstableGroundStateError",
 ]
@@ -397,6 +400,41 @@ class SpinModel:
         inaccessible modes are returned with intensity 0."""
         m = self.modes(params, qh, qk, 0.0)
         return m.energies, m.intensities_kinematic(ei)
+
+
+def with_twin_fraction(model: Any, fraction: float | None) -> Any:
+    """The model with twin volumes ``(fraction, 1 - fraction)``; the model itself for None.
+
+    The twin operation (``R_t``, a proper rotation keeping the kinematic L) is unchanged, only
+    the volume fractions that multiply each twin's intensities. ``fraction = 1`` is twin 1
+    alone. A shallow copy is returned; the model is not modified.
+
+    Raises
+    ------
+    InputDataError
+        ``fraction`` outside [0, 1] or not finite, or the model does not have exactly two
+        twin domains.
+    """
+    if fraction is None:
+        return model
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not (np.isfinite(f) and 0.0 <= f <= 1.0):
+        raise InputDataError(format_error(
+            "twin_fraction is invalid", reason=f"got {fraction!r}; need the volume of twin 1 in [0, 1]",
+            fix="use e.g. 0.5 (equal twins, the models' own default) or None"))
+    twins = getattr(model, "twins", None)
+    if twins is None or len(twins) != 2:
+        raise InputDataError(format_error(
+            "twin_fraction needs a model with two twin domains",
+            reason=f"model {getattr(model, 'name', model)!r} has "
+                   f"{'no' if twins is None else len(twins)} twin domain(s)",
+            fix="leave twin_fraction=None for this model"))
+    out = copy.copy(model)
+    out.twins = (dataclasses.replace(twins[0], volume=f), dataclasses.replace(twins[1], volume=1.0 - f))
+    return out
 
 
 # ------------------------------------------------------------------- registry
