@@ -255,6 +255,9 @@ def train_classifier(
         if best is None or key > best:
             best = key
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if cfg.max_minutes is not None and row["seconds"] > 60.0 * cfg.max_minutes and epoch + 1 < cfg.epochs:
+            say(f"classifier: stopping after epoch {epoch + 1}: past --max-minutes {cfg.max_minutes:g}")
+            break
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()

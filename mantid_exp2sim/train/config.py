@@ -342,6 +342,7 @@ class ClassifierConfig:
     batch_norm: bool = True
     confident_coverage: float = 0.95
     max_confident_wrong: float | None = None
+    max_minutes: float | None = None
     fit_length_scale: bool = False
     bank_samples: int = 600
     ood_quantile: float = 0.01
@@ -408,6 +409,8 @@ CLASSIFIER_HELP: dict[str, str] = {
                            "answers above it are wrong (e.g. 0.005)",
     "bank_samples": "training inputs encoded for the domain-score reference bank in the classifier's own "
                     "feature space (0: no bank; classification then scores the domain with the generators)",
+    "max_minutes": "stop after the first epoch that ends past this wall-clock budget (the best held-out "
+                   "epoch so far is kept)",
     "fit_length_scale": "after training, refit the RBF length scale on the held-out spectra so that the "
                         "top-class K matches the held-out accuracy (calibration)",
     "ood_quantile": "quantile of held-out max K below which inputs are 'out of distribution'",
