@@ -383,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ml-seed", type=int, default=4242, help="seed of the measured-like draws of the test spectra")
     p.add_argument("--n-shift", type=int, default=25,
                    help="spectra per model re-simulated for each simulated shift (0: skip them)")
+    p.add_argument("--n-route", type=int, default=0,
+                   help="measured-like spectra for acc_deconvolved_route (an even subset; 0: all)")
     p.add_argument("--no-legacy", action="store_true",
                    help="skip the keys of the unconvolved classifier (acc_unconvolved ... seconds_score_cpu)")
     p.add_argument("--classifier-convolved", help="classifier trained on convolved spectra (for acc_sim2exp)")
@@ -549,7 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes["acc_measured_like"] = "null: no default classifier bundle"
     if clf is not None and dec is not None:
-        result["acc_deconvolved_route"] = accuracy(clf, translate_all(dec, measured), names)
+        sub = np.arange(len(names))
+        if 0 < args.n_route < len(names):
+            sub = np.unique(np.linspace(0, len(names) - 1, args.n_route).round().astype(int))
+        result["acc_deconvolved_route"] = accuracy(clf, translate_all(dec, measured[sub]), [names[i] for i in sub])
+        notes["n_deconvolved_route"] = int(len(sub))
         notes["acc_deconvolved_route"] = (f"measured-like test spectra -> deconvolve_2d -> {clf.bundle_id} "
                                           "(trained on unconvolved spectra)")
     else:
