@@ -530,6 +530,24 @@ def main(argv: list[str] | None = None) -> int:
                    for name, x in ood_sets.items()}
         result["ood_flagged_fraction"] = float(np.mean(list(flagged.values())))
         notes["ood_flagged_by_kind"] = flagged
+        # the probe: the package's own mosaics at the published parameters, read raw
+        # after the calibrated measured-like chain (counting noise alone pushed the old classifier to Dimer)
+        from mantid_exp2sim.simulate import simulate_mosaic_pair
+        from mantid_exp2sim.simulate.measured_like import PCSMO_MEASURED_LIKE
+        from mantid_exp2sim.simulate.spin_models import get_model
+
+        probe = {}
+        for name in MODELS:
+            c, _ = simulate_mosaic_pair(get_model(name), None)
+            clean = c.signal.reshape(MOSAIC_SHAPE)
+            draws = np.stack([PCSMO_MEASURED_LIKE.apply(clean, np.random.default_rng([args.ml_seed, 7, j]))
+                              for j in range(20)])
+            kd = k_values(main_clf, draws)
+            classes = [str(cl) for cl in main_clf.manifest["classes"]]
+            probe[name] = {"fraction_correct": float(np.mean(kd.argmax(1) == classes.index(name))),
+                           "mean_K": {cl: float(kd[:, i].mean()) for i, cl in enumerate(classes)},
+                           "clean": classify_verdicts(main_clf, clean[None], args.repeats)[0]}
+        notes["published_parameter_probe"] = probe
         refs = reference_simulations()
         if refs:
             result["tobyfit_reference"] = {
