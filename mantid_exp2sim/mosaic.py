@@ -43,6 +43,8 @@ __all__ = [
     "mosaic_tiles",
     "tiles_to_mosaic",
     "tile_means",
+    "mosaic_to_stacks",
+    "stacks_to_mosaic",
     "validate_mosaic",
     "find_volume_axes",
     "as_mosaic_array",
@@ -418,6 +420,45 @@ def tiles_to_mosaic(tiles: np.ndarray) -> np.ndarray:
     *lead, b, q, q2, nw = t.shape
     t = np.moveaxis(t[..., ::-1, :, :], -1, -2)  # [..., b, r, j, c]
     return np.ascontiguousarray(t.reshape(*lead, b * q, nw * q2))
+
+
+def mosaic_to_stacks(signal: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """The mosaic as one stack of energy windows over (Qh, Qk) per incident energy.
+
+    In the mosaic, neighbouring energy windows of one (Qh, Qk) point are ``tile`` columns
+    apart; in a stack they are neighbouring channels of the same pixel, which is what a
+    convolution over (Qh, Qk) with the windows as channels needs.
+
+    Parameters
+    ----------
+    signal
+        Shape ``(..., n_ei * tile, n_windows * tile)``, NaN = masked (masks travel with the
+        values).
+    tile
+        Bins per tile side.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(..., n_ei, n_windows, tile, tile)`` indexed ``[..., b, j, ih, ik]`` with Qh
+        and Qk ascending (the axes of :func:`mosaic_tiles`); a new array.
+        :func:`stacks_to_mosaic` inverts it exactly.
+    """
+    return np.ascontiguousarray(np.moveaxis(mosaic_tiles(signal, tile), -1, -3))
+
+
+def stacks_to_mosaic(stacks: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`mosaic_to_stacks`: ``(..., n_ei, n_windows, q, q)`` -> ``(..., n_ei*q, n_windows*q)``."""
+    s = np.asarray(stacks)
+    if s.ndim < 4 or s.shape[-1] != s.shape[-2]:
+        raise InputDataError(
+            format_error(
+                "Energy stacks have the wrong shape",
+                reason=f"shape {s.shape}; need (..., n_ei, n_windows, q, q)",
+                fix="pass the output of mosaic_to_stacks",
+            )
+        )
+    return tiles_to_mosaic(np.moveaxis(s, -3, -1))
 
 
 def tile_means(signal: np.ndarray, tile: int = TILE) -> np.ndarray:

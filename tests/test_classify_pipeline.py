@@ -225,3 +225,56 @@ def test_domain_check_is_skipped_without_its_default_bundle(classifier_bundle, t
         res = classify(m, classifier_bundle)
     assert res.domain is None and res.verdict == res.classifier_verdict
     assert "domain check skipped" in caplog.text
+
+
+def test_fit_kernel_power_recovers_a_known_miscalibration():
+    from mantid_exp2sim.tasks.classify import expected_calibration_error, fit_kernel_power
+
+    rng = np.random.default_rng(3)
+    n, a_true = 20000, 2.5
+    p = rng.uniform(0.5, 1.0, n)  # the true probability that the prediction is right
+    y_pred = rng.integers(0, 2, n)
+    right = rng.random(n) < p
+    y = np.where(right, y_pred, 1 - y_pred)
+    k = np.full((n, 2), 0.01)
+    k[np.arange(n), y_pred] = p ** (1.0 / a_true)  # over-confident K: K ** a_true is calibrated
+    assert expected_calibration_error(k, y) > 0.05
+    a = fit_kernel_power(k, y)
+    assert a == pytest.approx(a_true, rel=0.05)
+    assert expected_calibration_error(k ** a, y) < 0.01
+    # a perfectly calibrated K needs no change
+    k_cal = k ** a_true
+    assert fit_kernel_power(k_cal, y) == pytest.approx(1.0, rel=0.05)
+
+
+def test_expected_calibration_error_of_a_known_case():
+    from mantid_exp2sim.tasks.classify import expected_calibration_error
+
+    # 10 answers with max K 0.95 (bin 9), 8 right; 10 with 0.55 (bin 5), 5 right
+    k = np.array([[0.95, 0.0]] * 10 + [[0.55, 0.0]] * 10)
+    y = np.array([0] * 8 + [1] * 2 + [0] * 5 + [1] * 5)
+    assert expected_calibration_error(k, y) == pytest.approx(0.5 * 0.15 + 0.5 * 0.05)
+
+
+def test_thresholds_bound_the_confident_wrong_rate():
+    from mantid_exp2sim.tasks.classify import confident_wrong_rate
+
+    n = 1000
+    kmax = np.linspace(0.3, 0.999, n)
+    y_pred = np.zeros(n, int)
+    y = y_pred.copy()
+    rng = np.random.default_rng(0)
+    wrong_low = rng.choice(np.arange(0, 600), 120, replace=False)  # errors below K = 0.72
+    y[wrong_low] = 1
+    y[[700, 900]] = 1  # two errors above
+    k = np.stack([kmax, np.full(n, 0.01)], 1)
+    th = calibrate_thresholds(k, y, max_confident_wrong=0.01)
+    rate = confident_wrong_rate(k, y, th)
+    assert rate["confident_wrong_rate"] <= 0.01
+    above = kmax >= th["confident"]
+    assert (y[above] != 0).mean() <= 0.01
+    # the lowest such threshold: one step lower breaks the bound or reaches the low errors
+    assert th["confident"] <= kmax[600] and th["holdout_confident_wrong_rate"] == rate["confident_wrong_rate"]
+    assert 0 < th["out_of_distribution"] <= th["confident"]
+    assert "at most 0.01" in th["rule"]
+    json.dumps(th)

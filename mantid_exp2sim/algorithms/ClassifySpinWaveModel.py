@@ -197,7 +197,7 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             )
         model = self.getProperty("ModelFile").value or None
         try:
-            classifier_bundle(model)
+            classifier_bundle(model, deconvolved=bool(self.getProperty("Deconvolve").value))
         except (BundleError, OSError) as exc:
             issues["ModelFile"] = str(exc)
         if self.getProperty("Deconvolve").value:
@@ -240,8 +240,8 @@ class ClassifySpinWaveModel(PythonAlgorithm):
             groups = [(",".join(names), histos, ei)]
         else:
             groups = [(n, [h], None) for n, h in zip(names, histos)]
-        bundle = classifier_bundle(self.getProperty("ModelFile").value or None)
         deconvolve = bool(self.getProperty("Deconvolve").value)
+        bundle = classifier_bundle(self.getProperty("ModelFile").value or None, deconvolved=deconvolve)
         deconv = None
         if deconvolve:
             deconv = generator_bundle("deconvolve", 2, self.getProperty("DeconvolutionModelFile").value or None)

@@ -20,6 +20,7 @@ _BUILDERS: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
     "PatchDiscriminator": "mantid_exp2sim.models.discriminator:build_discriminator",
     "DUQClassifier": "mantid_exp2sim.models.duq:build_duq_classifier",
     "ParameterRegressor": "mantid_exp2sim.models.regressor:build_regressor",
+    "EnergyStackDUQ": "mantid_exp2sim.models.energy_stack:build_energy_stack_duq",
 }
 
 

@@ -114,8 +114,24 @@ def score_bundle(ndim: int, source: BundleSource = None, *, default_task: str = 
     )
 
 
-def classifier_bundle(source: BundleSource = None) -> Bundle:
-    """The 2D ``classify`` classifier (the shipped ``classify_2d`` when ``source`` is None)."""
+#: The shipped classifier of the paper's route (trained on unconvolved spectra, read behind the
+#: deconvolution generator); the default classifier when ``deconvolved`` is asked for.
+DECONVOLVED_CLASSIFIER = "classify_deconvolved_2d.exp2sim.h5"
+
+
+def classifier_bundle(source: BundleSource = None, *, deconvolved: bool = False) -> Bundle:
+    """The 2D ``classify`` classifier.
+
+    When ``source`` is None: the shipped ``classify_2d`` (it reads raw, measured-like
+    spectra), or with ``deconvolved`` the shipped :data:`DECONVOLVED_CLASSIFIER` (for spectra
+    deconvolved by the generator) when it is installed.
+    """
+    if (source is None or (isinstance(source, str) and not source)) and deconvolved:
+        from .defaults import default_bundle_dir
+
+        path = default_bundle_dir() / DECONVOLVED_CLASSIFIER
+        if path.is_file():
+            source = path
     return resolve_bundle(source, kind="classifier", task="classify", ndim=2)
 
 

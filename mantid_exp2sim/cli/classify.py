@@ -41,7 +41,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="incident energy of each volume, in input order (default: the files' metadata Ei)")
     p.add_argument("--deconvolve", action="store_true",
                    help="remove the instrument resolution with the 2D deconvolution generator first")
-    p.add_argument("--model", metavar="BUNDLE", help="classifier bundle (default: the shipped classify_2d)")
+    p.add_argument("--model", metavar="BUNDLE", help="classifier bundle (default: the shipped classify_2d; with --deconvolve "
+                   "classify_deconvolved_2d)")
     p.add_argument("--deconvolution-model", metavar="BUNDLE",
                    help="2D deconvolution bundle for --deconvolve (default: the shipped deconvolve_2d)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto", help="inference engine")
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--activation-map needs exactly one mosaic")
         if not groups:
             return 1
-        bundle = classifier_bundle(args.model)
+        bundle = classifier_bundle(args.model, deconvolved=args.deconvolve)
         deconv = None
         if args.deconvolve:
             deconv = generator_bundle("deconvolve", 2, args.deconvolution_model)

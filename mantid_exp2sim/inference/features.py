@@ -1,5 +1,8 @@
 """encode_features(): the generator encoder's pooled features of an input (domain score).
 
+classifier_features(): the same pooling of a classifier bundle's last feature map (its
+``onnx_encoder`` graph), for the domain score in the classifier's own feature space.
+
 The bottleneck feature map of the whole input (untiled, padded as the engine pads) comes
 from the bundle's ``onnx_encoder`` graph or the torch module's ``encode``, and is pooled
 over its valid positions by :func:`mantid_exp2sim.domain.features.pooled_features`.
@@ -18,7 +21,7 @@ from ..histogram import MDHisto
 from .backends import InferenceBackend, OOMBackoff, get_backend
 from .engine import checked_scale, model_spec, network_dims
 
-__all__ = ["encoder_feature_maps", "encode_features"]
+__all__ = ["encoder_feature_maps", "encode_features", "classifier_features"]
 
 
 def encoder_feature_maps(
@@ -84,4 +87,40 @@ def encode_features(
     for h in items:
         fmap, valid = encoder_feature_maps(h, b, backend=backend, device=device)
         rows.append(pooled_features(fmap, valid)[0])
+    return np.stack(rows)
+
+
+def classifier_features(
+    histos: Sequence[MDHisto] | MDHisto,
+    bundle: BundleSource,
+    *,
+    backend: str | InferenceBackend = "auto",
+    device: str = "auto",
+) -> np.ndarray:
+    """Pooled last feature maps of a classifier bundle for mosaics (the classifier's domain score).
+
+    Each input is the classifier's own scale-free input (signal over the RMS of its unmasked
+    bins, and the valid mask); the ``onnx_encoder`` graph gives its last feature map, pooled
+    over the valid positions by :func:`mantid_exp2sim.domain.features.pooled_features`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2 C)`` float64, one row per input.
+    """
+    from ..domain.features import pooled_features
+    from ..models.normalisation import intensity_scale, to_network_input
+
+    items = [histos] if isinstance(histos, MDHisto) else list(histos)
+    if not items:
+        raise InputDataError(format_error("classifier_features() got no inputs", fix="pass at least one mosaic"))
+    b = resolve_bundle(bundle)
+    shape = tuple(int(v) for v in b.manifest["architecture"]["config"]["input_shape"])
+    engine = get_backend(b, backend=backend, device=device, graph="onnx_encoder")
+    rows = []
+    for h in items:
+        sig = h.signal.reshape(shape)
+        x = to_network_input(sig, intensity_scale(sig))
+        fmap = np.asarray(engine(np.ascontiguousarray(x, dtype=np.float32)))
+        rows.append(pooled_features(fmap, ~np.isnan(sig)[None])[0])
     return np.stack(rows)

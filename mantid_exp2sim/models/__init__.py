@@ -23,11 +23,14 @@ _LAZY = {
     "feature_masks": "patchnce",
     "sample_patch_ids": "patchnce",
     "DUQClassifier": "duq",
+    "EnergyStackDUQ": "energy_stack",
+    "build_energy_stack_duq": "energy_stack",
     "build_duq_classifier": "duq",
     "duq_loss": "duq",
     "gradient_penalty": "duq",
     "GradCAMResult": "gradcam",
     "grad_cam": "gradcam",
+    "attribution_map": "gradcam",
     "tile_importance": "gradcam",
 }
 

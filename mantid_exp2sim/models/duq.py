@@ -53,6 +53,7 @@ from ..errors import InputDataError, format_error
 
 __all__ = [
     "ARCHITECTURE_NAME",
+    "DUQHead",
     "DUQClassifier",
     "build_duq_classifier",
     "gradient_penalty",
@@ -63,7 +64,108 @@ __all__ = [
 ARCHITECTURE_NAME = "DUQClassifier"
 
 
-class DUQClassifier(nn.Module):
+class DUQHead:
+    """The DUQ (RBF-centroid) head shared by the classifiers: ``W``, centroids and kernel.
+
+    A subclass (also an ``nn.Module``) calls :meth:`_init_head` in its constructor and
+    provides :meth:`features`; ``forward`` is then ``kernel(embed(features(x)))``.
+    """
+
+    n_classes: int
+    feature_dim: int
+    embedding_dim: int
+    length_scale: float
+    gamma: float
+    in_channels: int
+    input_shape: tuple[int, int]
+
+    def _init_head(self, n_classes: int, feature_dim: int, embedding_dim: int, length_scale: float,
+                   gamma: float) -> None:
+        if not (0.0 < gamma <= 1.0) or length_scale <= 0 or n_classes < 2:
+            raise ValueError(
+                format_error(
+                    "Invalid DUQ head settings",
+                    reason=f"gamma={gamma}, length_scale={length_scale}, n_classes={n_classes}; "
+                    "need 0 < gamma <= 1, length_scale > 0 and at least 2 classes",
+                )
+            )
+        self.n_classes = int(n_classes)
+        self.feature_dim = int(feature_dim)
+        self.embedding_dim = int(embedding_dim)
+        self.length_scale = float(length_scale)
+        self.gamma = float(gamma)
+        self.W = nn.Parameter(torch.normal(torch.zeros(embedding_dim, n_classes, feature_dim), 0.05))
+        self.register_buffer("N", torch.full((n_classes,), 13.0))  # type: ignore[attr-defined]
+        self.register_buffer("m", torch.normal(torch.zeros(embedding_dim, n_classes), 0.05) * 13.0)  # type: ignore[attr-defined]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional feature map (the ``onnx_encoder`` graph of a classifier
+        bundle, whose pooled channels place an input in the classifier's domain)."""
+        return self.feature_map(x)
+
+    def embed(self, f: torch.Tensor) -> torch.Tensor:
+        """Per-class embeddings ``W_c f``: ``(N, embedding_dim, n_classes)``."""
+        return torch.einsum("ij,mnj->imn", f, self.W)
+
+    @property
+    def centroids(self) -> torch.Tensor:
+        """Class centroids ``e_c = m_c / N_c``: ``(embedding_dim, n_classes)``."""
+        return self.m / self.N.unsqueeze(0)
+
+    def sq_distances(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean squared distances ``||z_c - e_c||^2 / n`` of embeddings to the centroids ``(N, n_classes)``."""
+        diff = z - self.centroids.unsqueeze(0)
+        return (diff * diff).mean(1)
+
+    def kernel(self, z: torch.Tensor) -> torch.Tensor:
+        """RBF kernel values ``(N, n_classes)`` of embeddings ``z`` to the centroids."""
+        return torch.exp(-self.sq_distances(z) / (2.0 * self.length_scale**2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Kernel values ``K`` of shape ``(N, n_classes)``, each in (0, 1]."""
+        return self.kernel(self.embed(self.features(x)))
+
+    @torch.no_grad()
+    def update_centroids(self, x: torch.Tensor, y_onehot: torch.Tensor) -> None:
+        """EMA update of the class centroids from a labelled batch (call after each step).
+
+        Parameters
+        ----------
+        x
+            Inputs ``(N, C, H, W)``.
+        y_onehot
+            One-hot labels ``(N, n_classes)``.
+        """
+        # Eval mode: batch-norm running statistics are neither used from nor updated by this
+        # extra pass (as in the DUQ reference training loop).
+        was_training = self.training  # type: ignore[attr-defined]
+        self.eval()  # type: ignore[attr-defined]
+        z = self.embed(self.features(x))
+        self.train(was_training)  # type: ignore[attr-defined]
+        y = y_onehot.to(z.dtype)
+        self.N.mul_(self.gamma).add_((1.0 - self.gamma) * y.sum(0))
+        self.m.mul_(self.gamma).add_((1.0 - self.gamma) * torch.einsum("ijk,ik->jk", z, y))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise InputDataError unless ``x`` is ``(N, in_channels, *input_shape)``."""
+        want = (self.in_channels, *self.input_shape)
+        if x.dim() != 4 or tuple(x.shape[1:]) != want:
+            raise InputDataError(
+                format_error(
+                    "Classifier input has the wrong shape",
+                    reason=f"got {tuple(x.shape)}, expected (N, {', '.join(map(str, want))})",
+                    fix="pass the 240x400 mosaic (see mantid_exp2sim.mosaic)",
+                )
+            )
+
+
+class DUQClassifier(DUQHead, nn.Module):
     """Small CNN feature extractor with a DUQ (RBF-centroid) head.
 
     Parameters
@@ -113,23 +215,10 @@ class DUQClassifier(nn.Module):
                     "there must be 4 widths",
                 )
             )
-        if not (0.0 < gamma <= 1.0) or length_scale <= 0 or n_classes < 2:
-            raise ValueError(
-                format_error(
-                    "Invalid DUQ head settings",
-                    reason=f"gamma={gamma}, length_scale={length_scale}, n_classes={n_classes}; "
-                    "need 0 < gamma <= 1, length_scale > 0 and at least 2 classes",
-                )
-            )
-        self.n_classes = int(n_classes)
         self.in_channels = int(in_channels)
         self.input_shape = (h, w)
         self.tile_grid = (gh, gw)
         self.widths = tuple(int(c) for c in widths)
-        self.feature_dim = int(feature_dim)
-        self.embedding_dim = int(embedding_dim)
-        self.length_scale = float(length_scale)
-        self.gamma = float(gamma)
         self.batch_norm = bool(batch_norm)
 
         c0, c1, c2, c3 = self.widths
@@ -144,9 +233,7 @@ class DUQClassifier(nn.Module):
         self.cam_activation = nn.ReLU()
         self.tile_pool = nn.AvgPool2d((h // 8 // gh, w // 8 // gw))
         self.fc = nn.Linear(c3 * gh * gw, feature_dim)
-        self.W = nn.Parameter(torch.normal(torch.zeros(embedding_dim, n_classes, feature_dim), 0.05))
-        self.register_buffer("N", torch.full((n_classes,), 13.0))
-        self.register_buffer("m", torch.normal(torch.zeros(embedding_dim, n_classes), 0.05) * 13.0)
+        self._init_head(n_classes, feature_dim, embedding_dim, length_scale, gamma)
 
     # ------------------------------------------------------------ description
     def config(self) -> dict[str, Any]:
@@ -186,58 +273,6 @@ class DUQClassifier(nn.Module):
         """DUQ feature vectors ``(N, feature_dim)``."""
         y = self.tile_pool(self.feature_map(x))
         return self.fc(torch.flatten(y, 1))
-
-    def embed(self, f: torch.Tensor) -> torch.Tensor:
-        """Per-class embeddings ``W_c f``: ``(N, embedding_dim, n_classes)``."""
-        return torch.einsum("ij,mnj->imn", f, self.W)
-
-    @property
-    def centroids(self) -> torch.Tensor:
-        """Class centroids ``e_c = m_c / N_c``: ``(embedding_dim, n_classes)``."""
-        return self.m / self.N.unsqueeze(0)
-
-    def kernel(self, z: torch.Tensor) -> torch.Tensor:
-        """RBF kernel values ``(N, n_classes)`` of embeddings ``z`` to the centroids."""
-        diff = z - self.centroids.unsqueeze(0)
-        sq = (diff * diff).mean(1)  # ||.||^2 / n
-        return torch.exp(-sq / (2.0 * self.length_scale**2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Kernel values ``K`` of shape ``(N, n_classes)``, each in (0, 1]."""
-        return self.kernel(self.embed(self.features(x)))
-
-    @torch.no_grad()
-    def update_centroids(self, x: torch.Tensor, y_onehot: torch.Tensor) -> None:
-        """EMA update of the class centroids from a labelled batch (call after each step).
-
-        Parameters
-        ----------
-        x
-            Inputs ``(N, C, H, W)``.
-        y_onehot
-            One-hot labels ``(N, n_classes)``.
-        """
-        # Eval mode: batch-norm running statistics are neither used from nor updated by this
-        # extra pass (as in the DUQ reference training loop).
-        was_training = self.training
-        self.eval()
-        z = self.embed(self.features(x))
-        self.train(was_training)
-        y = y_onehot.to(z.dtype)
-        self.N.mul_(self.gamma).add_((1.0 - self.gamma) * y.sum(0))
-        self.m.mul_(self.gamma).add_((1.0 - self.gamma) * torch.einsum("ijk,ik->jk", z, y))
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise InputDataError unless ``x`` is ``(N, in_channels, *input_shape)``."""
-        want = (self.in_channels, *self.input_shape)
-        if x.dim() != 4 or tuple(x.shape[1:]) != want:
-            raise InputDataError(
-                format_error(
-                    "Classifier input has the wrong shape",
-                    reason=f"got {tuple(x.shape)}, expected (N, {', '.join(map(str, want))})",
-                    fix="pass the 240x400 mosaic (see mantid_exp2sim.mosaic)",
-                )
-            )
 
 
 def build_duq_classifier(config: Mapping[str, Any]) -> DUQClassifier:

@@ -8,6 +8,12 @@ gradients ``alpha_k = mean_xy dY_c / dA_k,xy`` and the map is
 argmax over the 64 hidden units). The map is upsampled bilinearly to the input's spatial size
 and, by default, scaled so its maximum is 1; :attr:`GradCAMResult.tiles` averages it over
 the mosaic's 40 x 40 (Ei, energy window) tiles.
+
+Networks whose last feature map has lost the input's layout (the energy-stack classifier
+folds the energy windows into channels) declare ``attribution = "input_gradient"``; for them
+:func:`attribution_map` returns :func:`input_gradient_map`, the input-times-gradient
+attribution ``ReLU(x * dK_c / dx)`` of the signal channel (Simonyan et al. 2014; Shrikumar
+et al. 2017), which lives on the input grid itself, so every tile keeps its own evidence.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from torch import nn
 
 from ..errors import InputDataError, format_error
 
-__all__ = ["GradCAMResult", "grad_cam", "tile_importance"]
+__all__ = ["GradCAMResult", "grad_cam", "input_gradient_map", "attribution_map", "tile_importance"]
 
 
 @dataclass
@@ -162,3 +168,69 @@ def grad_cam(
     return GradCAMResult(
         cam=cam_np, tiles=tiles, class_index=idx.numpy(), scores=scores.detach().numpy().astype(np.float64)
     )
+
+
+def input_gradient_map(
+    model: nn.Module,
+    x: torch.Tensor | np.ndarray,
+    class_index: int | Sequence[int] | None = None,
+    *,
+    normalise: bool = True,
+    tile: int = 40,
+) -> GradCAMResult:
+    """Input-times-gradient map ``ReLU(x_signal * dK_c / dx_signal)`` of a chosen class.
+
+    The positive part: bins whose (scaled) intensity raises the class's kernel value. Same
+    arguments and result as :func:`grad_cam` (without ``layer``).
+    """
+    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
+    if xt.dim() != 4:
+        raise InputDataError(
+            format_error("input_gradient_map() needs a batch (N, C, H, W)", reason=f"got shape {tuple(xt.shape)}")
+        )
+    n = xt.shape[0]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            xt = xt.detach().clone().requires_grad_(True)
+            scores = model(xt)
+            if class_index is None:
+                idx = scores.detach().argmax(1)
+            else:
+                idx = torch.as_tensor(np.broadcast_to(np.asarray(class_index), (n,)).copy(), dtype=torch.long)
+            if idx.min() < 0 or idx.max() >= scores.shape[1]:
+                raise InputDataError(
+                    format_error(
+                        "class_index out of range",
+                        reason=f"got {idx.tolist()}, the model has {scores.shape[1]} classes",
+                    )
+                )
+            (grad,) = torch.autograd.grad(scores.gather(1, idx[:, None]).sum(), xt)
+    finally:
+        model.train(was_training)
+    cam = F.relu(xt.detach()[:, 0] * grad[:, 0])
+    if normalise:
+        peak = cam.flatten(1).amax(1).clamp_min(torch.finfo(cam.dtype).tiny)
+        cam = cam / peak[:, None, None]
+    cam_np = cam.numpy().astype(np.float64)
+    h, w = cam_np.shape[1:]
+    tiles = tile_importance(cam_np, tile) if tile and h % tile == 0 and w % tile == 0 else np.zeros((n, 0, 0))
+    return GradCAMResult(
+        cam=cam_np, tiles=tiles, class_index=idx.numpy(), scores=scores.detach().numpy().astype(np.float64)
+    )
+
+
+def attribution_map(
+    model: nn.Module,
+    x: torch.Tensor | np.ndarray,
+    class_index: int | Sequence[int] | None = None,
+    *,
+    normalise: bool = True,
+    tile: int = 40,
+) -> GradCAMResult:
+    """The model's own activation map: :func:`grad_cam`, or :func:`input_gradient_map` for
+    models with ``attribution = "input_gradient"``."""
+    if getattr(model, "attribution", "grad_cam") == "input_gradient":
+        return input_gradient_map(model, x, class_index, normalise=normalise, tile=tile)
+    return grad_cam(model, x, class_index, normalise=normalise, tile=tile)

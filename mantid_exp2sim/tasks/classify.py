@@ -44,6 +44,9 @@ __all__ = [
     "VERDICTS",
     "Classification",
     "calibrate_thresholds",
+    "fit_kernel_power",
+    "expected_calibration_error",
+    "confident_wrong_rate",
     "combine_verdict",
     "verdict_of",
     "prepare_mosaic",
@@ -55,12 +58,112 @@ __all__ = [
 VERDICTS = ("confident", "uncertain", "out of distribution")
 
 
+def _checked_k(k: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    k = np.asarray(k, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    if k.ndim != 2 or k.shape[0] != y.shape[0] or k.shape[0] == 0:
+        raise InputDataError(
+            format_error(
+                f"Cannot {what}",
+                reason=f"kernel values of shape {k.shape} for {y.shape[0]} labels",
+            )
+        )
+    return k, y
+
+
+def expected_calibration_error(k: np.ndarray, labels: np.ndarray, *, bins: int = 10) -> float:
+    """Expected calibration error of the top-class kernel value.
+
+    ``sum_b (n_b / n) |accuracy_b - mean max K_b|`` over ``bins`` equal-width bins of max K
+    in [0, 1]: how far "K = 0.9" is from "right 90 % of the time".
+
+    Parameters
+    ----------
+    k
+        ``(n, n_classes)`` kernel values.
+    labels
+        ``(n,)`` true class indices.
+    bins
+        Number of bins.
+    """
+    k, y = _checked_k(k, labels, "compute the calibration error")
+    top = k.max(1)
+    correct = (k.argmax(1) == y).astype(float)
+    which = np.minimum((top * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - top[sel].mean())
+    return float(ece)
+
+
+def fit_kernel_power(k: np.ndarray, labels: np.ndarray, *, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
+    """The power ``a`` that calibrates the top-class kernel value ``max K ** a``.
+
+    DUQ's ``K_c = exp(-d_c / (2 sigma^2))``, so a new length scale ``sigma / sqrt(a)`` turns
+    every K into ``K ** a`` (the ranking of the classes and the verdict order are kept). ``a``
+    minimises the negative log-likelihood of "the prediction is right" under the probability
+    ``max K ** a`` (a proper scoring rule, so the fitted K match the held-out accuracy).
+
+    Parameters
+    ----------
+    k
+        ``(n, n_classes)`` held-out kernel values.
+    labels
+        ``(n,)`` true class indices.
+    bounds
+        Search interval of ``a``.
+
+    Returns
+    -------
+    float
+        ``a``; the calibrated length scale is ``sigma / sqrt(a)``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    k, y = _checked_k(k, labels, "fit the length scale")
+    log_top = np.log(np.clip(k.max(1), 1e-300, 1.0))
+    correct = k.argmax(1) == y
+
+    def nll(log_a: float) -> float:
+        lp = np.exp(log_a) * log_top  # log p
+        p = np.exp(lp)
+        return float(-(lp[correct].sum() + np.log(np.clip(1.0 - p[~correct], 1e-12, None)).sum()) / len(y))
+
+    res = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
+                          options={"xatol": 1e-4})
+    return float(np.exp(res.x))
+
+
+def confident_wrong_rate(k: np.ndarray, labels: np.ndarray, thresholds: Mapping[str, Any]) -> dict[str, float]:
+    """How often a ``confident`` verdict is wrong (DUQ verdict alone, :func:`verdict_of`).
+
+    Returns
+    -------
+    dict
+        ``confident_fraction`` (of all inputs), ``confident_wrong_rate`` (wrong among the
+        confident answers; 0 when there is none) and ``confident_wrong_fraction`` (confident
+        and wrong among all inputs).
+    """
+    k, y = _checked_k(k, labels, "count confident errors")
+    conf = np.array([verdict_of(row, thresholds) == VERDICTS[0] for row in k])
+    wrong = k.argmax(1) != y
+    n_conf = int(conf.sum())
+    return {
+        "confident_fraction": float(conf.mean()),
+        "confident_wrong_rate": float((conf & wrong).sum() / n_conf) if n_conf else 0.0,
+        "confident_wrong_fraction": float((conf & wrong).mean()),
+    }
+
+
 def calibrate_thresholds(
     k: np.ndarray,
     labels: np.ndarray,
     *,
     confident_coverage: float = 0.95,
     ood_quantile: float = 0.01,
+    max_confident_wrong: float | None = None,
 ) -> dict[str, Any]:
     """Calibrate the verdict thresholds on held-out in-distribution data.
 
@@ -76,6 +179,10 @@ def calibrate_thresholds(
     ood_quantile
         ``t_ood`` is this quantile of the max K of all held-out samples (so about this
         fraction of in-distribution data is flagged), capped at ``t_conf``.
+    max_confident_wrong
+        If given, ``t_conf`` is instead the smallest threshold at which at most this fraction
+        of the held-out answers with ``max K >= t_conf`` is wrong ("confident" means it;
+        ``confident_coverage`` is then ignored and the coverage reached is reported).
 
     Returns
     -------
@@ -83,15 +190,7 @@ def calibrate_thresholds(
         JSON-safe: ``confident`` (t_conf), ``out_of_distribution`` (t_ood), the rule, its
         parameters, and the held-out accuracy and verdict fractions.
     """
-    k = np.asarray(k, dtype=np.float64)
-    y = np.asarray(labels).astype(int)
-    if k.ndim != 2 or k.shape[0] != y.shape[0] or k.shape[0] == 0:
-        raise InputDataError(
-            format_error(
-                "Cannot calibrate thresholds",
-                reason=f"kernel values of shape {k.shape} for {y.shape[0]} labels",
-            )
-        )
+    k, y = _checked_k(k, labels, "calibrate thresholds")
     pred = k.argmax(1)
     kmax = k.max(1)
     correct = pred == y
@@ -102,26 +201,45 @@ def calibrate_thresholds(
                 fix="train the classifier longer or check the labels",
             )
         )
-    t_conf = float(np.quantile(kmax[correct], 1.0 - confident_coverage))
+    if max_confident_wrong is None:
+        t_conf = float(np.quantile(kmax[correct], 1.0 - confident_coverage))
+        how = (f"confident = the {1 - confident_coverage:g} quantile of max K over correctly classified "
+               "held-out samples")
+    else:
+        order = np.argsort(-kmax)
+        wrong_above = np.cumsum(~correct[order]) / np.arange(1, len(order) + 1)
+        ok = np.flatnonzero(wrong_above <= float(max_confident_wrong))
+        # The longest run of top-K answers whose error rate stays within the bound; ties
+        # share a threshold, so step back to the first of equal values.
+        if ok.size == 0:
+            t_conf = float(np.nextafter(kmax.max(), np.inf))
+        else:
+            t_conf = float(kmax[order][ok.max()])
+        how = (f"confident = the smallest max K above which at most {float(max_confident_wrong):g} of the "
+               "held-out answers are wrong")
     t_ood = min(float(np.quantile(kmax, ood_quantile)), t_conf)
     th: dict[str, Any] = {
         "confident": t_conf,
         "out_of_distribution": t_ood,
         "rule": (
             "out of distribution if max K < out_of_distribution; confident if max K >= "
-            "confident and no other class reaches it; uncertain otherwise. confident = the "
-            f"{1 - confident_coverage:g} quantile of max K over correctly classified held-out "
-            f"samples; out_of_distribution = the {ood_quantile:g} quantile of max K over all "
+            f"confident and no other class reaches it; uncertain otherwise. {how}; "
+            f"out_of_distribution = the {ood_quantile:g} quantile of max K over all "
             "held-out samples (capped at confident)"
         ),
-        "confident_coverage": float(confident_coverage),
+        "confident_coverage": float(confident_coverage) if max_confident_wrong is None
+        else float(np.mean(kmax[correct] >= t_conf)),
         "ood_quantile": float(ood_quantile),
         "n_holdout": int(k.shape[0]),
         "holdout_accuracy": float(correct.mean()),
     }
+    if max_confident_wrong is not None:
+        th["max_confident_wrong"] = float(max_confident_wrong)
     verdicts = [verdict_of(row, th) for row in k]
     for v in VERDICTS:
         th[f"holdout_fraction_{v.replace(' ', '_')}"] = float(np.mean([x == v for x in verdicts]))
+    th["holdout_ece"] = expected_calibration_error(k, y)
+    th.update({f"holdout_{key}": val for key, val in confident_wrong_rate(k, y, th).items()})
     return th
 
 
@@ -298,10 +416,10 @@ def _activation_map(bundle: Bundle, x: np.ndarray, class_index: int, mosaic: MDH
     from ..errors import require
 
     require("torch", extra="torch", feature="The class activation map (Grad-CAM)")
-    from ..models.gradcam import grad_cam
+    from ..models.gradcam import attribution_map
 
     model = bundle.build_torch_model()
-    res = grad_cam(model, x, class_index)
+    res = attribution_map(model, x, class_index)
     cam = res.cam[0].copy()
     cam[np.isnan(mosaic.signal.reshape(MOSAIC_SHAPE))] = np.nan
     meta = {
@@ -309,6 +427,7 @@ def _activation_map(bundle: Bundle, x: np.ndarray, class_index: int, mosaic: MDH
         "ei_list": mosaic.metadata.get("ei_list"),
         "window_fractions": mosaic.metadata.get("window_fractions"),
         "grad_cam_class": bundle.manifest["classes"][class_index],
+        "attribution": getattr(model, "attribution", "grad_cam"),
         "bundle_id": bundle.bundle_id,
         "package_version": __version__,
     }
@@ -338,7 +457,9 @@ def classify(
     inputs
         A 240x400 mosaic, or 3D (Qh, Qk, E) volumes, one per incident energy.
     bundle
-        Classifier bundle (path or Bundle); default: the shipped ``classify_2d`` bundle.
+        Classifier bundle (path or Bundle); default: the shipped ``classify_2d`` bundle
+        (trained on measured-like spectra), or with ``deconvolve`` the shipped
+        ``classify_deconvolved_2d`` (trained on unconvolved spectra, the paper's route).
     ei
         Incident energies of the volumes (else their metadata ``Ei``).
     deconvolve
@@ -357,8 +478,10 @@ def classify(
         for it is not installed.
     domain_bundle
         Generator bundle whose reference bank the input is compared with; default: the
-        shipped ``convolve_2d`` bundle (trained on unconvolved spectra), or ``deconvolve_2d``
-        with ``deconvolve`` (the raw measured-like input is scored).
+        classifier bundle's own reference bank (its training inputs in its own feature
+        space) when it has one and ``deconvolve`` is off, else the shipped ``convolve_2d``
+        bundle (trained on unconvolved spectra), or ``deconvolve_2d`` with ``deconvolve``
+        (the raw measured-like input is scored).
     domain_repeats, domain_seed
         Repeats and seed of the domain score (see :func:`mantid_exp2sim.domain.score`).
 
@@ -366,11 +489,11 @@ def classify(
     -------
     Classification
     """
-    b = classifier_bundle(bundle)
+    b = classifier_bundle(bundle, deconvolved=deconvolve)
     mosaic = prepare_mosaic(inputs, ei)
     domain = None
     if domain_check:
-        domain = _domain_of(mosaic, domain_bundle, deconvolve, domain_repeats, domain_seed, backend, device)
+        domain = _domain_of(mosaic, domain_bundle, deconvolve, domain_repeats, domain_seed, backend, device, b)
     prov: dict[str, Any] = {
         "bundle_id": b.bundle_id,
         "bundle_sha256": getattr(b, "sha256", ""),
@@ -408,12 +531,31 @@ def classify(
 
 
 def _domain_of(
-    mosaic: MDHisto, bundle: BundleSource, deconvolve: bool, repeats: int, seed: int, backend: str, device: str
+    mosaic: MDHisto, bundle: BundleSource, deconvolve: bool, repeats: int, seed: int, backend: str, device: str,
+    classifier: Bundle | None = None,
 ) -> dict[str, Any] | None:
     """Domain-applicability summary of the classifier's input (see :func:`classify`)."""
     from ..bundle import default_bundle_path
     from ..errors import Exp2SimError
 
+    if bundle is None and not deconvolve and classifier is not None and classifier.manifest.get("domain"):
+        # The classifier carries a reference bank of its own training inputs, in its own
+        # feature space: the domain that matters for its answer.
+        from ..bundle.resolve import reference_bank
+        from ..domain import score
+        from ..inference.features import classifier_features
+
+        arrays, calibration = reference_bank(classifier)
+        f = classifier_features([mosaic], classifier, backend=backend, device=device)
+        res = score(f, arrays, calibration, repeats=repeats, seed=seed)
+        return {
+            "mean": float(res.mean),
+            "std": float(res.std),
+            "zone": res.zone,
+            "bundle_id": classifier.bundle_id,
+            "repeats": int(repeats),
+            "features": "classifier",
+        }
     task = "deconvolve" if deconvolve else "convolve"
     if bundle is None:
         try:
@@ -422,11 +564,12 @@ def _domain_of(
             _log.warning("domain check skipped: %s", exc)
             return None
     bundle = score_bundle(2, bundle, default_task=task)
-    (score,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
+    (score_,) = score_histograms([mosaic], bundle, repeats=repeats, seed=seed, backend=backend, device=device)
     return {
-        "mean": float(score.mean),
-        "std": float(score.std),
-        "zone": score.zone,
+        "mean": float(score_.mean),
+        "std": float(score_.std),
+        "zone": score_.zone,
         "bundle_id": bundle.bundle_id,
         "repeats": int(repeats),
+        "features": "generator encoder",
     }

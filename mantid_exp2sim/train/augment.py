@@ -17,6 +17,14 @@ random global intensity factor would change nothing):
 after which the sample is renormalised. They make the classifier robust to the noise, residual
 resolution and coverage differences of measured data.
 
+Measured-like inputs (:class:`MeasuredLikeAugmenter`, ``--measured-like P``): with probability
+``P`` a noise-free convolved training spectrum is replaced, before normalisation, by a fresh
+draw of the measured-like processing chain (:mod:`mantid_exp2sim.simulate.measured_like`:
+per-Ei scale, Poisson counting noise with a background run, background subtraction, zeros,
+clip at 120, the measured detector mask) with nuisance values drawn around the calibrated
+PCSMO ones (:func:`mantid_exp2sim.simulate.nuisance_sampling.draw_measured_like`). Every
+epoch sees new draws; the held-out draws are fixed by the seed and the sample index.
+
 Spectra taken through the 2D generator bundles, prepared once before training:
 :func:`cycled_spectra` (``--cycle-augment``: ``deconvolve(convolve(x))`` copies of the labelled
 spectra) and :func:`alignment_spectra` (``--align``: the unlabelled, deconvolved target domain of
@@ -37,7 +45,76 @@ from .data import LabelledSpectra
 if TYPE_CHECKING:
     from ..bundle import Bundle
 
-__all__ = ["augment_batch", "cycled_spectra", "alignment_spectra"]
+__all__ = ["augment_batch", "MeasuredLikeAugmenter", "cycled_spectra", "alignment_spectra"]
+
+
+class MeasuredLikeAugmenter:
+    """Measured-like draws of noise-free convolved mosaics (see the module notes).
+
+    Parameters
+    ----------
+    probability
+        Probability that a spectrum is replaced by a measured-like draw (else kept clean).
+    ranges
+        :class:`~mantid_exp2sim.simulate.nuisance_sampling.NuisanceRanges` (default: its
+        ``DEFAULT_RANGES``).
+    base
+        The calibrated chain (default ``PCSMO_MEASURED_LIKE``).
+    shape
+        Mosaic shape; the measured and kinematic masks are prepared once for it.
+    """
+
+    def __init__(self, probability: float, *, ranges: Any = None, base: Any = None,
+                 shape: Sequence[int] = (240, 400)) -> None:
+        from ..simulate.measured_like import PCSMO_MEASURED_LIKE
+        from ..simulate.nuisance_sampling import DEFAULT_RANGES
+
+        p = float(probability)
+        if not 0.0 <= p <= 1.0:
+            raise InputDataError(
+                format_error("--measured-like must be a probability", reason=f"got {probability!r}",
+                             fix="give a value in [0, 1] (0: off)")
+            )
+        self.probability = p
+        self.ranges = DEFAULT_RANGES if ranges is None else ranges
+        self.base = PCSMO_MEASURED_LIKE if base is None else base
+        self.shape = tuple(int(v) for v in shape)
+        # Loading nanmask.mat or planning the kinematic mask per draw would dominate the cost.
+        self.masks: dict[str, Any] = {}
+        for name in ("measured", "kinematic"):
+            arr, source = _with_mask(self.base, name).mask_array(self.shape)
+            self.masks[name] = (arr, source)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description (probability, ranges, calibrated chain, mask sources)."""
+        return {"probability": self.probability, "ranges": self.ranges.describe(),
+                "base": self.base.describe(), "masks": {k: v[1] for k, v in self.masks.items()}}
+
+    def draw(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One measured-like draw of one noise-free mosaic (NaN where masked)."""
+        from dataclasses import replace
+
+        from ..simulate.nuisance_sampling import draw_measured_like
+
+        chain = draw_measured_like(rng, self.ranges, self.base)
+        key = "kinematic" if chain.mask == "kinematic" else "measured"
+        arr = self.masks[key][0]
+        chain = replace(chain, mask=arr if arr is not None else "none")
+        return chain.apply(np.asarray(clean, dtype=np.float64), rng).astype(np.float32)
+
+    def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``batch`` ``(n, H, W)`` with each spectrum replaced by a draw with the probability."""
+        out = np.array(batch, dtype=np.float32, copy=True)
+        for i in range(out.shape[0]):
+            if rng.random() < self.probability:
+                out[i] = self.draw(out[i], rng)
+        return out
+
+
+def _with_mask(chain: Any, mask: str) -> Any:
+    from dataclasses import replace
+
+    return replace(chain, mask=mask)
 
 
 def _blur_windows(sig: "Any", valid: "Any", sigma: "Any", largest: float, tile: int) -> "Any":

@@ -43,25 +43,75 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputDataError, format_error
-from .augment import alignment_spectra, augment_batch, cycled_spectra
+from .augment import MeasuredLikeAugmenter, alignment_spectra, augment_batch, cycled_spectra
 from .config import ClassifierConfig, add_classifier_options
 from .data import LabelledSpectra, normalised_batch, stratified_split
 from .export import export_classifier
 
-__all__ = ["train_classifier", "get_parser", "main"]
+__all__ = ["train_classifier", "build_classifier_model", "calibrate_classifier", "get_parser", "main"]
 
 
 # ----------------------------------------------------------------------------- training
-def _evaluate(model: Any, data: LabelledSpectra, idx: np.ndarray, batch: int) -> np.ndarray:
+def _evaluate(model: Any, data: LabelledSpectra, idx: np.ndarray, batch: int,
+              draws: "HeldOutDraws | None" = None) -> np.ndarray:
+    """Kernel values of held-out samples ``idx`` (clean), or of their fixed measured-like ``draws``."""
     import torch
 
     model.eval()
     out = []
     with torch.no_grad():
         for s in range(0, len(idx), batch):
-            x = torch.from_numpy(normalised_batch(data.read_batch(idx[s : s + batch])))
+            part = idx[s : s + batch]
+            raw = data.read_batch(part) if draws is None else draws.batch(data, part)
+            x = torch.from_numpy(normalised_batch(raw))
             out.append(model(x).numpy().astype(np.float64))
     return np.concatenate(out) if out else np.zeros((0, len(data.classes)))
+
+
+class HeldOutDraws:
+    """Fixed measured-like draws of held-out samples: draw ``d`` of sample ``i`` is seeded by ``(seed, i, d)``."""
+
+    def __init__(self, augmenter: MeasuredLikeAugmenter, seed: int, draw: int) -> None:
+        self.augmenter, self.seed, self.draw = augmenter, int(seed), int(draw)
+
+    def batch(self, data: LabelledSpectra, idx: Sequence[int]) -> np.ndarray:
+        return np.stack([
+            self.augmenter.draw(data.read(int(i)), np.random.default_rng([self.seed, 17, int(i), self.draw]))
+            for i in idx
+        ])
+
+
+def _held_out_k(model: Any, data: LabelledSpectra, va: np.ndarray, batch: int,
+                augmenter: MeasuredLikeAugmenter | None, seed: int, n_draws: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K, labels and a "measured-like" flag for the held-out set: clean spectra, plus ``n_draws``
+    measured-like draws of each with ``augmenter``."""
+    ks = [_evaluate(model, data, va, batch)]
+    flags = [np.zeros(len(va), bool)]
+    if augmenter is not None:
+        for d in range(n_draws):
+            ks.append(_evaluate(model, data, va, batch, HeldOutDraws(augmenter, seed, d)))
+            flags.append(np.ones(len(va), bool))
+    labels = np.concatenate([data.labels[va]] * len(ks))
+    return np.concatenate(ks), labels, np.concatenate(flags)
+
+
+def build_classifier_model(cfg: ClassifierConfig, n_classes: int, shape: Sequence[int]) -> Any:
+    """The untrained network of ``cfg.architecture`` (``mosaic`` or ``energy-stack``)."""
+    common = dict(n_classes=n_classes, input_shape=tuple(shape), widths=cfg.resolved_widths(),
+                  feature_dim=cfg.feature_dim, embedding_dim=cfg.embedding_dim, length_scale=cfg.length_scale,
+                  gamma=cfg.gamma, batch_norm=cfg.batch_norm)
+    if cfg.architecture == "mosaic":
+        from ..models.duq import DUQClassifier
+
+        return DUQClassifier(**common)
+    if cfg.architecture == "energy-stack":
+        from ..models.energy_stack import EnergyStackDUQ
+
+        return EnergyStackDUQ(**common)
+    raise InputDataError(
+        format_error("Unknown --architecture", reason=f"got {cfg.architecture!r}",
+                     fix="choose 'mosaic' or 'energy-stack'")
+    )
 
 
 def train_classifier(
@@ -80,8 +130,7 @@ def train_classifier(
     """
     import torch
 
-    from ..tasks.classify import calibrate_thresholds
-    from ..models.duq import DUQClassifier, duq_loss
+    from ..models.duq import duq_loss
 
     say = log or (lambda _msg: None)
     if cfg.threads:
@@ -104,6 +153,19 @@ def train_classifier(
         raise InputDataError(
             format_error("The classifier trains on 2D mosaics", reason=f"sample shape {data.shape}")
         )
+    measured: MeasuredLikeAugmenter | None = None
+    if cfg.measured_like > 0:
+        if cfg.kind != "convolved":
+            raise InputDataError(
+                format_error("--measured-like needs noise-free convolved spectra",
+                             reason=f"--kind is {cfg.kind!r}", fix="add --kind convolved")
+            )
+        measured = MeasuredLikeAugmenter(cfg.measured_like, shape=data.shape)
+        if cfg.val_draws < 1:
+            raise InputDataError(
+                format_error("--val-draws must be at least 1", reason=f"got {cfg.val_draws}",
+                             fix="give the number of measured-like draws per held-out spectrum")
+            )
     if data.preload(np.concatenate([tr, va])):
         say(f"classifier: {len(tr) + len(va)} samples held in memory")
     cycled: dict[int, np.ndarray] = {}
@@ -120,16 +182,7 @@ def train_classifier(
                                    seed=cfg.seed, shape=data.shape, log=say)
         say(f"classifier: aligning features to {len(target)} unlabelled spectra "
             f"(weight {cfg.align_weight:g})")
-    model = DUQClassifier(
-        n_classes=len(data.classes),
-        input_shape=data.shape,
-        widths=cfg.widths,
-        feature_dim=cfg.feature_dim,
-        embedding_dim=cfg.embedding_dim,
-        length_scale=cfg.length_scale,
-        gamma=cfg.gamma,
-        batch_norm=cfg.batch_norm,
-    )
+    model = build_classifier_model(cfg, len(data.classes), data.shape)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
@@ -154,6 +207,8 @@ def train_classifier(
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s : s + cfg.batch_size]
             batch = data.read_batch(idx)
+            if measured is not None:
+                batch = measured(batch, rng)
             if cycled:
                 swap = rng.random(len(idx)) < cfg.cycle_augment
                 for j in np.flatnonzero(swap):
@@ -175,16 +230,22 @@ def train_classifier(
             sums["loss"] += float(loss.detach()) * len(idx)
             for k in parts:
                 sums[k] += parts[k] * len(idx)
-        k_val = _evaluate(model, data, va, cfg.batch_size)
-        y_val = labels[va]
+        k_val, y_val, ml_flag = _held_out_k(model, data, va, cfg.batch_size, measured, cfg.seed,
+                                            min(1, cfg.val_draws))
         val_acc = float((k_val.argmax(1) == y_val).mean())
         onehot = np.eye(len(data.classes))[y_val]
         kc = np.clip(k_val, 1e-7, 1 - 1e-7)
         val_bce = float(-(onehot * np.log(kc) + (1 - onehot) * np.log(1 - kc)).mean())
         row = {k: v / len(tr) for k, v in sums.items()}
         row.update(epoch=epoch + 1, val_accuracy=val_acc, val_bce=val_bce, seconds=time.perf_counter() - t0)
+        if measured is not None:
+            row["val_accuracy_clean"] = float((k_val[~ml_flag].argmax(1) == y_val[~ml_flag]).mean())
+            row["val_accuracy_measured_like"] = float((k_val[ml_flag].argmax(1) == y_val[ml_flag]).mean())
         history.append(row)
         extra = f", align {row['align']:.4f}" if "align" in row else ""
+        if "val_accuracy_measured_like" in row:
+            extra += (f"; held-out clean {row['val_accuracy_clean']:.3f}, measured-like "
+                      f"{row['val_accuracy_measured_like']:.3f}")
         say(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f} (bce {row['bce']:.4f}, gp "
             f"{row['gp']:.4f}{extra}), train acc {row['accuracy']:.3f}, held-out acc {val_acc:.3f}, "
@@ -194,13 +255,18 @@ def train_classifier(
         if best is None or key > best:
             best = key
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if cfg.max_minutes is not None and row["seconds"] > 60.0 * cfg.max_minutes and epoch + 1 < cfg.epochs:
+            say(f"classifier: stopping after epoch {epoch + 1}: past --max-minutes {cfg.max_minutes:g}")
+            break
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
-    k_val = _evaluate(model, data, va, cfg.batch_size)
-    thresholds = calibrate_thresholds(
-        k_val, labels[va], confident_coverage=cfg.confident_coverage, ood_quantile=cfg.ood_quantile
-    )
+    k_val, y_val, ml_flag = _held_out_k(model, data, va, cfg.batch_size, measured, cfg.seed, cfg.val_draws)
+    thresholds, calibration = calibrate_classifier(model, k_val, y_val, cfg)
+    if measured is not None:
+        k_cal = k_val ** calibration["kernel_power"]
+        calibration["holdout_accuracy_measured_like"] = float((k_cal[ml_flag].argmax(1) == y_val[ml_flag]).mean())
+        calibration["holdout_accuracy_clean"] = float((k_cal[~ml_flag].argmax(1) == y_val[~ml_flag]).mean())
     desc = {
         "files": [str(p) for p in cfg.train],
         "kind": cfg.kind,
@@ -209,7 +275,12 @@ def train_classifier(
         "n_holdout": int(len(va)),
         "per_class_train": {c: int((labels[tr] == i).sum()) for i, c in enumerate(data.classes)},
         "sample_shape": list(data.shape),
+        "architecture": cfg.architecture,
+        "calibration": calibration,
     }
+    if measured is not None:
+        desc["measured_like"] = {**measured.describe(), "holdout_draws_per_spectrum": int(cfg.val_draws),
+                                 "holdout": "clean held-out spectra plus fixed measured-like draws of them"}
     if target is not None:
         desc["aligned_to"] = {
             "files": [str(p) for p in cfg.align],
@@ -218,17 +289,105 @@ def train_classifier(
             "n_samples": int(len(target)),
             "weight": float(cfg.align_weight),
         }
+    bank = classifier_domain_bank(model, data, tr, va, measured, cfg)
+    if bank is not None:
+        say(f"classifier: domain-score reference bank of {bank[1]['train_samples_encoded']} training inputs "
+            "in the classifier's feature space")
     data.close()
     return {
         "model": model,
+        "domain_bank": bank,
         "classes": data.classes,
         "history": history,
-        "holdout_k": k_val,
-        "holdout_labels": labels[va],
+        "holdout_k": k_val ** calibration["kernel_power"],
+        "holdout_labels": y_val,
         "thresholds": thresholds,
         "data": desc,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def pooled_classifier_features(model: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Pooled (mean, std per channel over valid positions) last feature maps of network inputs ``x``."""
+    import torch
+
+    from ..domain.features import pooled_features
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            part = x[s : s + batch]
+            fmap = model.encode(torch.from_numpy(part)).numpy()
+            out.append(pooled_features(fmap, part[:, 1] > 0.5))
+    return np.concatenate(out)
+
+
+def classifier_domain_bank(model: Any, data: LabelledSpectra, tr: np.ndarray, va: np.ndarray,
+                           measured: MeasuredLikeAugmenter | None,
+                           cfg: ClassifierConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Domain-of-applicability reference bank in the classifier's own feature space.
+
+    Training inputs as the classifier saw them (a seeded choice of ``cfg.bank_samples``
+    training spectra, each measured-like with the training probability; with measured-like
+    draws a spectrum may be drawn more than once when there are fewer) against the held-out
+    inputs (clean and ``cfg.val_draws`` fixed measured-like draws), through
+    :func:`mantid_exp2sim.domain.build_reference_bank`. None (no bank) when ``bank_samples``
+    is 0 or there are too few distinct training inputs for one.
+    """
+    from ..domain import build_reference_bank
+    from ..train.export import REFERENCE_SET
+
+    n = int(cfg.bank_samples)
+    if n <= 0 or (measured is None and len(tr) <= 2 * REFERENCE_SET):
+        return None
+    n = max(n, 2 * REFERENCE_SET + 1)
+    rng = np.random.default_rng([cfg.seed, 23])
+    pick = np.sort(rng.choice(tr, n, replace=len(tr) < n))
+    raw = data.read_batch(pick)
+    if measured is not None:
+        raw = measured(raw, rng)
+    f_train = pooled_classifier_features(model, normalised_batch(raw))
+    parts = [data.read_batch(va)]
+    if measured is not None:
+        parts += [HeldOutDraws(measured, cfg.seed, d).batch(data, va) for d in range(cfg.val_draws)]
+    f_hold = pooled_classifier_features(model, normalised_batch(np.concatenate(parts)))
+    arrays, calibration = build_reference_bank(f_train, f_hold, seed=cfg.seed)
+    calibration = {**calibration, "features": "pooled (mean, std per channel) last feature map of the classifier "
+                   "(its onnx_encoder graph)", "train_samples_encoded": int(len(pick)),
+                   "holdout_samples_encoded": int(len(f_hold))}
+    return arrays, calibration
+
+
+def calibrate_classifier(model: Any, k: np.ndarray, labels: np.ndarray,
+                         cfg: ClassifierConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the length scale (``cfg.fit_length_scale``) and the verdict thresholds on held-out K.
+
+    The model's ``length_scale`` is changed in place to ``sigma / sqrt(a)``
+    (:func:`~mantid_exp2sim.tasks.classify.fit_kernel_power`), which turns every K into
+    ``K ** a``; the thresholds are then calibrated on those K.
+
+    Returns
+    -------
+    thresholds, calibration
+        The bundle's thresholds and a JSON-safe record (power, length scales, ECE before and after).
+    """
+    from ..tasks.classify import calibrate_thresholds, expected_calibration_error, fit_kernel_power
+
+    before = expected_calibration_error(k, labels)
+    a = fit_kernel_power(k, labels) if cfg.fit_length_scale else 1.0
+    old = float(model.length_scale)
+    model.length_scale = old / math.sqrt(a)
+    kc = k ** a
+    thresholds = calibrate_thresholds(kc, labels, confident_coverage=cfg.confident_coverage,
+                                      ood_quantile=cfg.ood_quantile, max_confident_wrong=cfg.max_confident_wrong)
+    calibration = {"kernel_power": float(a), "length_scale_trained": old, "length_scale": float(model.length_scale),
+                   "holdout_ece_before": before, "holdout_ece": expected_calibration_error(kc, labels),
+                   "n_holdout_inputs": int(len(labels)),
+                   "method": "length scale refitted on held-out K (NLL of 'the prediction is right' under "
+                             "max K); thresholds calibrate_thresholds" if cfg.fit_length_scale else
+                             "trained length scale; thresholds calibrate_thresholds"}
+    return thresholds, calibration
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -269,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=cfg.seed,
             command=["exp2sim-train", "classifier", *argv],
             exporter=cfg.exporter,
+            reference=res.get("domain_bank"),
         )
     except Exception as exc:  # noqa: BLE001 - one line, no traceback (bad input, unwritable paths)
         from .._console import failure_line

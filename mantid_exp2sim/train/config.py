@@ -351,6 +351,9 @@ class ClassifierConfig:
     train: list[str] = field(default_factory=list)
     kind: str = "unconvolved"
     models: list[str] | None = None
+    architecture: str = "mosaic"
+    measured_like: float = 0.0
+    val_draws: int = 2
     out: str = "runs/classifier/classify_2d.exp2sim.h5"
     epochs: int = 15
     batch_size: int = 32
@@ -362,7 +365,7 @@ class ClassifierConfig:
     gamma: float = 0.99
     length_scale: float = 0.1
     gp_weight: float = 0.5
-    widths: list[int] = field(default_factory=lambda: [16, 32, 32, 32])
+    widths: list[int] | None = None
     feature_dim: int = 64
     embedding_dim: int = 64
     noise: float = 0.1
@@ -378,16 +381,37 @@ class ClassifierConfig:
     flip: bool = True
     batch_norm: bool = True
     confident_coverage: float = 0.95
+    max_confident_wrong: float | None = None
+    max_minutes: float | None = None
+    fit_length_scale: bool = False
+    bank_samples: int = 600
     ood_quantile: float = 0.01
     threads: int | None = None
     exporter: str = "auto"
+
+    def resolved_widths(self) -> list[int]:
+        """``widths``, or the architecture's default (mosaic 16,32,32,32; energy-stack 8,16,64,64)."""
+        if self.widths:
+            return [int(w) for w in self.widths]
+        return list(CLASSIFIER_WIDTHS.get(self.architecture, CLASSIFIER_WIDTHS["mosaic"]))
+
+
+#: Default channel widths per classifier architecture.
+CLASSIFIER_WIDTHS: dict[str, tuple[int, ...]] = {"mosaic": (16, 32, 32, 32), "energy-stack": (8, 16, 64, 64)}
 
 
 #: Help text of every :class:`ClassifierConfig` option.
 CLASSIFIER_HELP: dict[str, str] = {
     "train": "exp2sim-simulate mosaic data set(s); every model group is a class",
-    "kind": "which spectra to learn from (default unconvolved, as in seed 000)",
+    "kind": "which spectra to learn from (default unconvolved, as in seed 000; convolved for --measured-like)",
     "models": "model groups to use (default all)",
+    "architecture": "network: 'mosaic' (the mosaic read as a picture) or 'energy-stack' (each Ei as a stack "
+                    "of energy windows over (Qh, Qk); models/energy_stack.py)",
+    "measured_like": "probability of replacing a (convolved) training spectrum by a fresh measured-like draw "
+                     "(counting noise, background subtraction, zeros, clip, measured mask; nuisances around "
+                     "the calibrated PCSMO values); held-out spectra are then also read measured-like (0: off)",
+    "val_draws": "measured-like draws per held-out spectrum for model selection and calibration "
+                 "(with --measured-like)",
     "out": f"bundle to write (default {ClassifierConfig.out})",
     "epochs": "training epochs",
     "batch_size": "samples per step",
@@ -399,7 +423,8 @@ CLASSIFIER_HELP: dict[str, str] = {
     "gamma": "centroid EMA factor (1 freezes them)",
     "length_scale": "RBF length scale sigma",
     "gp_weight": "gradient-penalty weight lambda",
-    "widths": "channels of the 4 convolutions, e.g. 16,32,32,32",
+    "widths": "channels of the 4 convolutions, e.g. 16,32,32,32 (default per --architecture: mosaic "
+              "16,32,32,32; energy-stack 8,16,64,64, the first two per Ei branch)",
     "feature_dim": "feature vector size",
     "embedding_dim": "DUQ embedding size",
     "noise": "largest augmentation noise amplitude (0: off)",
@@ -418,7 +443,16 @@ CLASSIFIER_HELP: dict[str, str] = {
     "mask_prob": "probability of extra random masking",
     "flip": "random Q -> -Q inversion inside the tiles (an exact symmetry; default on)",
     "batch_norm": "batch normalisation in the feature extractor (default on)",
-    "confident_coverage": "fraction of correct held-out predictions that must be 'confident'",
+    "confident_coverage": "fraction of correct held-out predictions that must be 'confident' (unless "
+                          "--max-confident-wrong is given)",
+    "max_confident_wrong": "set the 'confident' threshold so that at most this fraction of the held-out "
+                           "answers above it are wrong (e.g. 0.005)",
+    "bank_samples": "training inputs encoded for the domain-score reference bank in the classifier's own "
+                    "feature space (0: no bank; classification then scores the domain with the generators)",
+    "max_minutes": "stop after the first epoch that ends past this wall-clock budget (the best held-out "
+                   "epoch so far is kept)",
+    "fit_length_scale": "after training, refit the RBF length scale on the held-out spectra so that the "
+                        "top-class K matches the held-out accuracy (calibration)",
     "ood_quantile": "quantile of held-out max K below which inputs are 'out of distribution'",
     "threads": "torch CPU threads",
     "exporter": "ONNX exporter",
@@ -434,8 +468,10 @@ def _int_list(text: str) -> list[int]:
 _CLASSIFIER_OPTIONS: dict[str, dict[str, Any]] = {
     "train": {"required": True, "metavar": "FILE.h5"},
     "kind": {"choices": ["unconvolved", "convolved"]},
+    "architecture": {"choices": ["mosaic", "energy-stack"]},
+    "measured_like": {"metavar": "P"},
     "models": {"metavar": "NAME"},
-    "widths": {"type": _int_list, "nargs": None, "metavar": None},
+    "widths": {"type": _int_list, "nargs": None, "metavar": "W0,W1,W2,W3"},
     "cycle_augment": {"metavar": "P"},
     "cycle_models": {"nargs": 2, "metavar": ("CONVOLVE", "DECONVOLVE")},
     "align": {"metavar": "FILE.h5"},

@@ -386,6 +386,7 @@ def export_classifier(
     command: Sequence[str] | None = None,
     exporter: str = "auto",
     tolerance: float = 1e-4,
+    reference: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None,
 ) -> Path:
     """Write a classifier bundle (ONNX graph, weights, classes, thresholds, provenance).
 
@@ -407,6 +408,10 @@ def export_classifier(
         ONNX exporter (see :func:`mantid_exp2sim.onnx.export_onnx`).
     tolerance
         Largest allowed ONNX-vs-PyTorch difference of the kernel values.
+    reference
+        ``(arrays, calibration)`` of a domain-score reference bank in the classifier's own
+        feature space (``train.classifier.classifier_domain_bank``); the bundle then also holds
+        the ``onnx_encoder`` graph (``model.encode``) that computes those features.
 
     Returns
     -------
@@ -439,6 +444,21 @@ def export_classifier(
                 fix="report this; try --exporter torchscript",
             )
         )
+    enc_blob = None
+    if reference is not None:
+        from ..onnx import EncoderWrapper
+
+        enc = EncoderWrapper(model).eval()
+        enc_blob = export_onnx(enc, example, dynamic_spatial=False, exporter=exporter)
+        diff_enc = float(verify_onnx(enc_blob, enc, [check]))
+        if not diff_enc <= 1e-3:
+            raise BundleError(
+                format_error(
+                    "The exported ONNX classifier encoder disagrees with PyTorch",
+                    reason=f"max |onnx - torch| = {diff_enc:.3g} > 1e-3",
+                    fix="report this; try --exporter torchscript",
+                )
+            )
     axes = [a.to_dict() for a in mosaic_axes(tuple(model.input_shape))]
     manifest = make_manifest(
         kind="classifier",
@@ -459,7 +479,12 @@ def export_classifier(
         seed=seed,
         command=list(command) if command is not None else None,
     )
-    return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())
+    if reference is None:
+        return write_bundle(path, manifest, onnx=blob, weights=model.state_dict())
+    arrays, calibration = reference
+    manifest["domain"] = dict(calibration)
+    return write_bundle(path, manifest, onnx=blob, onnx_encoder=enc_blob, weights=model.state_dict(),
+                        reference=arrays)
 
 
 def repack_bundle(

@@ -268,3 +268,64 @@ def test_alignment_trains_on_both_batches_and_is_recorded(tmp_path, capsys):
             bad += [option, value]
         assert main(bad) == 1
         assert message in capsys.readouterr().err
+
+
+def test_energy_stack_on_measured_like_spectra_end_to_end(tmp_path, capsys, monkeypatch):
+    from mantid_exp2sim import classify
+    from mantid_exp2sim.bundle import load_bundle
+    from mantid_exp2sim.histogram import MDHisto
+    from mantid_exp2sim.mosaic import mosaic_axes
+
+    monkeypatch.setenv("EXP2SIM_BUNDLE_DIR", str(tmp_path))  # no generator bundles: the classifier's own bank
+    data = write_dataset(tmp_path / "train.h5", n=(24, 24))
+    out = tmp_path / "clf.exp2sim.h5"
+    argv = ["--train", str(data), "--kind", "convolved", "--architecture", "energy-stack", "--measured-like", "0.5",
+            "--val-draws", "1", "--out", str(out), "--epochs", "4", "--batch-size", "8", "--lr", "5e-3",
+            "--gamma", "0.9", "--widths", "2,4,8,8", "--feature-dim", "8", "--embedding-dim", "8",
+            "--val-fraction", "0.25", "--noise", "0", "--blur", "0", "--mask-prob", "0.2", "--fit-length-scale",
+            "--max-confident-wrong", "0.05", "--bank-samples", "48", "--threads", "1", "--exporter", "torchscript", "--seed", "3"]
+    assert main(argv) == 0
+    out_lines = capsys.readouterr().out
+    assert "measured-like" in out_lines
+    b = load_bundle(out, kind="classifier", task="classify", ndim=2)
+    m = b.manifest
+    assert m["architecture"]["name"] == "EnergyStackDUQ"
+    assert m["provenance"]["command"] == ["exp2sim-train", "classifier", *argv]
+    tr = m["training"]
+    assert tr["kind"] == "convolved" and tr["measured_like"]["probability"] == 0.5
+    assert tr["measured_like"]["masks"]["measured"]  # a source is recorded (measured or kinematic fallback)
+    cal = tr["calibration"]
+    # 12 held-out spectra, read clean and as one measured-like draw each
+    assert cal["n_holdout_inputs"] == 24 and m["thresholds"]["n_holdout"] == 24
+    assert cal["length_scale"] == pytest.approx(cal["length_scale_trained"] / np.sqrt(cal["kernel_power"]))
+    assert m["architecture"]["config"]["length_scale"] == pytest.approx(cal["length_scale"])
+    assert "holdout_accuracy_measured_like" in cal and "max_confident_wrong" in m["thresholds"]
+    hist = m["validation"]["history"]
+    assert {"val_accuracy_clean", "val_accuracy_measured_like"} <= set(hist[-1])
+    # the bundle carries a domain bank in the classifier's feature space, used by default
+    assert m["domain"]["features"].startswith("pooled")
+    x = LabelledSpectra([str(data)], "convolved").read(0)
+    res = classify(MDHisto(x, mosaic_axes()), b, domain_repeats=50, activation_map=True)
+    assert res.domain is not None and res.domain["features"] == "classifier"
+    assert res.domain["zone"] in ("trustworthy", "expert opinion", "untrustworthy")
+    assert res.tile_importance.shape == (6, 10)
+    assert res.activation_map.metadata["attribution"] == "input_gradient"
+    from mantid_exp2sim.bundle.resolve import reference_bank
+    from mantid_exp2sim.domain import score
+    from mantid_exp2sim.inference.features import classifier_features
+
+    arrays, calibration = reference_bank(b)
+    direct = score(classifier_features([MDHisto(x, mosaic_axes())], b), arrays, calibration, repeats=50, seed=0)
+    assert res.domain["mean"] == pytest.approx(direct.mean) and res.domain["zone"] == direct.zone
+
+
+def test_measured_like_needs_convolved_spectra(tmp_path, capsys):
+    data = write_dataset(tmp_path / "train.h5", n=(4, 4))
+    argv = ["--train", str(data), "--measured-like", "0.5", "--out", str(tmp_path / "x.h5")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--measured-like needs noise-free convolved spectra" in err and "--kind convolved" in err
+    assert main([*argv[:-2], "--kind", "convolved", "--measured-like", "1.5", "--out", str(tmp_path / "x.h5")]) == 1
+    assert "--measured-like must be a probability" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv[:-2], "--kind", "convolved", "--architecture", "resnet", "--out", str(tmp_path / "x.h5")])
