@@ -670,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
                                  ("smooth", zones_smooth))
             }
             notes["domain_mean_train"] = "mean of the bank's train-vs-train single-sample costs (disjoint draws)"
+    elif args.no_legacy:
+        notes["domain"] = "null: --no-legacy"
     else:
         notes["domain"] = "null: no deconvolve_2d bundle (the score uses its encoder and reference bank)"
 
