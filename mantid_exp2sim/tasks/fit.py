@@ -365,6 +365,7 @@ def fit_spin_models(
     """
     from ..fitting import compare_models, fit_model, prepare_data
     from ..fitting.noise import refine_noise, refit
+    from ..fitting.symmetry import canonical_permutation, canonical_values, canonicalise_result
 
     validate_mosaic(mosaic, argument="the input")
     models = [str(m).strip() for m in models if str(m).strip()]
@@ -411,6 +412,15 @@ def fit_spin_models(
         results = [refit(fd, name, r, fixed=fix, resolution=resolution,
                          progress=_stage(progress, len(models) + i, stages, f"{name} (refined errors)"), **local)
                    for i, (name, fix, r) in enumerate(zip(models, per_model, results))]
+    for r in results:
+        canonicalise_result(r)
+    for name, e in estimates.items():
+        names = list(e.values)
+        vec = canonical_values(name, names, e.values)
+        perm = canonical_permutation(name, names, e.values)
+        if perm is not None:
+            e.values = dict(zip(names, vec.tolist()))
+            e.errors = {n: e.errors[names[j]] for n, j in zip(names, perm)}
     comparison = compare_models(results)
 
     def on_axes(a: np.ndarray, kind: str, model: str) -> MDHisto:

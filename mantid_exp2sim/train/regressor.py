@@ -224,7 +224,7 @@ def train_regressor(train: Sequence[str], model: str, *, epochs: int = 40, batch
         "coverage_1sigma_raw": {k: float(v) for k, v in zip(names, np.mean(np.abs(z) <= 1, axis=0))},
         "coverage_1sigma_calibrated": {k: float(v) for k, v in zip(names, np.mean(np.abs(z) <= sigma_scale, axis=0))},
     }
-    say(f"held-out median |error|: " + ", ".join(f"{k} {v:.3g}" for k, v in holdout["median_abs_error"].items()))
+    say("held-out median |error|: " + ", ".join(f"{k} {v:.3g}" for k, v in holdout["median_abs_error"].items()))
     return {"model": net.eval(), "names": names, "ranges": np.stack([lo, hi], 1).tolist(),
             "sigma_scale": [float(v) for v in sigma_scale], "history": history, "holdout": holdout,
             "data": {"files": [str(p) for p in train], "kind": "convolved (made measured-like on the fly)",

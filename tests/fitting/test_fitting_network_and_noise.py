@@ -185,3 +185,25 @@ def test_cli_plot_and_network_only(dimer_network, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "another model" in err and len(err.strip().splitlines()) == 1
     assert cli_fit.main([str(src), "--no-network", "--network-only"]) == 2
+
+
+def test_dimer_relabelling_moves_fits_onto_the_canonical_branch():
+    from types import SimpleNamespace
+
+    from mantid_exp2sim.fitting.symmetry import canonical_values, canonicalise_result
+
+    names = ["JFW", "JA1", "JA2", "JFS", "Jperp", "D"]
+    swapped = [-14.2, 2.0, 1.0, -8.4, 0.9, 0.07]
+    np.testing.assert_allclose(canonical_values("dimer", names, swapped), [-8.4, 1.0, 2.0, -14.2, 0.9, 0.07])
+    np.testing.assert_allclose(canonical_values("dimer", names, [-8.4, 1.0, 2.0, -14.2, 0.9, 0.07]),
+                               [-8.4, 1.0, 2.0, -14.2, 0.9, 0.07])
+    np.testing.assert_allclose(canonical_values("goodenough", ["JF1"], [-3.0]), [-3.0])
+    corr = np.eye(6)
+    corr[0, 1] = corr[1, 0] = 0.5  # JFW-JA1 correlated: becomes JFS-JA2 after the swap
+    r = SimpleNamespace(model="dimer", parameter_names=tuple(names), values=dict(zip(names, swapped)),
+                        errors=dict(zip(names, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])), fixed=(), free=tuple(names),
+                        covariance=corr.copy(), correlation=corr.copy(), notes=[])
+    canonicalise_result(r)
+    assert r.values["JFW"] == -8.4 and r.values["JFS"] == -14.2 and r.values["JA1"] == 1.0
+    assert r.errors["JFW"] == 0.4 and r.errors["JFS"] == 0.1 and r.errors["JA2"] == 0.2
+    assert r.correlation[3, 2] == 0.5 and r.correlation[0, 1] == 0.0 and "canonical branch" in r.notes[-1]
