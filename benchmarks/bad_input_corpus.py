@@ -324,6 +324,18 @@ def _bundle_parts(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return manifest, parts
 
 
+def _whole_onnx(manifest: dict, parts: dict[str, np.ndarray], part: str) -> bytes:
+    """An ONNX part with its initializers whole (schema 2 stores shared ones in the weights)."""
+    from mantid_exp2sim.bundle.onnx_share import restore_shared_initializers
+
+    stored = parts[part].tobytes()
+    shared = manifest.get("parts", {}).get(part, {}).get("initializers_in_weights")
+    if not shared:
+        return stored
+    weights = {k[len("weights/"):]: v for k, v in parts.items() if k.startswith("weights/")}
+    return restore_shared_initializers(stored, {k: v[len("weights/"):] for k, v in shared.items()}, weights)
+
+
 def raw_bundle(path: Path, manifest: dict, parts: dict[str, np.ndarray | bytes]) -> Path:
     """Write a bundle with valid checksums and no validation at all (as a crafted file would be)."""
     import h5py
@@ -402,7 +414,7 @@ def damaged_bundle(r: "Resources", d: Path, how: str, *, source: str = "deconvol
         manifest, parts = _bundle_parts(src)
         part = "onnx_encoder" if how.endswith("encoder") else "onnx"
         if how.startswith("external"):
-            blob, data = external_data_onnx(parts[part].tobytes())
+            blob, data = external_data_onnx(_whole_onnx(manifest, parts, part))
             (d / "w.bin").write_bytes(data)
         else:
             blob = b"this is not an ONNX graph, but its checksum is right\n" * 40
