@@ -76,7 +76,6 @@ from classical_peers import (  # noqa: E402
     ITERATIONS,
     TV_WEIGHTS,
     choose_parameters,
-    energy_kernel,
     mosaic_family,
     volume_family,
 )

@@ -3,7 +3,6 @@
 import logging
 
 import numpy as np
-import pytest
 
 from mantid_exp2sim.bundle.quality import validation_warning
 

@@ -126,7 +126,6 @@ def test_resolution_sampling_grid_keeps_intensity(small):
 
 def test_kf_ki_multiplies_each_mode_by_its_factor(small):
     from mantid_exp2sim.simulate.binning import ModeSet
-    from mantid_exp2sim.simulate.representations import Block
     from mantid_exp2sim.simulate.resolution import IntrinsicResolution
     from mantid_exp2sim.simulate.spectra import _convolved_bin_means
 
