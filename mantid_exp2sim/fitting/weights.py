@@ -61,9 +61,14 @@ _ALPHA_FLOOR = 0.05
 _CENSORED_ZEROS = 0.05
 
 
-def _group_law(r2: np.ndarray, level: np.ndarray) -> dict[str, Any]:
-    from scipy.optimize import nnls
+def _level_classes(r2: np.ndarray, level: np.ndarray, *, trim_kept: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Steps 2-3 of the module notes: the largest ``SPIKE_TRIM`` of ``r2`` left out, the rest
+    sorted into quantile classes of ``level``.
 
+    Returns the classes' mean levels ``L_k``, noise variances ``mean(r2) / 1.25 / trim_kept``
+    and sizes, and the number of bins kept.
+    """
     order = np.argsort(r2)
     keep = order[: max(1, int(np.floor(r2.size * (1.0 - SPIKE_TRIM))))]
     r2, level = r2[keep], level[keep]
@@ -75,9 +80,15 @@ def _group_law(r2: np.ndarray, level: np.ndarray) -> dict[str, Any]:
         if sel.sum() == 0:
             continue
         L.append(float(np.mean(level[sel])))
-        V.append(float(np.mean(r2[sel]) / 1.25))
+        V.append(float(np.mean(r2[sel]) / 1.25 / trim_kept))
         N.append(float(sel.sum()))
-    L_, V_, N_ = np.array(L), np.array(V), np.array(N)
+    return np.array(L), np.array(V), np.array(N), int(r2.size)
+
+
+def _group_law(r2: np.ndarray, level: np.ndarray) -> dict[str, Any]:
+    from scipy.optimize import nnls
+
+    L_, V_, N_, kept = _level_classes(r2, level, trim_kept=1.0)
     w = np.sqrt(N_)
     if L_.size >= 2 and np.ptp(L_) > 0:
         (alpha, beta), _ = nnls(np.stack([np.ones_like(L_), L_], axis=1) * w[:, None], V_ * w)
@@ -85,7 +96,7 @@ def _group_law(r2: np.ndarray, level: np.ndarray) -> dict[str, Any]:
         alpha, beta = float(np.average(V_, weights=N_)), 0.0
     floor = _ALPHA_FLOOR * float(np.average(V_, weights=N_))
     alpha = max(float(alpha), floor)
-    return {"alpha": alpha, "beta": float(beta), "classes": int(L_.size), "bins": int(r2.size)}
+    return {"alpha": alpha, "beta": float(beta), "classes": int(L_.size), "bins": kept}
 
 
 def censored_moments(mu: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,20 +167,8 @@ def _censored_law(r2: np.ndarray, level: np.ndarray, start: dict[str, Any]) -> d
     """
     from scipy.optimize import least_squares
 
-    order = np.argsort(r2)
-    keep = order[: max(1, int(np.floor(r2.size * (1.0 - SPIKE_TRIM))))]
-    r2, level = r2[keep], level[keep]
-    k = int(max(1, min(_MAX_CLASSES, r2.size // _MIN_CLASS)))
-    edges = np.quantile(level, np.linspace(0.0, 1.0, k + 1))
-    L, V, N = [], [], []
-    for c in range(k):
-        sel = (level >= edges[c]) & ((level < edges[c + 1]) if c < k - 1 else (level <= edges[c + 1]))
-        if sel.sum() == 0:
-            continue
-        L.append(float(np.mean(level[sel])))
-        V.append(float(np.mean(r2[sel]) / 1.25 / TRIM_KEPT))
-        N.append(float(sel.sum()))
-    L_, V_, w = np.array(L), np.array(V), np.sqrt(np.array(N))
+    L_, V_, N_, kept = _level_classes(r2, level, trim_kept=TRIM_KEPT)
+    w = np.sqrt(N_)
     v_mean = float(np.average(V_, weights=w ** 2))
 
     def resid(p: np.ndarray) -> np.ndarray:
@@ -182,7 +181,7 @@ def _censored_law(r2: np.ndarray, level: np.ndarray, start: dict[str, Any]) -> d
     b0 = max(float(start["beta"]), 1e-3 * v_mean / max(float(np.max(L_)), 1e-12))
     sol = least_squares(resid, np.log([a0, b0]), method="trf", x_scale=1.0, max_nfev=60)
     alpha, beta = float(np.exp(sol.x[0])), float(np.exp(sol.x[1]))
-    return {"alpha": alpha, "beta": beta, "classes": int(L_.size), "bins": int(r2.size), "censored": True,
+    return {"alpha": alpha, "beta": beta, "classes": int(L_.size), "bins": kept, "censored": True,
             "level_floor": float(L_.min()), "misfit_rms": float(np.sqrt(np.mean((resid(sol.x) / w) ** 2)))}
 
 

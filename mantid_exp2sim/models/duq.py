@@ -71,6 +71,8 @@ class DUQHead:
     provides :meth:`features`; ``forward`` is then ``kernel(embed(features(x)))``.
     """
 
+    #: The bundle manifest's architecture name (set by each subclass).
+    architecture_name: str
     n_classes: int
     feature_dim: int
     embedding_dim: int
@@ -78,6 +80,8 @@ class DUQHead:
     gamma: float
     in_channels: int
     input_shape: tuple[int, int]
+    batch_norm: bool
+    cam_activation: nn.Module
 
     def _init_head(self, n_classes: int, feature_dim: int, embedding_dim: int, length_scale: float,
                    gamma: float) -> None:
@@ -97,6 +101,32 @@ class DUQHead:
         self.W = nn.Parameter(torch.normal(torch.zeros(embedding_dim, n_classes, feature_dim), 0.05))
         self.register_buffer("N", torch.full((n_classes,), 13.0))  # type: ignore[attr-defined]
         self.register_buffer("m", torch.normal(torch.zeros(embedding_dim, n_classes), 0.05) * 13.0)  # type: ignore[attr-defined]
+
+    def _body_config(self) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-safe); the subclass's ``build_*`` function rebuilds it."""
+        return {
+            "n_classes": self.n_classes,
+            "in_channels": self.in_channels,
+            "input_shape": list(self.input_shape),
+            **self._body_config(),
+            "feature_dim": self.feature_dim,
+            "embedding_dim": self.embedding_dim,
+            "length_scale": self.length_scale,
+            "gamma": self.gamma,
+            "batch_norm": self.batch_norm,
+        }
+
+    def architecture(self) -> dict[str, Any]:
+        """``{"name": architecture_name, "config": config()}``, the bundle manifest entry."""
+        return {"name": self.architecture_name, "config": self.config()}
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The module whose output is the last convolutional feature map (for Grad-CAM)."""
+        return self.cam_activation
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -190,6 +220,8 @@ class DUQClassifier(DUQHead, nn.Module):
         Centroid EMA factor (0 < gamma <= 1; 1 freezes the centroids).
     """
 
+    architecture_name = ARCHITECTURE_NAME
+
     def __init__(
         self,
         n_classes: int = 2,
@@ -236,29 +268,8 @@ class DUQClassifier(DUQHead, nn.Module):
         self._init_head(n_classes, feature_dim, embedding_dim, length_scale, gamma)
 
     # ------------------------------------------------------------ description
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-safe); ``build_duq_classifier(config)`` rebuilds it."""
-        return {
-            "n_classes": self.n_classes,
-            "in_channels": self.in_channels,
-            "input_shape": list(self.input_shape),
-            "tile_grid": list(self.tile_grid),
-            "widths": list(self.widths),
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "length_scale": self.length_scale,
-            "gamma": self.gamma,
-            "batch_norm": self.batch_norm,
-        }
-
-    def architecture(self) -> dict[str, Any]:
-        """``{"name": "DUQClassifier", "config": config()}``, the bundle manifest entry."""
-        return {"name": ARCHITECTURE_NAME, "config": self.config()}
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        """The module whose output is the last convolutional feature map (for Grad-CAM)."""
-        return self.cam_activation
+    def _body_config(self) -> dict[str, Any]:
+        return {"tile_grid": list(self.tile_grid), "widths": list(self.widths)}
 
     # ---------------------------------------------------------------- forward
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:

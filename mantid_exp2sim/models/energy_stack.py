@@ -87,6 +87,7 @@ class EnergyStackDUQ(DUQHead, nn.Module):
         Divide each Ei stack by its own RMS (see the module notes).
     """
 
+    architecture_name = ENERGY_STACK_NAME
     attribution = "input_gradient"
 
     def __init__(
@@ -137,31 +138,8 @@ class EnergyStackDUQ(DUQHead, nn.Module):
         self._init_head(n_classes, feature_dim, embedding_dim, length_scale, gamma)
 
     # ------------------------------------------------------------ description
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-safe); ``build_energy_stack_duq(config)`` rebuilds it."""
-        return {
-            "n_classes": self.n_classes,
-            "in_channels": self.in_channels,
-            "input_shape": list(self.input_shape),
-            "tile": self.tile,
-            "widths": list(self.widths),
-            "pool": self.pool,
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "length_scale": self.length_scale,
-            "gamma": self.gamma,
-            "batch_norm": self.batch_norm,
-            "per_ei_norm": self.per_ei_norm,
-        }
-
-    def architecture(self) -> dict[str, Any]:
-        """``{"name": "EnergyStackDUQ", "config": config()}``, the bundle manifest entry."""
-        return {"name": ENERGY_STACK_NAME, "config": self.config()}
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        """The last convolutional activations (a (Qh, Qk) map; see the module notes)."""
-        return self.cam_activation
+    def _body_config(self) -> dict[str, Any]:
+        return {"tile": self.tile, "widths": list(self.widths), "pool": self.pool, "per_ei_norm": self.per_ei_norm}
 
     # ---------------------------------------------------------------- forward
     def stacks(self, x: torch.Tensor) -> torch.Tensor:

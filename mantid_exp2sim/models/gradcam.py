@@ -110,12 +110,7 @@ def grad_cam(
                     fix="pass layer=<the last convolutional module>",
                 )
             )
-    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
-    if xt.dim() != 4:
-        raise InputDataError(
-            format_error("grad_cam() needs a batch (N, C, H, W)", reason=f"got shape {tuple(xt.shape)}")
-        )
-    n = xt.shape[0]
+    xt = _as_batch(x, "grad_cam")
     store: dict[str, torch.Tensor] = {}
 
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
@@ -135,17 +130,7 @@ def grad_cam(
                     format_error("The Grad-CAM layer was not used by the forward pass",
                                  fix="pass a layer that the model calls")
                 )
-            if class_index is None:
-                idx = scores.detach().argmax(1)
-            else:
-                idx = torch.as_tensor(np.broadcast_to(np.asarray(class_index), (n,)).copy(), dtype=torch.long)
-            if idx.min() < 0 or idx.max() >= scores.shape[1]:
-                raise InputDataError(
-                    format_error(
-                        "class_index out of range",
-                        reason=f"got {idx.tolist()}, the model has {scores.shape[1]} classes",
-                    )
-                )
+            idx = _chosen_classes(scores, class_index)
             chosen = scores.gather(1, idx[:, None]).sum()
             (grad,) = torch.autograd.grad(chosen, store["a"])
     finally:
@@ -156,18 +141,7 @@ def grad_cam(
     alpha = grad.mean(dim=spatial_dims, keepdim=True)
     cam = F.relu((alpha * a).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=tuple(xt.shape[2:]), mode="bilinear", align_corners=False)[:, 0]
-    if normalise:
-        peak = cam.flatten(1).amax(1).clamp_min(torch.finfo(cam.dtype).tiny)
-        cam = cam / peak[:, None, None]
-    cam_np = cam.numpy().astype(np.float64)
-    h, w = cam_np.shape[1:]
-    if tile and h % tile == 0 and w % tile == 0:
-        tiles = tile_importance(cam_np, tile)
-    else:
-        tiles = np.zeros((n, 0, 0))
-    return GradCAMResult(
-        cam=cam_np, tiles=tiles, class_index=idx.numpy(), scores=scores.detach().numpy().astype(np.float64)
-    )
+    return _result(cam, idx, scores, normalise=normalise, tile=tile)
 
 
 def input_gradient_map(
@@ -183,42 +157,19 @@ def input_gradient_map(
     The positive part: bins whose (scaled) intensity raises the class's kernel value. Same
     arguments and result as :func:`grad_cam` (without ``layer``).
     """
-    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
-    if xt.dim() != 4:
-        raise InputDataError(
-            format_error("input_gradient_map() needs a batch (N, C, H, W)", reason=f"got shape {tuple(xt.shape)}")
-        )
-    n = xt.shape[0]
+    xt = _as_batch(x, "input_gradient_map")
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
             xt = xt.detach().clone().requires_grad_(True)
             scores = model(xt)
-            if class_index is None:
-                idx = scores.detach().argmax(1)
-            else:
-                idx = torch.as_tensor(np.broadcast_to(np.asarray(class_index), (n,)).copy(), dtype=torch.long)
-            if idx.min() < 0 or idx.max() >= scores.shape[1]:
-                raise InputDataError(
-                    format_error(
-                        "class_index out of range",
-                        reason=f"got {idx.tolist()}, the model has {scores.shape[1]} classes",
-                    )
-                )
+            idx = _chosen_classes(scores, class_index)
             (grad,) = torch.autograd.grad(scores.gather(1, idx[:, None]).sum(), xt)
     finally:
         model.train(was_training)
     cam = F.relu(xt.detach()[:, 0] * grad[:, 0])
-    if normalise:
-        peak = cam.flatten(1).amax(1).clamp_min(torch.finfo(cam.dtype).tiny)
-        cam = cam / peak[:, None, None]
-    cam_np = cam.numpy().astype(np.float64)
-    h, w = cam_np.shape[1:]
-    tiles = tile_importance(cam_np, tile) if tile and h % tile == 0 and w % tile == 0 else np.zeros((n, 0, 0))
-    return GradCAMResult(
-        cam=cam_np, tiles=tiles, class_index=idx.numpy(), scores=scores.detach().numpy().astype(np.float64)
-    )
+    return _result(cam, idx, scores, normalise=normalise, tile=tile)
 
 
 def attribution_map(
@@ -234,3 +185,43 @@ def attribution_map(
     if getattr(model, "attribution", "grad_cam") == "input_gradient":
         return input_gradient_map(model, x, class_index, normalise=normalise, tile=tile)
     return grad_cam(model, x, class_index, normalise=normalise, tile=tile)
+
+
+def _as_batch(x: torch.Tensor | np.ndarray, caller: str) -> torch.Tensor:
+    """``x`` as a float32 batch ``(N, C, H, W)``; anything else is refused naming ``caller``."""
+    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
+    if xt.dim() != 4:
+        raise InputDataError(
+            format_error(f"{caller}() needs a batch (N, C, H, W)", reason=f"got shape {tuple(xt.shape)}")
+        )
+    return xt
+
+
+def _chosen_classes(scores: torch.Tensor, class_index: int | Sequence[int] | None) -> torch.Tensor:
+    """The class explained per sample: ``class_index`` broadcast over the batch, or the top class."""
+    if class_index is None:
+        return scores.detach().argmax(1)
+    n = scores.shape[0]
+    idx = torch.as_tensor(np.broadcast_to(np.asarray(class_index), (n,)).copy(), dtype=torch.long)
+    if idx.min() < 0 or idx.max() >= scores.shape[1]:
+        raise InputDataError(
+            format_error(
+                "class_index out of range",
+                reason=f"got {idx.tolist()}, the model has {scores.shape[1]} classes",
+            )
+        )
+    return idx
+
+
+def _result(cam: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor, *, normalise: bool,
+            tile: int) -> GradCAMResult:
+    """A map ``(N, H, W)`` (peak-normalised on request) with its per-tile importance."""
+    if normalise:
+        peak = cam.flatten(1).amax(1).clamp_min(torch.finfo(cam.dtype).tiny)
+        cam = cam / peak[:, None, None]
+    cam_np = cam.numpy().astype(np.float64)
+    n, h, w = cam_np.shape
+    tiles = tile_importance(cam_np, tile) if tile and h % tile == 0 and w % tile == 0 else np.zeros((n, 0, 0))
+    return GradCAMResult(
+        cam=cam_np, tiles=tiles, class_index=idx.numpy(), scores=scores.detach().numpy().astype(np.float64)
+    )
