@@ -30,13 +30,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .._console import failure_line
-from ..errors import MissingDependencyError, require
-from ..io.output_paths import PlannedOutput, output_path_problems
+from ._plot_option import PLOT_EXTENSIONS, plot_problems
 
 __all__ = ["PLOT_EXTENSIONS", "get_parser", "main"]
-
-#: Figure formats ``--plot`` writes (matplotlib's own backends).
-PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".eps", ".ps")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -91,13 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: error: --no-network cannot be combined with --network or --network-only", file=sys.stderr)
         return 2
     if args.plot:
-        problems = output_path_problems([PlannedOutput(args.plot, "the --plot", PLOT_EXTENSIONS)],
-                                        [args.input, *[t.partition("=")[2] for t in args.network]],
-                                        overwrite=args.overwrite)
-        try:
-            require("matplotlib", extra="plot", feature="--plot")
-        except MissingDependencyError as exc:
-            problems.append(str(exc))
+        problems = plot_problems(args.plot, [args.input, *[t.partition("=")[2] for t in args.network]],
+                                 overwrite=args.overwrite)
         if problems:
             for line in problems:
                 print(f"{prefix}: error: {line}", file=sys.stderr)

@@ -19,14 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import MissingDependencyError, require
-from ..io.output_paths import PlannedOutput, output_path_problems
+from ._plot_option import PLOT_EXTENSIONS, plot_problems
 from .._console import failure_line
 
 __all__ = ["PLOT_EXTENSIONS", "get_parser", "main"]
-
-#: Figure formats ``--plot`` writes (matplotlib's own backends, no extra packages).
-PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".eps", ".ps")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -75,15 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: error: --reference-samples and --repeats must be >= 1, --seed >= 0", file=sys.stderr)
         return 2
     if args.plot:
-        problems = output_path_problems(
-            [PlannedOutput(args.plot, "the --plot", PLOT_EXTENSIONS)],
-            [*args.inputs, args.model],
-            overwrite=args.overwrite,
-        )
-        try:
-            require("matplotlib", extra="plot", feature="--plot")
-        except MissingDependencyError as exc:
-            problems.append(str(exc))
+        problems = plot_problems(args.plot, [*args.inputs, args.model], overwrite=args.overwrite)
         if problems:
             for line in problems:
                 print(f"{prefix}: error: {line}", file=sys.stderr)
