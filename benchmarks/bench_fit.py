@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_fit.py [--n N] [--n-network M] [--source FILE.h5] [--networks DIR]
                                    [--measured DIR] [--pcsmo-data DIR] [--seed S] [--workers 2]
                                    [--refine] [--skip-measured] [--json-out FILE]
+                                   [--latent-comparison | --latent-only] [--latent-k K] [--latent-evals E]
 
 What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic):
 
@@ -39,10 +40,24 @@ What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic
   preferred model and the plain-language comparison, and the networks' estimates. Skipped
   (null) when the folder is absent.
 
-The released measurement is used for reporting only: nothing here is tuned on it.
+* ``latent_objective`` (only with ``--latent-comparison``, or alone with ``--latent-only``;
+  null otherwise): issue 14's item 4, chi-square against a latent-space distance on spectra
+  with artefacts. For the first ``--latent-k`` measured-like spectra per model and each
+  artefact of :mod:`mantid_exp2sim.simulate.artefacts` (and ``none``), the two largest
+  couplings (:data:`LATENT_FREE`; the other parameters held at their true values, to fit the
+  CPU budget) are estimated by minimising (a) chi-square after the engine's per-Ei scale and
+  flat background and (b) the Euclidean distance between the shipped ``classify_2d``
+  classifier's pooled features of the data and of the same prediction, both with bounded
+  Nelder-Mead (``--latent-evals`` evaluations at most) from the same start. Median relative
+  errors per objective and artefact, whether the latent objective wins, CPU seconds per
+  evaluation, every case.
+
+The released measurement is used for reporting only: nothing here is tuned on it (and the
+latent comparison does not read it).
 
 The last line printed is one JSON object with the keys above and ``n_per_model``,
-``n_network_per_model``, ``note``, ``settings``.
+``n_network_per_model``, ``note``, ``settings`` (with ``--latent-only``: ``latent_objective``
+and ``settings`` only).
 """
 
 from __future__ import annotations
@@ -61,11 +76,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mantid_exp2sim.fitting import DEFAULTS, fit_model  # noqa: E402
+from mantid_exp2sim.fitting import (  # noqa: E402
+    CENSORED_ZERO_FRACTION, DEFAULTS, NuisanceModel, PlanEvaluator, fit_model, prepare_data)
 from mantid_exp2sim.fitting.symmetry import canonical_values  # noqa: E402
 from mantid_exp2sim.histogram import MDHisto  # noqa: E402
 from mantid_exp2sim.mosaic import mosaic_axes  # noqa: E402
 from mantid_exp2sim.simulate import get_model, sample_rng, simulate_mosaic  # noqa: E402
+from mantid_exp2sim.simulate.artefacts import ARTEFACTS, apply_artefact  # noqa: E402
 from mantid_exp2sim.simulate.measured_like import PCSMO_MEASURED_LIKE  # noqa: E402
 from mantid_exp2sim.tasks.fit import estimate_parameters, fit_spin_models, network_model_choice  # noqa: E402
 
@@ -224,6 +241,156 @@ def measured_released(path: Path, workers: int, seed: int, networks: dict, refin
     return out
 
 
+#: The two parameters fitted per model in the latent comparison (the largest couplings: they set the band
+#: widths); the others are held at their true values.
+LATENT_FREE = {"goodenough": ("JF1", "JA"), "dimer": ("JFW", "JFS")}
+LATENT_KINDS = ("none",) + ARTEFACTS
+
+
+class _LatentCase:
+    """One (artefacted) measured-like spectrum and the two objectives over the free parameters.
+
+    The model spectrum at a point goes through the engine's per-Ei scale and flat background
+    (:class:`~mantid_exp2sim.fitting.NuisanceModel`, solved by weighted least squares,
+    censored like :func:`~mantid_exp2sim.fitting.fit_model` decides); ``chi2`` is the weighted
+    sum of squares of that prediction, ``latent`` the Euclidean distance between the
+    classifier features (``classifier_features`` of the shipped ``classify_2d``) of the data
+    and of that prediction. Both use errors estimated from the counts.
+    """
+
+    def __init__(self, y: np.ndarray, spectrum: Any, encode: Any, clock: dict[str, list[float]]) -> None:
+        fd = prepare_data(y)
+        self.fitted, self.shape = fd.fitted, y.shape
+        self.yv, self.sw = fd.signal[fd.fitted], 1.0 / fd.sigma[fd.fitted]
+        censored = bool(self.yv.min() >= 0 and np.mean(self.yv == 0) >= CENSORED_ZERO_FRACTION)
+        self.nuis = NuisanceModel(fd.groups[fd.fitted], fd.group_names, censored=censored,
+                                  clip_sigma=None if fd.clip_sigma is None else fd.clip_sigma[fd.fitted])
+        self.spectrum, self.encode, self.clock = spectrum, encode, clock
+        self.target = encode(y)
+
+    def _prediction(self, u: np.ndarray) -> np.ndarray:
+        f = self.spectrum(u)
+        t = time.process_time()
+        pred = self.nuis.solve(f[self.fitted], self.yv, self.sw)[1]
+        self.clock["nuisance"].append(time.process_time() - t)
+        return pred
+
+    def chi2(self, u: np.ndarray) -> float:
+        return float(np.sum((self.sw * (self.yv - self._prediction(u))) ** 2))
+
+    def latent(self, u: np.ndarray) -> float:
+        full = np.full(self.shape, np.nan)
+        full[self.fitted] = self._prediction(u)
+        return float(np.linalg.norm(self.encode(full) - self.target))
+
+
+def latent_comparison(source: Path | None, k: int, seed: int, mask: Any, mask_array: Any,
+                      max_evals: int) -> dict[str, Any]:
+    """Chi-square against a latent-space distance on spectra with artefacts (see ``--latent-comparison``)."""
+    from scipy.optimize import minimize
+
+    from mantid_exp2sim.bundle.resolve import classifier_bundle
+    from mantid_exp2sim.inference.backends import OnnxBackend
+    from mantid_exp2sim.inference.features import classifier_features
+
+    bundle = classifier_bundle(None)
+    backend = OnnxBackend(bundle.onnx_bytes("onnx_encoder"), device="cpu", threads=1)
+    clock: dict[str, list[float]] = {"spectrum": [], "nuisance": [], "encoder": []}
+
+    def encode(arr: np.ndarray) -> np.ndarray:
+        t = time.process_time()
+        out = classifier_features(MDHisto(arr, mosaic_axes()), bundle, backend=backend)[0]
+        clock["encoder"].append(time.process_time() - t)
+        return out
+
+    errors: dict[str, dict[str, dict[str, list[float]]]] = {o: {a: {} for a in LATENT_KINDS} for o in ("chi2", "latent")}
+    rows = []
+    for m, i, clean, truth in spectra(source, k, seed, mask):
+        model = get_model(m)
+        names = list(model.parameter_names)
+        free = [names.index(n) for n in LATENT_FREE[m]]
+        lo = np.array([model.ranges[names[j]][0] for j in free])
+        width = np.array([model.ranges[names[j]][1] for j in free]) - lo
+        u_true = (truth[free] - lo) / width
+        signs = np.where(np.random.default_rng([seed, MODELS.index(m), i, 11]).random(2) < 0.5, -1.0, 1.0)
+        u0 = np.clip(u_true + 0.1 * signs, 0.02, 0.98)
+        y0 = measured_like(clean, seed, m, i, mask_array)
+        evaluator = PlanEvaluator(model, prepare_data(y0).plan)
+        cache: dict[bytes, np.ndarray] = {}
+
+        def spectrum(u: np.ndarray) -> np.ndarray:
+            key = np.round(u, 12).tobytes()
+            if key not in cache:
+                theta = truth.copy()
+                theta[free] = lo + width * np.clip(u, 0.0, 1.0)
+                t = time.process_time()
+                cache[key] = evaluator(theta)
+                clock["spectrum"].append(time.process_time() - t)
+            return cache[key]
+
+        simplex = np.array([u0, u0 + [0.05, 0.0], u0 + [0.0, 0.05]])
+        simplex[simplex > 1.0] -= 0.1
+        for kind in LATENT_KINDS:
+            y = apply_artefact(y0, kind, np.random.default_rng([seed, MODELS.index(m), i, LATENT_KINDS.index(kind)]))
+            case = _LatentCase(y, spectrum, encode, clock)
+            row = {"model": m, "index": i, "artefact": kind, "truth": [_r(truth[j], 4) for j in free],
+                   "start": [_r(v, 4) for v in lo + width * u0]}
+            for name in ("chi2", "latent"):
+                res = minimize(getattr(case, name), u0, method="Nelder-Mead", bounds=[(0.0, 1.0)] * 2,
+                               options={"initial_simplex": simplex, "maxfev": max_evals, "xatol": 1e-3,
+                                        "fatol": 1e-12})
+                est = lo + width * np.clip(res.x, 0.0, 1.0)
+                rel = np.abs(est - truth[free]) / np.abs(truth[free])
+                for n, v in zip(LATENT_FREE[m], rel):
+                    errors[name][kind].setdefault(f"{m}.{n}", []).append(float(v))
+                row[name] = {"estimate": [_r(v, 4) for v in est], "rel_error": [_r(v, 4) for v in rel],
+                             "n_eval": int(res.nfev)}
+            rows.append(row)
+            print(f"[latent] {m} #{i} {kind}: truth {row['truth']}, start {row['start']}, chi2 -> "
+                  f"{row['chi2']['estimate']} (rel {row['chi2']['rel_error']}), latent -> {row['latent']['estimate']} "
+                  f"(rel {row['latent']['rel_error']}); {len(cache)} spectra so far", flush=True)
+
+    def stat(fn: Any, obj: str, kinds: tuple[str, ...]) -> float | None:
+        vals = [v for a in kinds for lst in errors[obj][a].values() for v in lst]
+        return _r(float(fn(vals)), 4) if vals else None
+
+    arte = tuple(a for a in LATENT_KINDS if a != "none")
+    median, worst = ({o: {a: stat(fn, o, (a,)) for a in LATENT_KINDS} | {"all_artefacts": stat(fn, o, arte)}
+                      for o in errors} for fn in (np.median, np.max))
+    per_param = {o: {a: {p: _r(float(np.median(v)), 4) for p, v in errors[o][a].items()} for a in LATENT_KINDS}
+                 for o in errors}
+    clean_ok = median["latent"]["none"] <= 1.1 * median["chi2"]["none"]
+    wins = bool(median["latent"]["all_artefacts"] < median["chi2"]["all_artefacts"] and clean_ok)
+    spectrum_s = float(np.mean(clock["spectrum"]))
+    nuisance_s = float(np.mean(clock["nuisance"]))
+    return {
+        "latent_wins": wins,
+        "median_rel_error": median,
+        "median_rel_error_per_parameter": per_param,
+        "max_rel_error": worst,
+        "latent_better_per_artefact": {a: bool(median["latent"][a] < median["chi2"][a]) for a in LATENT_KINDS},
+        "latent_not_worse_on_clean": bool(clean_ok),
+        "cpu_seconds_per_eval": {"chi2": _r(spectrum_s + nuisance_s, 4),
+                                 "latent": _r(spectrum_s + nuisance_s + float(np.mean(clock["encoder"])), 4),
+                                 "spectrum": _r(spectrum_s, 4), "nuisance": _r(nuisance_s, 4),
+                                 "encoder": _r(float(np.mean(clock["encoder"])), 4)},
+        "n_spectrum_evaluations": len(clock["spectrum"]),
+        "k_per_model": k,
+        "free_parameters": {m: list(v) for m, v in LATENT_FREE.items()},
+        "method": ("per model the first k measured-like spectra of the fit set; each artefact (simulate/artefacts.py "
+                   "defaults, seeded) on top; only the free_parameters fitted, the others held at their true values; "
+                   f"both objectives minimised by bounded Nelder-Mead (at most {max_evals} evaluations) from the same "
+                   "start (the truth shifted by 10 % of each range) with the same initial simplex; chi2: weighted sum of "
+                   "squares after the engine's per-Ei scale + flat background (censored as fit_model decides), errors "
+                   "from the counts; latent: Euclidean distance of classifier_features (shipped classify_2d, 128 pooled "
+                   "last-layer features) between the data and the same nuisance-adjusted prediction; rel_error = "
+                   "|estimate - truth| / |truth|; latent wins if its median over all artefacted spectra is lower and "
+                   "its median on clean spectra is at most 1.1 x chi2's"),
+        "encoder": bundle.bundle_id,
+        "cases": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     sd = shared_dir()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -244,6 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine", action="store_true", help="refine the estimated errors from the fit's residuals")
     p.add_argument("--skip-measured", action="store_true", help="do not fit the released rows")
     p.add_argument("--json-out", type=Path, help="also write the JSON object here")
+    p.add_argument("--latent-comparison", action="store_true",
+                   help="also compare chi-square with a latent-space distance on spectra with artefacts")
+    p.add_argument("--latent-only", action="store_true",
+                   help="run only the latent comparison (the other keys are left out)")
+    p.add_argument("--latent-k", type=int, default=3, help="spectra per model in the latent comparison (default 3)")
+    p.add_argument("--latent-evals", type=int, default=30,
+                   help="evaluations per minimisation in the latent comparison (default 30)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -256,6 +430,25 @@ def main(argv: list[str] | None = None) -> int:
     networks = {m: str(a.networks / f"regress_{m}.exp2sim.h5") for m in MODELS} if a.networks else {}
     source = a.source if a.source.is_file() else None
     out: dict[str, Any] = {}
+    if not a.latent_only:
+        _fit_sections(out, a, source, mask, mask_array, networks)
+    out["latent_objective"] = latent_comparison(source, a.latent_k, a.seed, mask, mask_array, a.latent_evals) \
+        if a.latent_comparison or a.latent_only else None
+    out["settings"] = {"mask": mask, "resolution": "builtin", "workers": a.workers, "source": str(source),
+                       "refine_errors": a.refine, "networks": networks or "shipped",
+                       "fit_defaults": dict(DEFAULTS), "measured_like": PCSMO_MEASURED_LIKE.describe(),
+                       "cpu_count": os.cpu_count(), "load_average_at_start": None if load is None else round(load, 2),
+                       "total_seconds": round(time.perf_counter() - t0, 1)}
+    line = json.dumps(out)
+    if a.json_out:
+        a.json_out.write_text(line + "\n")
+    print(line)
+    return 0
+
+
+def _fit_sections(out: dict[str, Any], a: argparse.Namespace, source: Path | None, mask: Any, mask_array: Any,
+                  networks: dict) -> None:
+    """The networks alone, the full fits, identifiability and the released rows (all but the latent comparison)."""
     out.update(network_only(source, a.n_network, a.seed, mask, mask_array, networks, a.workers))
     out.update(model_selection(source, a.n, a.seed, mask, mask_array, networks, a.workers, a.refine))
     out["identifiability_max_rel_error"] = identifiability(mask, a.workers, networks)
@@ -271,16 +464,6 @@ def main(argv: list[str] | None = None) -> int:
                    "networks alone on n_network_per_model; selection by lowest AIC with errors estimated from the "
                    "counts (refined from the residuals with --refine); measured-like defaults for "
                    "Ei = 70-140 meV are extrapolated (not released)")
-    out["settings"] = {"mask": mask, "resolution": "builtin", "workers": a.workers, "source": str(source),
-                       "refine_errors": a.refine, "networks": networks or "shipped",
-                       "fit_defaults": dict(DEFAULTS), "measured_like": PCSMO_MEASURED_LIKE.describe(),
-                       "cpu_count": os.cpu_count(), "load_average_at_start": None if load is None else round(load, 2),
-                       "total_seconds": round(time.perf_counter() - t0, 1)}
-    line = json.dumps(out)
-    if a.json_out:
-        a.json_out.write_text(line + "\n")
-    print(line)
-    return 0
 
 
 if __name__ == "__main__":
