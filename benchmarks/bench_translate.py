@@ -1,4 +1,4 @@
-"""Benchmark the shipped Exp2SimGAN bundles on a fresh held-out simulated test set.
+"""Benchmark the shipped (or candidate) Exp2SimGAN bundles on a fresh held-out simulated test set.
 
 For each dimensionality (2D: the 240x400 ``pcsmo-mosaic-v1`` mosaic; 3D: (Qh, Qk, E) volumes)
 it simulates ``--n-pairs`` (convolved, unconvolved) pairs of both PCSMO models with the
@@ -50,6 +50,16 @@ Usage::
     python benchmarks/bench_translate.py --quick          # 16 pairs (3D: 4), for a smoke test
     python benchmarks/bench_translate.py --ndim 2 --n-pairs 200 --test-data-2d test_mosaic.h5
     python benchmarks/bench_translate.py --ndim 3 --n-pairs-3d 24 --n-tune 8 --data-dir DIR
+
+Candidate generators are measured without shipping them with ``--deconvolve BUNDLE`` and
+``--convolve BUNDLE`` (default: the shipped bundle of each task and dimensionality; a
+candidate is used for every ``--ndim`` given, so pass the one dimensionality it was trained
+for)::
+
+    python benchmarks/bench_translate.py --ndim 2 --deconvolve RUN/deconvolve_2d.exp2sim.h5 \
+        --convolve RUN/convolve_2d.exp2sim.h5 --data-dir DIR
+
+The keys stay the same; ``bundle_paths`` records which bundles were measured.
 
 Exit status: 0 on success, 2 when a bundle is missing (the last line is then a JSON object
 with an ``error`` entry).
@@ -137,10 +147,13 @@ def measured_like_volume(clean: np.ndarray, chain: Any, ei: float, rng: np.rando
     return out
 
 
-def _bundles(ndim: int) -> tuple[Any, Any]:
+def _bundles(ndim: int, paths: dict[str, str | None] | None = None) -> tuple[Any, Any]:
+    """The (deconvolve, convolve) bundles: ``paths[task]`` when given, else the shipped one."""
     from mantid_exp2sim.bundle import default_bundle_path, load_bundle
 
-    return tuple(load_bundle(default_bundle_path(task, ndim), task=task, ndim=ndim) for task in ("deconvolve", "convolve"))
+    paths = paths or {}
+    return tuple(load_bundle(paths.get(task) or default_bundle_path(task, ndim), task=task, ndim=ndim)
+                 for task in ("deconvolve", "convolve"))
 
 
 def _spec_of(bundle: Any, ndim: int) -> dict[str, Any]:
@@ -201,12 +214,13 @@ def _scores(pred: dict[str, np.ndarray], target: np.ndarray, res: dict[str, list
 
 def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations: int, timing_repeats: int,
              data_dir: Path, log: Any, test_data: str | None = None, n_tune: int = 16,
-             measured_like: bool = True) -> dict[str, Any]:
+             measured_like: bool = True, bundles: dict[str, str | None] | None = None) -> dict[str, Any]:
     """All metrics of one dimensionality (keys without the ``_3d`` suffix).
 
     The pairs of the test file are split once (seeded): ``n_tune`` held-out pairs choose the
     noise-aware classical peer's parameters, separately for noise-free and measured-like
-    inputs, and the next ``n_pairs`` are the test pairs.
+    inputs, and the next ``n_pairs`` are the test pairs. ``bundles`` maps ``deconvolve`` /
+    ``convolve`` to candidate bundle paths (absent or None: the shipped bundle).
     """
     from mantid_exp2sim.inference import encode_features, translate
     from mantid_exp2sim.simulate import get_resolution
@@ -214,7 +228,7 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     from mantid_exp2sim.train.data import SimulatorSource
     from mantid_exp2sim.train.metrics import frechet_distance, intensity_ratio, masked_psnr, summarise
 
-    dec, conv = _bundles(ndim)
+    dec, conv = _bundles(ndim, bundles)
     spec = _spec_of(dec, ndim)
     if test_data:
         path = Path(test_data)
@@ -321,6 +335,7 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     out["n_pairs"] = int(test_idx.size)
     out["n_tune_pairs"] = int(tune_idx.size)
     out["bundle_bytes"] = {t: int(bd.path.stat().st_size) for t, bd in (("deconvolve", dec), ("convolve", conv))}
+    out["bundle_paths"] = {t: str(bd.path) for t, bd in (("deconvolve", dec), ("convolve", conv))}
     return out
 
 
@@ -340,6 +355,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="simulator worker processes")
     p.add_argument("--rl-iterations", type=int, default=30)
     p.add_argument("--data-dir", default=None, help="keep (and reuse) the simulated test sets here")
+    p.add_argument("--deconvolve", default=None, metavar="BUNDLE",
+                   help="deconvolve (G_A) bundle to measure (default: the shipped one)")
+    p.add_argument("--convolve", default=None, metavar="BUNDLE",
+                   help="convolve (G_B) bundle to measure (default: the shipped one)")
     return p
 
 
@@ -354,10 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    chosen = {"deconvolve": args.deconvolve, "convolve": args.convolve}
     missing = []
     for ndim in args.ndim:
         try:
-            _bundles(ndim)
+            _bundles(ndim, chosen)
         except BundleError as exc:
             missing.append(str(exc))
     if missing:
@@ -374,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = evaluate(ndim, n_pairs if ndim == 2 else n_pairs_3d, seed=args.seed, workers=args.workers,
                                rl_iterations=rl_iter, timing_repeats=repeats, data_dir=data_dir, log=log,
                                test_data=args.test_data_2d if ndim == 2 else args.test_data_3d, n_tune=n_tune,
-                               measured_like=not args.no_measured_like)
+                               measured_like=not args.no_measured_like, bundles=chosen)
             results.update({f"{k}{suffix}": v for k, v in metrics.items()})
     print(json.dumps(results))
     return 0
