@@ -59,7 +59,11 @@ for)::
     python benchmarks/bench_translate.py --ndim 2 --deconvolve RUN/deconvolve_2d.exp2sim.h5 \
         --convolve RUN/convolve_2d.exp2sim.h5 --data-dir DIR
 
-The keys stay the same; ``bundle_paths`` records which bundles were measured.
+The keys stay the same; ``bundle_paths`` records which bundles were measured. With
+``--compare-shipped`` the shipped bundles are measured on the same pairs in the same pass (the
+classical peers, the costly part, run once): their generator figures (``psnr/ssim_deconvolve*``,
+``psnr_convolve*``, intensity ratios, ``fid_deconvolve`` in the candidate's encoder space,
+``seconds_per_mosaic_cpu``, ``bundle_bytes``) go under the key ``shipped``.
 
 Exit status: 0 on success, 2 when a bundle is missing (the last line is then a JSON object
 with an ``error`` entry).
@@ -212,17 +216,60 @@ def _scores(pred: dict[str, np.ndarray], target: np.ndarray, res: dict[str, list
         res.setdefault(f"ssim_{name}{suffix}", []).append(masked_ssim(y, target))
 
 
+def _median_after_warmup(times: list[float]) -> float:
+    """Median of call times without the first (which builds the session)."""
+    return float(np.median(times[1:] if len(times) > 1 else times))
+
+
+def _generator_scores(dec: Any, conv: Any, inputs: dict[str, np.ndarray], xa: np.ndarray, xb: np.ndarray,
+                      target: np.ndarray | None, axes: tuple, acc: dict[str, Any]) -> None:
+    """Translate one test pair with a (deconvolve, convolve) bundle pair and append its figures.
+
+    ``inputs`` maps the key suffix (``""``: noise-free, ``"_measured_like"``) to the
+    deconvolution input; ``target`` is the measured-like expectation (None: not measured).
+    ``acc`` holds ``res`` (figure lists), ``t_dec``/``t_conv`` (seconds) and ``h_out``.
+    """
+    from mantid_exp2sim.inference import translate
+    from mantid_exp2sim.train.metrics import intensity_ratio, masked_psnr
+
+    res = acc["res"]
+    t0 = time.perf_counter()
+    out_a = translate(MDHisto(xa, axes), dec, device="cpu")
+    acc["t_dec"].append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out_b = translate(MDHisto(xb, axes), conv, device="cpu")
+    acc["t_conv"].append(time.perf_counter() - t0)
+    ya, yb = out_a.signal, out_b.signal
+    for kind, x in inputs.items():
+        y = ya if not kind else translate(MDHisto(x, axes), dec, device="cpu").signal
+        if kind:
+            res.setdefault(f"intensity_ratio_deconvolve{kind}", []).append(intensity_ratio(y, xb))
+        _scores({"deconvolve": y}, xb, res, kind)
+    res.setdefault("psnr_convolve", []).append(masked_psnr(yb, xa))
+    if target is not None:
+        res.setdefault("psnr_convolve_measured_like", []).append(masked_psnr(yb, target))
+    res.setdefault("intensity_ratio_deconvolve", []).append(intensity_ratio(ya, xb))
+    res.setdefault("intensity_ratio_convolve", []).append(intensity_ratio(yb, xa))
+    for key, y, tgt, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
+                                ("convolve", yb, xa, out_b.metadata["intensity_factor"])):
+        res.setdefault(f"intensity_ratio_{key}_raw", []).append(intensity_ratio(y / (factor or 1.0), tgt))
+    acc["h_out"].append(MDHisto(ya, axes))
+
+
 def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations: int, timing_repeats: int,
              data_dir: Path, log: Any, test_data: str | None = None, n_tune: int = 16,
-             measured_like: bool = True, bundles: dict[str, str | None] | None = None) -> dict[str, Any]:
+             measured_like: bool = True, bundles: dict[str, str | None] | None = None,
+             compare_shipped: bool = False) -> dict[str, Any]:
     """All metrics of one dimensionality (keys without the ``_3d`` suffix).
 
     The pairs of the test file are split once (seeded): ``n_tune`` held-out pairs choose the
     noise-aware classical peer's parameters, separately for noise-free and measured-like
     inputs, and the next ``n_pairs`` are the test pairs. ``bundles`` maps ``deconvolve`` /
-    ``convolve`` to candidate bundle paths (absent or None: the shipped bundle).
+    ``convolve`` to candidate bundle paths (absent or None: the shipped bundle); with
+    ``compare_shipped`` the shipped bundles are measured on the same pairs in the same pass,
+    their generator figures under the key ``shipped`` (identity and classical figures are shared).
     """
-    from mantid_exp2sim.inference import encode_features, translate
+    from mantid_exp2sim.inference import encode_features
     from mantid_exp2sim.simulate import get_resolution
     from mantid_exp2sim.simulate.nuisance_sampling import draw_measured_like
     from mantid_exp2sim.train.data import SimulatorSource
@@ -274,48 +321,37 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
                 scores.setdefault(key, []).append(masked_psnr(y, xb))
         chosen[kind] = choose_parameters(scores)[0] if scores else (0.0, rl_iterations)
 
+    sets = {"": (dec, conv)}
+    if compare_shipped:
+        sets["shipped"] = _bundles(ndim)
     t_start = time.perf_counter()
     res: dict[str, list[float]] = {}
-    t_dec, t_conv = [], []
-    h_in, h_out, h_true = [], [], []
-    log(f"{ndim}D: translating {test_idx.size} pairs")
+    per_set: dict[str, dict[str, Any]] = {name: {"res": {}, "t_dec": [], "t_conv": [], "h_out": []} for name in sets}
+    h_in, h_true = [], []
+    log(f"{ndim}D: translating {test_idx.size} pairs" + (" (candidate and shipped)" if compare_shipped else ""))
     for i in test_idx:
         xa, xb = a.read(int(i)).astype(np.float64), b.read(int(i)).astype(np.float64)
-        ha, hb = MDHisto(xa, axes), MDHisto(xb, axes)
-        t0 = time.perf_counter()
-        out_a = translate(ha, dec, device="cpu")
-        t_dec.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        out_b = translate(hb, conv, device="cpu")
-        t_conv.append(time.perf_counter() - t0)
-        ya, yb = out_a.signal, out_b.signal
-        for kind in kinds:
-            x, y = (xa, ya) if not kind else (ml(i, xa), None)
-            if kind:
-                y = translate(MDHisto(x, axes), dec, device="cpu").signal
-                res.setdefault(f"intensity_ratio_deconvolve{kind}", []).append(intensity_ratio(y, xb))
+        inputs = {kind: (ml(i, xa) if kind else xa) for kind in kinds}
+        for kind, x in inputs.items():
             w, n = chosen[kind]
             fam = family(x, (0.0,), (rl_iterations,))
             fam.update(family(x, (w,), (n,)))
-            _scores({"identity": x, "deconvolve": y, "richardson_lucy": fam[(0.0, rl_iterations)],
-                     "tv_rl": fam[(w, n)]}, xb, res, kind)
-        res.setdefault("psnr_convolve", []).append(masked_psnr(yb, xa))
+            _scores({"identity": x, "richardson_lucy": fam[(0.0, rl_iterations)], "tv_rl": fam[(w, n)]}, xb, res, kind)
+        target = ml_expectation(i, xa) if measured_like else None
         res.setdefault("psnr_convolve_identity", []).append(masked_psnr(xb, xa))
-        if measured_like:
-            target = ml_expectation(i, xa)
-            res.setdefault("psnr_convolve_measured_like", []).append(masked_psnr(yb, target))
+        if target is not None:
             res.setdefault("psnr_convolve_identity_measured_like", []).append(masked_psnr(xb, target))
-        res.setdefault("intensity_ratio_deconvolve", []).append(intensity_ratio(ya, xb))
-        res.setdefault("intensity_ratio_convolve", []).append(intensity_ratio(yb, xa))
-        for key, y, target, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
-                                       ("convolve", yb, xa, out_b.metadata["intensity_factor"])):
-            res.setdefault(f"intensity_ratio_{key}_raw", []).append(intensity_ratio(y / (factor or 1.0), target))
         res.setdefault("intensity_ratio_physics", []).append(intensity_ratio(xa, xb))
-        h_in.append(ha)
-        h_out.append(MDHisto(ya, axes))
-        h_true.append(hb)
+        for name, (d, c) in sets.items():
+            _generator_scores(d, c, inputs, xa, xb, target, axes, per_set[name])
+        h_in.append(MDHisto(xa, axes))
+        h_true.append(MDHisto(xb, axes))
     log(f"{ndim}D: {test_idx.size} pairs in {time.perf_counter() - t_start:.0f} s")
-    out: dict[str, Any] = {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in res.items()}
+
+    def summary(values: dict[str, list[float]]) -> dict[str, Any]:
+        return {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in values.items()}
+
+    out: dict[str, Any] = summary({**res, **per_set[""]["res"]})
     for kind in kinds:
         w, n = chosen[kind]
         out[f"tv_rl_parameters{kind}"] = {"tv_weight": w, "iterations": n}
@@ -326,11 +362,19 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     log(f"{ndim}D: encoder features")
     f_true = encode_features(h_true, dec, device="cpu")
     out["fid_identity"] = frechet_distance(encode_features(h_in, dec, device="cpu"), f_true)
-    out["fid_deconvolve"] = frechet_distance(encode_features(h_out, dec, device="cpu"), f_true)
-    # timings after a warm-up (the first call builds the session)
-    out["seconds_per_mosaic_cpu"] = float(np.median(t_dec[1:] if len(t_dec) > 1 else t_dec))
+    for name, (d, c) in sets.items():
+        st = per_set[name]
+        extra = out if not name else summary(st["res"])
+        # the FID is measured in the candidate's encoder space for every set, so the figures compare
+        extra["fid_deconvolve"] = frechet_distance(encode_features(st["h_out"], dec, device="cpu"), f_true)
+        # timings after a warm-up (the first call builds the session)
+        extra["seconds_per_mosaic_cpu"] = _median_after_warmup(st["t_dec"])
+        if name:
+            extra["bundle_bytes"] = {t: int(bd.path.stat().st_size) for t, bd in (("deconvolve", d), ("convolve", c))}
+            extra["bundle_paths"] = {t: str(bd.path) for t, bd in (("deconvolve", d), ("convolve", c))}
+            out[name] = extra
     t_sim_conv, t_sim_unconv = _time_simulator(path, spec, timing_repeats)
-    t_fast = t_sim_unconv + float(np.median(t_conv[1:] if len(t_conv) > 1 else t_conv))
+    t_fast = t_sim_unconv + _median_after_warmup(per_set[""]["t_conv"])
     out["speedup_vs_simulator"] = t_sim_conv / t_fast
     out["n_pairs"] = int(test_idx.size)
     out["n_tune_pairs"] = int(tune_idx.size)
@@ -359,6 +403,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="deconvolve (G_A) bundle to measure (default: the shipped one)")
     p.add_argument("--convolve", default=None, metavar="BUNDLE",
                    help="convolve (G_B) bundle to measure (default: the shipped one)")
+    p.add_argument("--compare-shipped", action="store_true",
+                   help="also measure the shipped bundles on the same pairs in the same pass (key 'shipped')")
     return p
 
 
@@ -394,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = evaluate(ndim, n_pairs if ndim == 2 else n_pairs_3d, seed=args.seed, workers=args.workers,
                                rl_iterations=rl_iter, timing_repeats=repeats, data_dir=data_dir, log=log,
                                test_data=args.test_data_2d if ndim == 2 else args.test_data_3d, n_tune=n_tune,
-                               measured_like=not args.no_measured_like, bundles=chosen)
+                               measured_like=not args.no_measured_like, bundles=chosen,
+                               compare_shipped=args.compare_shipped)
             results.update({f"{k}{suffix}": v for k, v in metrics.items()})
     print(json.dumps(results))
     return 0
