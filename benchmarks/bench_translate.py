@@ -329,7 +329,9 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     per_set: dict[str, dict[str, Any]] = {name: {"res": {}, "t_dec": [], "t_conv": [], "h_out": []} for name in sets}
     h_in, h_true = [], []
     log(f"{ndim}D: translating {test_idx.size} pairs" + (" (candidate and shipped)" if compare_shipped else ""))
-    for i in test_idx:
+    for k, i in enumerate(test_idx):
+        if k and k % 20 == 0:
+            log(f"{ndim}D: {k}/{test_idx.size} pairs in {time.perf_counter() - t_start:.0f} s")
         xa, xb = a.read(int(i)).astype(np.float64), b.read(int(i)).astype(np.float64)
         inputs = {kind: (ml(i, xa) if kind else xa) for kind in kinds}
         for kind, x in inputs.items():
