@@ -1,4 +1,4 @@
-"""Benchmark the shipped Exp2SimGAN bundles on a fresh held-out simulated test set.
+"""Benchmark the shipped (or candidate) Exp2SimGAN bundles on a fresh held-out simulated test set.
 
 For each dimensionality (2D: the 240x400 ``pcsmo-mosaic-v1`` mosaic; 3D: (Qh, Qk, E) volumes)
 it simulates ``--n-pairs`` (convolved, unconvolved) pairs of both PCSMO models with the
@@ -19,6 +19,10 @@ compares with the true counterpart:
   better of the two classical peers (``benchmarks/classical_peers.py``);
 * every figure of the deconvolution again with ``_measured_like``: the input is a measured-like
   draw of the convolved spectrum (:func:`measured_like_mosaic`, :func:`measured_like_volume`);
+* ``psnr/ssim_deconvolve_raw``: the deconvolve bundle's output before the conservation factor
+  (``translate(..., conserve_intensity=False)``): on measured-like inputs the input's integral
+  carries the background residue and the clipped noise (about 1.4 times the truth's), so
+  conserving it scales a good deconvolution away from the truth;
 * ``intensity_ratio_*``: median over samples of sum(output) / sum(target), unmasked bins, as
   the package delivers them (``conserve_intensity`` on: the output has the input's integral);
   ``intensity_ratio_*_raw``: the same for the network's own output (before the conservation
@@ -50,6 +54,20 @@ Usage::
     python benchmarks/bench_translate.py --quick          # 16 pairs (3D: 4), for a smoke test
     python benchmarks/bench_translate.py --ndim 2 --n-pairs 200 --test-data-2d test_mosaic.h5
     python benchmarks/bench_translate.py --ndim 3 --n-pairs-3d 24 --n-tune 8 --data-dir DIR
+
+Candidate generators are measured without shipping them with ``--deconvolve BUNDLE`` and
+``--convolve BUNDLE`` (default: the shipped bundle of each task and dimensionality; a
+candidate is used for every ``--ndim`` given, so pass the one dimensionality it was trained
+for)::
+
+    python benchmarks/bench_translate.py --ndim 2 --deconvolve RUN/deconvolve_2d.exp2sim.h5 \
+        --convolve RUN/convolve_2d.exp2sim.h5 --data-dir DIR
+
+The keys stay the same; ``bundle_paths`` records which bundles were measured. With
+``--compare-shipped`` the shipped bundles are measured on the same pairs in the same pass (the
+classical peers, the costly part, run once): their generator figures (``psnr/ssim_deconvolve*``,
+``psnr_convolve*``, intensity ratios, ``fid_deconvolve`` in the candidate's encoder space,
+``seconds_per_mosaic_cpu``, ``bundle_bytes``) go under the key ``shipped``.
 
 Exit status: 0 on success, 2 when a bundle is missing (the last line is then a JSON object
 with an ``error`` entry).
@@ -137,10 +155,13 @@ def measured_like_volume(clean: np.ndarray, chain: Any, ei: float, rng: np.rando
     return out
 
 
-def _bundles(ndim: int) -> tuple[Any, Any]:
+def _bundles(ndim: int, paths: dict[str, str | None] | None = None) -> tuple[Any, Any]:
+    """The (deconvolve, convolve) bundles: ``paths[task]`` when given, else the shipped one."""
     from mantid_exp2sim.bundle import default_bundle_path, load_bundle
 
-    return tuple(load_bundle(default_bundle_path(task, ndim), task=task, ndim=ndim) for task in ("deconvolve", "convolve"))
+    paths = paths or {}
+    return tuple(load_bundle(paths.get(task) or default_bundle_path(task, ndim), task=task, ndim=ndim)
+                 for task in ("deconvolve", "convolve"))
 
 
 def _spec_of(bundle: Any, ndim: int) -> dict[str, Any]:
@@ -199,22 +220,68 @@ def _scores(pred: dict[str, np.ndarray], target: np.ndarray, res: dict[str, list
         res.setdefault(f"ssim_{name}{suffix}", []).append(masked_ssim(y, target))
 
 
+def _median_after_warmup(times: list[float]) -> float:
+    """Median of call times without the first (which builds the session)."""
+    return float(np.median(times[1:] if len(times) > 1 else times))
+
+
+def _generator_scores(dec: Any, conv: Any, inputs: dict[str, np.ndarray], xa: np.ndarray, xb: np.ndarray,
+                      target: np.ndarray | None, axes: tuple, acc: dict[str, Any]) -> None:
+    """Translate one test pair with a (deconvolve, convolve) bundle pair and append its figures.
+
+    ``inputs`` maps the key suffix (``""``: noise-free, ``"_measured_like"``) to the
+    deconvolution input; ``target`` is the measured-like expectation (None: not measured).
+    ``acc`` holds ``res`` (figure lists), ``t_dec``/``t_conv`` (seconds) and ``h_out``.
+    """
+    from mantid_exp2sim.inference import translate
+    from mantid_exp2sim.train.metrics import intensity_ratio, masked_psnr
+
+    res = acc["res"]
+    t0 = time.perf_counter()
+    out_a = translate(MDHisto(xa, axes), dec, device="cpu")
+    acc["t_dec"].append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out_b = translate(MDHisto(xb, axes), conv, device="cpu")
+    acc["t_conv"].append(time.perf_counter() - t0)
+    ya, yb = out_a.signal, out_b.signal
+    for kind, x in inputs.items():
+        out_k = out_a if not kind else translate(MDHisto(x, axes), dec, device="cpu")
+        y = out_k.signal
+        if kind:
+            res.setdefault(f"intensity_ratio_deconvolve{kind}", []).append(intensity_ratio(y, xb))
+        raw = y / (out_k.metadata["intensity_factor"] or 1.0)
+        _scores({"deconvolve": y, "deconvolve_raw": raw}, xb, res, kind)
+    res.setdefault("psnr_convolve", []).append(masked_psnr(yb, xa))
+    if target is not None:
+        res.setdefault("psnr_convolve_measured_like", []).append(masked_psnr(yb, target))
+    res.setdefault("intensity_ratio_deconvolve", []).append(intensity_ratio(ya, xb))
+    res.setdefault("intensity_ratio_convolve", []).append(intensity_ratio(yb, xa))
+    for key, y, tgt, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
+                                ("convolve", yb, xa, out_b.metadata["intensity_factor"])):
+        res.setdefault(f"intensity_ratio_{key}_raw", []).append(intensity_ratio(y / (factor or 1.0), tgt))
+    acc["h_out"].append(MDHisto(ya, axes))
+
+
 def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations: int, timing_repeats: int,
              data_dir: Path, log: Any, test_data: str | None = None, n_tune: int = 16,
-             measured_like: bool = True) -> dict[str, Any]:
+             measured_like: bool = True, bundles: dict[str, str | None] | None = None,
+             compare_shipped: bool = False) -> dict[str, Any]:
     """All metrics of one dimensionality (keys without the ``_3d`` suffix).
 
     The pairs of the test file are split once (seeded): ``n_tune`` held-out pairs choose the
     noise-aware classical peer's parameters, separately for noise-free and measured-like
-    inputs, and the next ``n_pairs`` are the test pairs.
+    inputs, and the next ``n_pairs`` are the test pairs. ``bundles`` maps ``deconvolve`` /
+    ``convolve`` to candidate bundle paths (absent or None: the shipped bundle); with
+    ``compare_shipped`` the shipped bundles are measured on the same pairs in the same pass,
+    their generator figures under the key ``shipped`` (identity and classical figures are shared).
     """
-    from mantid_exp2sim.inference import encode_features, translate
+    from mantid_exp2sim.inference import encode_features
     from mantid_exp2sim.simulate import get_resolution
     from mantid_exp2sim.simulate.nuisance_sampling import draw_measured_like
     from mantid_exp2sim.train.data import SimulatorSource
     from mantid_exp2sim.train.metrics import frechet_distance, intensity_ratio, masked_psnr, summarise
 
-    dec, conv = _bundles(ndim)
+    dec, conv = _bundles(ndim, bundles)
     spec = _spec_of(dec, ndim)
     if test_data:
         path = Path(test_data)
@@ -260,48 +327,39 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
                 scores.setdefault(key, []).append(masked_psnr(y, xb))
         chosen[kind] = choose_parameters(scores)[0] if scores else (0.0, rl_iterations)
 
+    sets = {"": (dec, conv)}
+    if compare_shipped:
+        sets["shipped"] = _bundles(ndim)
     t_start = time.perf_counter()
     res: dict[str, list[float]] = {}
-    t_dec, t_conv = [], []
-    h_in, h_out, h_true = [], [], []
-    log(f"{ndim}D: translating {test_idx.size} pairs")
-    for i in test_idx:
+    per_set: dict[str, dict[str, Any]] = {name: {"res": {}, "t_dec": [], "t_conv": [], "h_out": []} for name in sets}
+    h_in, h_true = [], []
+    log(f"{ndim}D: translating {test_idx.size} pairs" + (" (candidate and shipped)" if compare_shipped else ""))
+    for k, i in enumerate(test_idx):
+        if k and k % 20 == 0:
+            log(f"{ndim}D: {k}/{test_idx.size} pairs in {time.perf_counter() - t_start:.0f} s")
         xa, xb = a.read(int(i)).astype(np.float64), b.read(int(i)).astype(np.float64)
-        ha, hb = MDHisto(xa, axes), MDHisto(xb, axes)
-        t0 = time.perf_counter()
-        out_a = translate(ha, dec, device="cpu")
-        t_dec.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        out_b = translate(hb, conv, device="cpu")
-        t_conv.append(time.perf_counter() - t0)
-        ya, yb = out_a.signal, out_b.signal
-        for kind in kinds:
-            x, y = (xa, ya) if not kind else (ml(i, xa), None)
-            if kind:
-                y = translate(MDHisto(x, axes), dec, device="cpu").signal
-                res.setdefault(f"intensity_ratio_deconvolve{kind}", []).append(intensity_ratio(y, xb))
+        inputs = {kind: (ml(i, xa) if kind else xa) for kind in kinds}
+        for kind, x in inputs.items():
             w, n = chosen[kind]
             fam = family(x, (0.0,), (rl_iterations,))
             fam.update(family(x, (w,), (n,)))
-            _scores({"identity": x, "deconvolve": y, "richardson_lucy": fam[(0.0, rl_iterations)],
-                     "tv_rl": fam[(w, n)]}, xb, res, kind)
-        res.setdefault("psnr_convolve", []).append(masked_psnr(yb, xa))
+            _scores({"identity": x, "richardson_lucy": fam[(0.0, rl_iterations)], "tv_rl": fam[(w, n)]}, xb, res, kind)
+        target = ml_expectation(i, xa) if measured_like else None
         res.setdefault("psnr_convolve_identity", []).append(masked_psnr(xb, xa))
-        if measured_like:
-            target = ml_expectation(i, xa)
-            res.setdefault("psnr_convolve_measured_like", []).append(masked_psnr(yb, target))
+        if target is not None:
             res.setdefault("psnr_convolve_identity_measured_like", []).append(masked_psnr(xb, target))
-        res.setdefault("intensity_ratio_deconvolve", []).append(intensity_ratio(ya, xb))
-        res.setdefault("intensity_ratio_convolve", []).append(intensity_ratio(yb, xa))
-        for key, y, target, factor in (("deconvolve", ya, xb, out_a.metadata["intensity_factor"]),
-                                       ("convolve", yb, xa, out_b.metadata["intensity_factor"])):
-            res.setdefault(f"intensity_ratio_{key}_raw", []).append(intensity_ratio(y / (factor or 1.0), target))
         res.setdefault("intensity_ratio_physics", []).append(intensity_ratio(xa, xb))
-        h_in.append(ha)
-        h_out.append(MDHisto(ya, axes))
-        h_true.append(hb)
+        for name, (d, c) in sets.items():
+            _generator_scores(d, c, inputs, xa, xb, target, axes, per_set[name])
+        h_in.append(MDHisto(xa, axes))
+        h_true.append(MDHisto(xb, axes))
     log(f"{ndim}D: {test_idx.size} pairs in {time.perf_counter() - t_start:.0f} s")
-    out: dict[str, Any] = {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in res.items()}
+
+    def summary(values: dict[str, list[float]]) -> dict[str, Any]:
+        return {k: summarise(v, "median" if k.startswith("intensity") else "mean") for k, v in values.items()}
+
+    out: dict[str, Any] = summary({**res, **per_set[""]["res"]})
     for kind in kinds:
         w, n = chosen[kind]
         out[f"tv_rl_parameters{kind}"] = {"tv_weight": w, "iterations": n}
@@ -312,15 +370,24 @@ def evaluate(ndim: int, n_pairs: int, *, seed: int, workers: int, rl_iterations:
     log(f"{ndim}D: encoder features")
     f_true = encode_features(h_true, dec, device="cpu")
     out["fid_identity"] = frechet_distance(encode_features(h_in, dec, device="cpu"), f_true)
-    out["fid_deconvolve"] = frechet_distance(encode_features(h_out, dec, device="cpu"), f_true)
-    # timings after a warm-up (the first call builds the session)
-    out["seconds_per_mosaic_cpu"] = float(np.median(t_dec[1:] if len(t_dec) > 1 else t_dec))
+    for name, (d, c) in sets.items():
+        st = per_set[name]
+        extra = out if not name else summary(st["res"])
+        # the FID is measured in the candidate's encoder space for every set, so the figures compare
+        extra["fid_deconvolve"] = frechet_distance(encode_features(st["h_out"], dec, device="cpu"), f_true)
+        # timings after a warm-up (the first call builds the session)
+        extra["seconds_per_mosaic_cpu"] = _median_after_warmup(st["t_dec"])
+        if name:
+            extra["bundle_bytes"] = {t: int(bd.path.stat().st_size) for t, bd in (("deconvolve", d), ("convolve", c))}
+            extra["bundle_paths"] = {t: str(bd.path) for t, bd in (("deconvolve", d), ("convolve", c))}
+            out[name] = extra
     t_sim_conv, t_sim_unconv = _time_simulator(path, spec, timing_repeats)
-    t_fast = t_sim_unconv + float(np.median(t_conv[1:] if len(t_conv) > 1 else t_conv))
+    t_fast = t_sim_unconv + _median_after_warmup(per_set[""]["t_conv"])
     out["speedup_vs_simulator"] = t_sim_conv / t_fast
     out["n_pairs"] = int(test_idx.size)
     out["n_tune_pairs"] = int(tune_idx.size)
     out["bundle_bytes"] = {t: int(bd.path.stat().st_size) for t, bd in (("deconvolve", dec), ("convolve", conv))}
+    out["bundle_paths"] = {t: str(bd.path) for t, bd in (("deconvolve", dec), ("convolve", conv))}
     return out
 
 
@@ -340,6 +407,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="simulator worker processes")
     p.add_argument("--rl-iterations", type=int, default=30)
     p.add_argument("--data-dir", default=None, help="keep (and reuse) the simulated test sets here")
+    p.add_argument("--deconvolve", default=None, metavar="BUNDLE",
+                   help="deconvolve (G_A) bundle to measure (default: the shipped one)")
+    p.add_argument("--convolve", default=None, metavar="BUNDLE",
+                   help="convolve (G_B) bundle to measure (default: the shipped one)")
+    p.add_argument("--compare-shipped", action="store_true",
+                   help="also measure the shipped bundles on the same pairs in the same pass (key 'shipped')")
     return p
 
 
@@ -354,10 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    chosen = {"deconvolve": args.deconvolve, "convolve": args.convolve}
     missing = []
     for ndim in args.ndim:
         try:
-            _bundles(ndim)
+            _bundles(ndim, chosen)
         except BundleError as exc:
             missing.append(str(exc))
     if missing:
@@ -374,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = evaluate(ndim, n_pairs if ndim == 2 else n_pairs_3d, seed=args.seed, workers=args.workers,
                                rl_iterations=rl_iter, timing_repeats=repeats, data_dir=data_dir, log=log,
                                test_data=args.test_data_2d if ndim == 2 else args.test_data_3d, n_tune=n_tune,
-                               measured_like=not args.no_measured_like)
+                               measured_like=not args.no_measured_like, bundles=chosen,
+                               compare_shipped=args.compare_shipped)
             results.update({f"{k}{suffix}": v for k, v in metrics.items()})
     print(json.dumps(results))
     return 0

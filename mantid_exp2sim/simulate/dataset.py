@@ -675,6 +675,21 @@ class SpectraDataset:
                                               reason="it is not a measured-like data set"))
         return {n: float(v) for n, v in zip(self._nuisance_names[model], g["nuisance"][row])}
 
+    def ei_scale(self, i: int) -> np.ndarray:
+        """The drawn per-Ei ``scale`` of item ``i`` (measured-like data sets), one value per row.
+
+        float32 ``(shape[0],)``: the mosaic's rows are its incident energies, ``shape[0] / n_ei``
+        rows each. ``measured_like / ei_scale(i)[:, None]`` is the measured-like sample in the
+        model units of ``convolved`` and ``unconvolved``.
+        """
+        nu = self.nuisance(i)
+        scale = np.array([v for k, v in nu.items() if k.startswith("scale_ei")], dtype=np.float32)
+        if scale.size == 0 or self.shape[0] % scale.size:
+            raise InputDataError(
+                format_error(f"Data set '{self.path}' has per-Ei scales that do not tile its samples",
+                             reason=f"{scale.size} scales for {self.shape[0]} rows"))
+        return np.repeat(scale, self.shape[0] // scale.size)
+
     def expected(self, i: int) -> np.ndarray:
         """The expected measured value ``scale_g * convolved`` of item ``i`` (measured-like data sets).
 
@@ -682,12 +697,9 @@ class SpectraDataset:
         clip; NaN where the stored ``convolved`` is (the measured mask of the draw is not
         applied).
         """
-        nu = self.nuisance(i)
         model, row = self.locate(i)
         conv = self._masked(self._file()[model]["convolved"][row])
-        scale = np.array([v for k, v in nu.items() if k.startswith("scale_ei")], dtype=np.float32)
-        tile = conv.shape[0] // max(scale.size, 1)
-        return (conv * np.repeat(scale, tile)[:, None]).astype(np.float32)
+        return (conv * self.ei_scale(i)[:, None]).astype(np.float32)
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(convolved, unconvolved, label)`` of item ``i``."""

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from .._console import dispatch
 from ..errors import InputDataError, format_error
-from .config import GanConfig, add_config_options, config_from_checkpoint, load_config, preset_names
+from .config import DOMAIN_KINDS, GanConfig, add_config_options, config_from_checkpoint, load_config, preset_names
 
 __all__ = [
     "COMMANDS",
@@ -65,7 +65,8 @@ _HELP: dict[str, str] = {
     "domain_a": "domain A: measured or resolution-convolved data. exp2sim-simulate .h5 files, "
                 "file.h5:/dataset or file.npy arrays (N, *shape), SaveMD .nxs files, folders or globs of them",
     "domain_b": "domain B: simulated data without resolution (same kinds of sources)",
-    "kind_a": "which side of an exp2sim-simulate file domain A reads (default convolved)",
+    "kind_a": "which side of an exp2sim-simulate file domain A reads (default convolved; measured_like: "
+              "the processing chain's output of a --measured-like file, per-Ei scale divided out)",
     "kind_b": "which side of an exp2sim-simulate file domain B reads (default unconvolved)",
     "models": "spin models (groups) to use from exp2sim-simulate files (default all)",
     "paired": "same simulator file on both sides: let A and B use the same sample indices "
@@ -98,6 +99,8 @@ _HELP: dict[str, str] = {
     "lambda_int": "weight of the intensity-conservation loss (not in the paper; 0 turns it off)",
     "lambda_cyc": "weight of the cycle-consistency L1 loss, |G_B(G_A(a)) - a| and |G_A(G_B(b)) - b| "
                   "(not in DCLGAN; 0 turns it off)",
+    "lambda_pair": "weight of the paired L1 term |G_A(a) - b| + |G_B(b) - convolved| on samples of one "
+                   "simulator file (needs --paired; default 0: the paper's unpaired objective)",
     "cycle_detach": "cycle term on detached translations: G_B learns to undo G_A's output but cannot hide "
                     "information in it for G_A (and vice versa); --no-cycle-detach is CycleGAN's coupled cycle",
     "common_d_mask": "show the discriminators real and generated patches under one common mask",
@@ -125,8 +128,8 @@ _HELP: dict[str, str] = {
 _OPTIONS: dict[str, dict[str, Any]] = {
     "models": {"metavar": "NAME"},
     "gan_mode": {"choices": ["hinge", "lsgan"]},
-    "kind_a": {"choices": ["convolved", "unconvolved"]},
-    "kind_b": {"choices": ["convolved", "unconvolved"]},
+    "kind_a": {"choices": list(DOMAIN_KINDS)},
+    "kind_b": {"choices": list(DOMAIN_KINDS)},
     "amp": {"choices": ["auto", "on", "off"]},
     "device": {"choices": ["auto", "cpu", "gpu"]},
     "ndim": {"choices": [2, 3]},

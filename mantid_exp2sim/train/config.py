@@ -79,6 +79,7 @@ class GanConfig:
     lambda_aux: float = 1.0
     lambda_int: float = 5.0
     lambda_cyc: float = 0.0
+    lambda_pair: float = 0.0
     cycle_detach: bool = True
     common_d_mask: bool = True
     d_input_norm: bool = True
@@ -164,8 +165,8 @@ class GanConfig:
         for a in self.flip_axes:
             if not 0 <= int(a) < self.ndim:
                 bad("flip_axes", self.flip_axes, f"axes must be in 0..{self.ndim - 1}")
-        if self.kind_a not in ("convolved", "unconvolved") or self.kind_b not in ("convolved", "unconvolved"):
-            bad("kind_a/kind_b", (self.kind_a, self.kind_b), "allowed: 'convolved' or 'unconvolved'")
+        if self.kind_a not in DOMAIN_KINDS or self.kind_b not in DOMAIN_KINDS:
+            bad("kind_a/kind_b", (self.kind_a, self.kind_b), f"allowed: {', '.join(map(repr, DOMAIN_KINDS))}")
         if self.gan_mode not in ("hinge", "lsgan"):
             bad("gan_mode", self.gan_mode, "allowed: 'hinge' or 'lsgan'")
         if self.amp not in ("auto", "on", "off"):
@@ -192,9 +193,13 @@ class GanConfig:
                 bad("patch_size", self.patch_size,
                     f"the energy-stack generator needs whole mosaic tiles: multiples of {TILE}, >= {2 * TILE}",
                     "e.g. 80 400 (two incident energies, all windows)")
-        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux", "lambda_int", "lambda_cyc"):
+        for name in ("lambda_gan", "lambda_nce", "lambda_idt", "lambda_aux", "lambda_int", "lambda_cyc",
+                     "lambda_pair"):
             if float(getattr(self, name)) < 0:
-                bad(name, getattr(self, name), "loss weights must be >= 0")
+                bad(name, getattr(self, name), "loss weights must be >= 0", f"pass --{name.replace('_', '-')} 0 or more")
+        if self.lambda_pair > 0 and not self.paired:
+            bad("lambda_pair", self.lambda_pair, "the paired term needs paired samples",
+                "add --paired (one exp2sim-simulate file as domain A and B) or set --lambda-pair 0")
         if not 0 < self.lr < 1 or not 0 < self.lr_f < 1:
             bad("lr/lr_f", (self.lr, self.lr_f), "learning rates must lie in (0, 1)")
         if not 0 <= self.val_fraction < 1:
@@ -206,6 +211,9 @@ class GanConfig:
         if self.max_minutes is not None and self.max_minutes <= 0:
             bad("max_minutes", self.max_minutes, "must be > 0")
 
+
+#: Sides of an exp2sim-simulate file a domain may read (``measured_like``: --measured-like files).
+DOMAIN_KINDS = ("convolved", "unconvolved", "measured_like")
 
 #: Generator architectures: ``resnet`` (models.generator.ResnetGenerator on the image) or
 #: ``energy-stack`` (models.energy_stack_generator.EnergyStackGenerator: each Ei of the mosaic as a

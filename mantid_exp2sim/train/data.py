@@ -3,8 +3,15 @@
 Sources (each yields whole samples, float32, NaN = masked bin):
 
 * simulator data sets (``exp2sim-simulate`` HDF5, read by
-  :class:`mantid_exp2sim.simulate.dataset.SpectraDataset`): ``convolved`` or ``unconvolved``
-  samples of one or more spin models;
+  :class:`mantid_exp2sim.simulate.dataset.SpectraDataset`): ``convolved``, ``unconvolved`` or
+  (``exp2sim-simulate --measured-like`` files) ``measured_like`` samples of one or more spin
+  models. ``measured_like`` samples are read in model units: the processing chain's output
+  divided by the draw's own per-Ei ``scale`` (:meth:`SpectraDataset.ei_scale`), which is what
+  ``benchmarks/bench_translate.py`` feeds the generators (``measured_like_mosaic``) and what
+  ``convolved``/``unconvolved`` are in. The networks see every sample divided by its own RMS
+  (:func:`mantid_exp2sim.train.patches.normalised_input`, as ``translate`` does), so only the
+  *relative* per-Ei scales matter: they are divided out, counting noise, background residue,
+  zeros, clipping and the measured mask stay;
 * user HDF5 arrays ``file.h5:/path/to/dataset`` holding ``(N, *shape)`` (or one sample);
 * ``.npy`` arrays ``(N, *shape)`` (or one sample);
 * Mantid SaveMD files (``.nxs``; one MDHistoWorkspace per file, read with
@@ -13,7 +20,8 @@ Sources (each yields whole samples, float32, NaN = masked bin):
 Unpaired by construction: when domains A and B come from the same simulator file, the sample
 indices are split three ways with a seeded permutation: a held-out set (both sides kept, as
 *paired* validation data) and two disjoint training halves, one per domain, so no training
-sample of A has its counterpart in B. Patches are cut from the samples by
+sample of A has its counterpart in B. With ``paired`` both domains train on the same indices
+(needed by the paired loss term ``lambda_pair``, see :mod:`mantid_exp2sim.train.gan`). Patches are cut from the samples by
 :class:`mantid_exp2sim.train.patches.PatchSampler`.
 
 The classifier reads :class:`LabelledSpectra` (every model of the data sets is a class), split
@@ -117,12 +125,13 @@ class ArraySource(Source):
 
 
 class SimulatorSource(Source):
-    """One kind (``convolved``/``unconvolved``) of an ``exp2sim-simulate`` data set.
+    """One kind (``convolved``/``unconvolved``/``measured_like``) of an ``exp2sim-simulate`` data set.
 
     A thin wrapper of :class:`mantid_exp2sim.simulate.dataset.SpectraDataset`, which reads the
     format (models in label order, the first ``complete`` rows, the coverage ``mask`` applied;
     see its notes). Samples of several models are concatenated in the order of ``models``
-    (default: the file's models in label order, then by name).
+    (default: the file's models in label order, then by name). ``measured_like`` samples are
+    divided by their per-Ei scale (model units; see the module docstring).
     """
 
     def __init__(self, path: str | os.PathLike, kind: str, models: Sequence[str] | None = None):
@@ -170,7 +179,15 @@ class SimulatorSource(Source):
         return self.dataset.locate(self._check_index(index))
 
     def read(self, index: int) -> np.ndarray:
-        return self.dataset.read(self._check_index(index))
+        i = self._check_index(index)
+        x = self.dataset.read(i)
+        if self.kind == "measured_like":
+            x /= self.dataset.ei_scale(i).reshape((-1,) + (1,) * (x.ndim - 1))
+        return x
+
+    def with_kind(self, kind: str) -> "SimulatorSource":
+        """The same file and models, another kind (indices pair up)."""
+        return SimulatorSource(self.path, kind, self.models)
 
     def axes(self) -> list[dict]:
         """The file's axis descriptions (``Axis.to_dict`` dicts), or [] when absent."""
@@ -268,7 +285,7 @@ def open_source(spec: str, kind: str, models: Sequence[str] | None = None) -> So
         ``sim.h5`` (simulator data set), ``file.h5:/dataset``, ``file.npy``, ``ws.nxs``, a
         folder of ``.nxs`` files or a glob pattern of ``.nxs`` files.
     kind
-        Which side of a simulator data set to read (``convolved``/``unconvolved``).
+        Which side of a simulator data set to read (``convolved``/``unconvolved``/``measured_like``).
     models
         Spin models to use from a simulator data set (default all).
     """

@@ -10,7 +10,8 @@ translations; then update both generators and both heads on
 
 ``lambda_gan * (GAN_A + GAN_B) / 2 + lambda_nce * (NCE_A + NCE_B) / 2
 + lambda_idt * (IDT_A + IDT_B) / 2 + lambda_aux * (AUX_A + AUX_B) / 2
-+ lambda_int * (INT_A + INT_B) / 2 + lambda_cyc * (CYC_A + CYC_B) / 2``
++ lambda_int * (INT_A + INT_B) / 2 + lambda_cyc * (CYC_A + CYC_B) / 2
++ lambda_pair * (PAIR_A + PAIR_B) / 2``
 
 where ``NCE_A`` compares keys ``F_A(G_A.nce_features(a))`` with queries
 ``F_B(G_B.nce_features(G_A(a)))`` at the same positions (DCLGAN's dual contrastive loss) and
@@ -25,6 +26,19 @@ normalised by its own whole-sample RMS, and a sharp (unconvolved) spectrum has a
 than the same spectrum convolved, so a level-sensitive discriminator would push ``G_A`` to
 lose (and ``G_B`` to gain) integrated intensity by that RMS ratio. ``INT`` (the relative change
 of each patch's integrated intensity) then sets the level.
+
+Paired term (``lambda_pair`` > 0; default 0, the paper's unpaired objective): only with
+``paired`` on one simulator file (both domains then train on the same sample indices). Each
+domain's sampler cuts, at the same index, crop and flips as its patch, the true counterpart:
+``PAIR_A = |G_A(a) - b|`` with ``b`` the domain-B (unconvolved) twin of ``a``, and ``PAIR_B =
+|G_B(b) - c|`` with ``c`` the file's noise-free ``convolved`` twin of ``b`` (for ``kind_a =
+convolved`` that is domain A itself; for ``kind_a = measured_like`` it is the measured-like
+sample's expectation in model units, without noise, background residue or clipping, so
+``G_B`` is taught the expectation while ``D_A`` still sees noisy measured-like patches). A
+target is divided by its *source* sample's intensity scale, so it is in the units of the
+output (see :func:`~mantid_exp2sim.train.losses.paired_l1`); bins masked in the source or the
+target do not count. The GAN, PatchNCE, identity and intensity terms are unchanged, so the
+objective is the unpaired one plus a supervised pull towards the true twins.
 """
 
 from __future__ import annotations
@@ -79,7 +93,7 @@ LOSS_COLUMNS = [
     "step", "lr", "d_total", "d_a_gan", "d_a_aux", "d_b_gan", "d_b_aux",
     "g_total", "g_a_gan", "g_a_nce", "g_a_idt", "g_a_aux", "g_a_int", "g_a_cyc",
     "g_b_gan", "g_b_nce", "g_b_idt", "g_b_aux", "g_b_int", "g_b_cyc",
-    "seconds_per_step",
+    "g_a_pair", "g_b_pair", "seconds_per_step",
 ]
 VALIDATION_COLUMNS = [
     "step",
@@ -283,8 +297,11 @@ class GanTrainer:
         align = int(self.nets["G_A"].spatial_multiple) if cfg.generator == "energy-stack" else 1
         common = dict(seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, flip_axes=cfg.flip_axes,
                       align=align)
-        self.sampler_a = PatchSampler(data.a.source, data.a.train, patch, cfg.batch_size, stream=0, **common)
-        self.sampler_b = PatchSampler(data.b.source, data.b.train, patch, cfg.batch_size, stream=1, **common)
+        partners_a, partners_b = self._paired_targets(data) if cfg.lambda_pair > 0 else ((), ())
+        self.sampler_a = PatchSampler(data.a.source, data.a.train, patch, cfg.batch_size, stream=0,
+                                      partners=partners_a, **common)
+        self.sampler_b = PatchSampler(data.b.source, data.b.train, patch, cfg.batch_size, stream=1,
+                                      partners=partners_b, **common)
         for name, net in (("D_A", self.nets["D_A"]), ("G_A", self.nets["G_A"])):
             lo = net.min_spatial_size()
             if min(patch) < lo:
@@ -306,6 +323,22 @@ class GanTrainer:
         if self.run_dir is not None and dist.is_main:
             self.loss_table = CsvTable(self.run_dir / "losses.csv", LOSS_COLUMNS)
             self.val_table = CsvTable(self.run_dir / "validation.csv", VALIDATION_COLUMNS, min_flush_seconds=0.0)
+
+    @staticmethod
+    def _paired_targets(data: TrainingData) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The sources of the paired targets of domain A (its B twins) and B (noise-free convolved)."""
+        from .data import SimulatorSource
+
+        src_a = data.a.source
+        if data.split != "paired-file" or not isinstance(src_a, SimulatorSource):
+            raise InputDataError(
+                format_error(
+                    "--lambda-pair needs both domains from one exp2sim-simulate file with --paired",
+                    reason=f"the domains were split as '{data.split}'",
+                    fix="pass the same simulator file as --domain-a and --domain-b with --paired, or --lambda-pair 0",
+                )
+            )
+        return (data.b.source,), (src_a.with_kind("convolved"),)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -427,8 +460,13 @@ class GanTrainer:
         """One iteration (D step, then G and F step); returns the loss terms as floats."""
         cfg, nets, dev = self.cfg, self.nets, self.device
         t0 = time.perf_counter()
-        real_a = torch.from_numpy(self.sampler_a.next_batch()).to(dev)
-        real_b = torch.from_numpy(self.sampler_b.next_batch()).to(dev)
+        paired = cfg.lambda_pair > 0
+        if paired:
+            real_a, pair_a = (torch.from_numpy(x).to(dev) for x in self.sampler_a.next_batch_with_partners())
+            real_b, pair_b = (torch.from_numpy(x).to(dev) for x in self.sampler_b.next_batch_with_partners())
+        else:
+            real_a = torch.from_numpy(self.sampler_a.next_batch()).to(dev)
+            real_b = torch.from_numpy(self.sampler_b.next_batch()).to(dev)
         va, vb = real_a[:, 1:2], real_b[:, 1:2]
         vab = va * vb if cfg.common_d_mask else None
         gen = _step_generator(cfg.seed, self.dist.rank, self.step)
@@ -497,10 +535,16 @@ class GanTrainer:
                 out["g_a_cyc"] = out["g_b_cyc"] = torch.zeros((), device=dev)
             out["g_a_int"] = L.intensity_loss(fake_b, real_a[:, :1], va)
             out["g_b_int"] = L.intensity_loss(fake_a, real_b[:, :1], vb)
+            if paired:
+                out["g_a_pair"] = L.paired_l1(fake_b, pair_a, va)
+                out["g_b_pair"] = L.paired_l1(fake_a, pair_b, vb)
+            else:
+                out["g_a_pair"] = out["g_b_pair"] = torch.zeros((), device=dev)
             loss_g = 0.5 * sum(
                 cfg.lambda_gan * out[f"g_{t}_gan"] + cfg.lambda_nce * out[f"g_{t}_nce"]
                 + cfg.lambda_idt * out[f"g_{t}_idt"] + cfg.lambda_aux * out[f"g_{t}_aux"]
                 + cfg.lambda_int * out[f"g_{t}_int"] + cfg.lambda_cyc * out[f"g_{t}_cyc"]
+                + cfg.lambda_pair * out[f"g_{t}_pair"]
                 for t in "ab"
             )
         self.scaler.scale(loss_g).backward()

@@ -15,6 +15,9 @@ Terms (Exp2SimGAN, Digital Discovery 2023, Methods; DCLGAN for PatchNCE):
 * identity: masked L1 between ``G(x)`` and ``x`` for ``x`` already in the target domain;
 * intensity (not in the paper; see docs/training.md): relative change of the integrated
   intensity of each translated patch, which resolution (de)convolution conserves;
+* paired (not in the paper; off by default): masked L1 between a translation and the true
+  counterpart of its source patch (:func:`paired_l1`), for simulator files where every sample
+  of A has its twin in B;
 * PatchNCE: InfoNCE between query patches of the translated image and key patches of its
   source at the same positions, negatives from other positions of the same image, sampled
   only where the feature position covers unmasked bins (``models.patchnce.feature_masks``
@@ -36,6 +39,7 @@ __all__ = [
     "aux_loss",
     "masked_l1",
     "intensity_loss",
+    "paired_l1",
     "patch_rms_normalise",
 ]
 
@@ -102,6 +106,24 @@ def aux_loss(aux_map: torch.Tensor, target: float, weights: torch.Tensor) -> tor
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference over unmasked bins; all of shape ``(N, 1, *S)``."""
     return masked_mean((prediction.float() - target.float()).abs(), valid)
+
+
+def paired_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Masked L1 between a translation and its paired target.
+
+    Parameters
+    ----------
+    prediction
+        ``(N, 1, *S)``: the generator's output for a source patch.
+    target
+        ``(N, 2, *S)``: the source's true counterpart in the units of the prediction (divided by
+        the *source* sample's intensity scale, as
+        :meth:`~mantid_exp2sim.train.patches.PatchSampler.next_batch_with_partners` cuts it) and
+        the counterpart's valid mask.
+    valid
+        ``(N, 1, *S)``: the source's valid mask; a bin counts where both masks are 1.
+    """
+    return masked_l1(prediction, target[:, :1], valid * target[:, 1:2])
 
 
 def cycle_loss(

@@ -5,6 +5,11 @@ patch is cut (padded with masked bins where the sample is smaller than the patch
 optionally flipped along the allowed axes. The order of samples and all patch randomness come
 from numpy generators seeded by ``(seed, domain, epoch)`` and ``(seed, domain, rank, draw)``, so
 a sampler's state is three integers and resuming a run reproduces the same batches.
+
+*Partner* sources (paired training, ``lambda_pair``) are read at the same sample index and cut
+with the same crop and flips as the main patch, then scaled by the *main* sample's intensity
+scale, so a partner patch is the paired target in the units of the network's output for the
+main patch (see :meth:`PatchSampler.next_batch_with_partners`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ class PatchSampler:
     align
         Patch starts are multiples of this (1: any bin; the mosaic tile for generators that
         read whole tiles).
+    partners
+        Sources indexed like ``source`` (the same samples in other forms, e.g. the unconvolved
+        twin of a convolved sample) whose patches :meth:`next_batch_with_partners` cuts along.
+        They change neither the main batches nor the random stream.
     """
 
     def __init__(
@@ -77,8 +86,19 @@ class PatchSampler:
         world_size: int = 1,
         flip_axes: Sequence[int] = (),
         align: int = 1,
+        partners: Sequence[Source] = (),
     ):
         self.source = source
+        self.partners = list(partners)
+        for other in self.partners:
+            if len(other) != len(source):
+                raise InputDataError(
+                    format_error(
+                        f"The paired source '{other.name}' does not match '{source.name}'",
+                        reason=f"{len(other)} samples against {len(source)}",
+                        fix="pair sides of the same exp2sim-simulate file (--paired with one file for A and B)",
+                    )
+                )
         self.indices = np.asarray(indices, dtype=np.int64)
         if self.indices.size == 0:
             raise InputDataError(
@@ -127,13 +147,28 @@ class PatchSampler:
 
     def next_batch(self) -> np.ndarray:
         """The next batch, float32 ``(batch, 2, *patch)``: scaled signal and valid mask."""
+        return self._draw(with_partners=False)[0]
+
+    def next_batch_with_partners(self) -> list[np.ndarray]:
+        """The next batch followed by one ``(batch, 2, *patch)`` batch per partner source.
+
+        The main batch is the one :meth:`next_batch` would have returned. Partner patch ``k``
+        comes from the same sample index, crop and flips, divided by the *main* sample's
+        intensity scale (channel 1: the partner's own valid mask).
+        """
+        return self._draw(with_partners=True)
+
+    def _draw(self, with_partners: bool) -> list[np.ndarray]:
         from ..models.normalisation import intensity_scale, to_network_input
 
         rng = np.random.default_rng([self.seed, self.stream, 11, self.rank, self.draws])
         self.draws += 1
-        out = np.empty((self.batch_size, 2) + self.patch_size, dtype=np.float32)
+        shape = (self.batch_size, 2) + self.patch_size
+        n_out = 1 + (len(self.partners) if with_partners else 0)
+        out = [np.empty(shape, dtype=np.float32) for _ in range(n_out)]
         for b in range(self.batch_size):
-            sample = self.source.read(self._next_index())
+            index = self._next_index()
+            sample = self.source.read(index)
             if sample.ndim != len(self.patch_size):
                 raise InputDataError(
                     format_error(
@@ -145,9 +180,11 @@ class PatchSampler:
             scale = intensity_scale(sample)
             starts = [self.align * int(rng.integers(0, max(n - p, 0) // self.align + 1))
                       for n, p in zip(sample.shape, self.patch_size)]
-            patch = _crop(sample, starts, self.patch_size)
-            for ax in self.flip_axes:
-                if rng.random() < 0.5:
+            flips = [ax for ax in self.flip_axes if rng.random() < 0.5]
+            samples = [sample] + [p.read(index) for p in self.partners[: n_out - 1]]
+            for k, x in enumerate(samples):
+                patch = _crop(x, starts, self.patch_size)
+                for ax in flips:
                     patch = np.flip(patch, axis=ax)
-            out[b] = to_network_input(patch, scale)[0]
+                out[k][b] = to_network_input(patch, scale)[0]
         return out
