@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import format_error
-from .layers import PADDING_MODES, Geometry, make_activation, receptive_interval
+from .layers import PADDING_MODES, Geometry, NceFeatureLayout, make_activation, receptive_interval
 
 __all__ = ["EnergyStackGenerator", "build_energy_stack_generator", "ARCHITECTURE_NAME"]
 
@@ -58,7 +58,7 @@ class _Block(nn.Module):
         return x + self.alpha * self.conv2(self.act(self.conv1(x)))
 
 
-class EnergyStackGenerator(nn.Module):
+class EnergyStackGenerator(NceFeatureLayout, nn.Module):
     """Mosaic-to-mosaic generator whose convolutions run over (energy window, Qh, Qk).
 
     Parameters
@@ -236,37 +236,6 @@ class EnergyStackGenerator(nn.Module):
         b, c, nw, th, tw = v.shape
         m = v.reshape(n, b // n, c, nw, th, tw).permute(0, 2, 1, 4, 3, 5)
         return m.reshape(n, c, (b // n) * th, nw * tw)
-
-    # ----------------------------------------------------------------- features
-    @property
-    def n_features(self) -> int:
-        """Feature ids: stem, each down stage, each residual block."""
-        return 1 + self.n_down + self.n_blocks
-
-    def feature_channels(self, layer_ids: Sequence[int]) -> list[int]:
-        """Channels of the maps :meth:`nce_features` returns."""
-        self._check_layer_ids(layer_ids)
-        return [self.ngf * 2 ** min(i, self.n_down) for i in layer_ids]
-
-    def feature_strides(self, layer_ids: Sequence[int]) -> list[int]:
-        """(Qh, Qk) downsampling of each feature map (energy keeps its windows)."""
-        self._check_layer_ids(layer_ids)
-        return [2 ** min(i, self.n_down) for i in layer_ids]
-
-    def default_nce_layers(self) -> tuple[int, ...]:
-        """Each down stage, the first and the last-but-one block (as ResnetGenerator)."""
-        ids = list(range(1, self.n_down + 1))
-        if self.n_blocks:
-            ids += [self.n_down + 1, self.n_down + max(1, self.n_blocks - 1)]
-        return tuple(sorted(set(ids or [0])))
-
-    def _check_layer_ids(self, layer_ids: Sequence[int]) -> None:
-        bad = [i for i in layer_ids if int(i) != i or not 0 <= i < self.n_features]
-        if bad or len(layer_ids) == 0:
-            raise ValueError(format_error(
-                "Invalid PatchNCE layer ids",
-                reason=f"layer_ids={list(layer_ids)!r}; allowed: 0..{self.n_features - 1}",
-                fix="pick ids from that range, e.g. default_nce_layers()"))
 
     def _trunk(self, v: torch.Tensor, keep: set[int] | None, stop: int) -> tuple[torch.Tensor, dict]:
         feats: dict[int, torch.Tensor] = {}

@@ -57,6 +57,7 @@ from .layers import (
     PADDING_MODES,
     ConvAct,
     Geometry,
+    NceFeatureLayout,
     ReZeroBlock,
     UpConvAct,
     check_ndim,
@@ -73,7 +74,7 @@ def _is_tracing() -> bool:
     return bool(torch.jit.is_tracing() or torch.compiler.is_compiling())
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(NceFeatureLayout, nn.Module):
     """ResNet-style image-to-image generator for 2D images or 3D volumes.
 
     Parameters
@@ -295,48 +296,6 @@ class ResnetGenerator(nn.Module):
             if conv is u[1]:
                 return 2 ** (self.n_down - i - 1)
         return 2**self.n_down  # residual blocks
-
-    # ----------------------------------------------------------------- features
-    @property
-    def n_features(self) -> int:
-        """Number of feature ids: stem, each down stage, each residual block."""
-        return 1 + self.n_down + self.n_blocks
-
-    def feature_channels(self, layer_ids: Sequence[int]) -> list[int]:
-        """Channels of the feature maps :meth:`nce_features` returns for ``layer_ids``."""
-        self._check_layer_ids(layer_ids)
-        return [self.ngf * 2 ** min(i, self.n_down) for i in layer_ids]
-
-    def feature_strides(self, layer_ids: Sequence[int]) -> list[int]:
-        """Downsampling factor of each feature map relative to the input."""
-        self._check_layer_ids(layer_ids)
-        return [2 ** min(i, self.n_down) for i in layer_ids]
-
-    def default_nce_layers(self) -> tuple[int, ...]:
-        """The prior art's choice: each down stage, the first and the last-but-one block.
-
-        For ``n_down=2, n_blocks=6``: ``(1, 2, 3, 7)``.
-        """
-        ids = list(range(1, self.n_down + 1))
-        if self.n_blocks:
-            ids += [self.n_down + 1, self.n_down + max(1, self.n_blocks - 1)]
-        if not ids:
-            ids = [0]
-        return tuple(sorted(set(ids)))
-
-    def _check_layer_ids(self, layer_ids: Sequence[int]) -> None:
-        bad = [i for i in layer_ids if int(i) != i or not 0 <= i < self.n_features]
-        if bad or len(layer_ids) == 0:
-            raise ValueError(
-                format_error(
-                    "Invalid PatchNCE layer ids",
-                    reason=(
-                        f"layer_ids={list(layer_ids)!r}; allowed: 0 (stem), 1..{self.n_down} "
-                        f"(down stages), {self.n_down + 1}..{self.n_features - 1} (residual blocks)"
-                    ),
-                    fix="pick ids from that range, e.g. default_nce_layers()",
-                )
-            )
 
     def _check_input(self, x: torch.Tensor) -> None:
         if _is_tracing():

@@ -28,6 +28,7 @@ __all__ = [
     "ConvAct",
     "UpConvAct",
     "ReZeroBlock",
+    "NceFeatureLayout",
 ]
 
 SUPPORTED_NDIM = (2, 3)
@@ -205,3 +206,57 @@ class ReZeroBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.alpha * self.conv2(self.act(self.conv1(x)))
+
+
+class NceFeatureLayout:
+    """PatchNCE feature ids of a ResNet-style generator: stem (0), each down stage
+    (1..n_down), each residual block (n_down + 1 ..).
+
+    Shared by :class:`~mantid_exp2sim.models.generator.ResnetGenerator` and
+    :class:`~mantid_exp2sim.models.energy_stack_generator.EnergyStackGenerator`, which set
+    ``ngf``, ``n_down`` and ``n_blocks``; stage ``i`` has ``ngf * 2**i`` channels and is
+    downsampled ``2**i`` times (in (Qh, Qk) only for the energy-stack generator).
+    """
+
+    ngf: int
+    n_down: int
+    n_blocks: int
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature ids: stem, each down stage, each residual block."""
+        return 1 + self.n_down + self.n_blocks
+
+    def feature_channels(self, layer_ids: Sequence[int]) -> list[int]:
+        """Channels of the feature maps ``nce_features`` returns for ``layer_ids``."""
+        self._check_layer_ids(layer_ids)
+        return [self.ngf * 2 ** min(i, self.n_down) for i in layer_ids]
+
+    def feature_strides(self, layer_ids: Sequence[int]) -> list[int]:
+        """Downsampling factor of each feature map relative to the input."""
+        self._check_layer_ids(layer_ids)
+        return [2 ** min(i, self.n_down) for i in layer_ids]
+
+    def default_nce_layers(self) -> tuple[int, ...]:
+        """The prior art's choice: each down stage, the first and the last-but-one block.
+
+        For ``n_down=2, n_blocks=6``: ``(1, 2, 3, 7)``.
+        """
+        ids = list(range(1, self.n_down + 1))
+        if self.n_blocks:
+            ids += [self.n_down + 1, self.n_down + max(1, self.n_blocks - 1)]
+        return tuple(sorted(set(ids or [0])))
+
+    def _check_layer_ids(self, layer_ids: Sequence[int]) -> None:
+        bad = [i for i in layer_ids if int(i) != i or not 0 <= i < self.n_features]
+        if bad or len(layer_ids) == 0:
+            raise ValueError(
+                format_error(
+                    "Invalid PatchNCE layer ids",
+                    reason=(
+                        f"layer_ids={list(layer_ids)!r}; allowed: 0 (stem), 1..{self.n_down} "
+                        f"(down stages), {self.n_down + 1}..{self.n_features - 1} (residual blocks)"
+                    ),
+                    fix="pick ids from that range, e.g. default_nce_layers()",
+                )
+            )
