@@ -18,8 +18,9 @@ et al. 2017), which lives on the input grid itself, so every tile keeps its own 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -116,11 +117,9 @@ def grad_cam(
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         store["a"] = output
 
-    was_training = model.training
-    model.eval()
     handle = layer.register_forward_hook(hook)
     try:
-        with torch.enable_grad():
+        with _eval_with_grad(model):
             # The input takes part in the graph so the map exists even when no parameter
             # precedes the layer.
             xt = xt.detach().clone().requires_grad_(True)
@@ -135,7 +134,6 @@ def grad_cam(
             (grad,) = torch.autograd.grad(chosen, store["a"])
     finally:
         handle.remove()
-        model.train(was_training)
     a = store["a"].detach()
     spatial_dims = tuple(range(2, a.dim()))
     alpha = grad.mean(dim=spatial_dims, keepdim=True)
@@ -158,16 +156,11 @@ def input_gradient_map(
     arguments and result as :func:`grad_cam` (without ``layer``).
     """
     xt = _as_batch(x, "input_gradient_map")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            xt = xt.detach().clone().requires_grad_(True)
-            scores = model(xt)
-            idx = _chosen_classes(scores, class_index)
-            (grad,) = torch.autograd.grad(scores.gather(1, idx[:, None]).sum(), xt)
-    finally:
-        model.train(was_training)
+    with _eval_with_grad(model):
+        xt = xt.detach().clone().requires_grad_(True)
+        scores = model(xt)
+        idx = _chosen_classes(scores, class_index)
+        (grad,) = torch.autograd.grad(scores.gather(1, idx[:, None]).sum(), xt)
     cam = F.relu(xt.detach()[:, 0] * grad[:, 0])
     return _result(cam, idx, scores, normalise=normalise, tile=tile)
 
@@ -225,3 +218,15 @@ def _result(cam: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor, *, norma
     return GradCAMResult(
         cam=cam_np, tiles=tiles, class_index=idx.numpy(), scores=scores.detach().numpy().astype(np.float64)
     )
+
+
+@contextlib.contextmanager
+def _eval_with_grad(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode with gradients on; its training mode restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        model.train(was_training)
