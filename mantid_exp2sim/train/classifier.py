@@ -114,6 +114,54 @@ def build_classifier_model(cfg: ClassifierConfig, n_classes: int, shape: Sequenc
     )
 
 
+def load_initial_weights(model: Any, path: str, classes: Sequence[str], cfg: ClassifierConfig) -> dict[str, Any]:
+    """Load the weights and centroids of the classify bundle ``path`` into ``model`` (``--init-from``).
+
+    The bundle must hold the same architecture (name and configuration, the length scale aside)
+    and the same classes in the same order. The length scale restarts at ``cfg.length_scale``
+    because a calibrated bundle carries the refitted one.
+
+    Returns
+    -------
+    dict
+        A JSON-safe record for the bundle's training description (path, bundle id, checksum).
+
+    Raises
+    ------
+    InputDataError
+        The bundle is not a classifier, or its network or classes differ from this run's.
+    """
+    import torch
+
+    from ..bundle.format import load_bundle
+
+    bundle = load_bundle(path)
+    m = bundle.manifest
+    if m.get("task") != "classify":
+        raise InputDataError(format_error(
+            "--init-from needs a classifier bundle", reason=f"{path} is a {m.get('task')!r} bundle",
+            fix="give a classify_2d bundle written by exp2sim-train classifier"))
+    ours = model.architecture()
+
+    def comparable(arch: dict[str, Any]) -> dict[str, Any]:
+        config = json.loads(json.dumps(arch["config"]))  # tuples as the manifest holds them (lists)
+        return {"name": arch["name"], **{k: v for k, v in config.items() if k != "length_scale"}}
+
+    if comparable(m["architecture"]) != comparable(ours):
+        theirs, mine = comparable(m["architecture"]), comparable(ours)
+        diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+        raise InputDataError(format_error(
+            "--init-from bundle has another network", reason=f"{path} differs in {', '.join(diff)}",
+            fix="give the --architecture, --widths, --feature-dim and --embedding-dim it was trained with"))
+    if list(m.get("classes", [])) != list(classes):
+        raise InputDataError(format_error(
+            "--init-from bundle has other classes", reason=f"bundle {m.get('classes')}, data {list(classes)}",
+            fix="train on data sets with the bundle's model groups (or pass --models in its order)"))
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in bundle.weights().items()}, strict=True)
+    model.length_scale = float(cfg.length_scale)
+    return {"path": str(path), "bundle_id": m.get("bundle_id"), "sha256": bundle.sha256}
+
+
 def train_classifier(
     cfg: ClassifierConfig,
     *,
@@ -183,6 +231,10 @@ def train_classifier(
         say(f"classifier: aligning features to {len(target)} unlabelled spectra "
             f"(weight {cfg.align_weight:g})")
     model = build_classifier_model(cfg, len(data.classes), data.shape)
+    initial = None
+    if cfg.init_from:
+        initial = load_initial_weights(model, cfg.init_from, data.classes, cfg)
+        say(f"classifier: starting from the weights of {cfg.init_from}")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
@@ -278,6 +330,8 @@ def train_classifier(
         "architecture": cfg.architecture,
         "calibration": calibration,
     }
+    if initial is not None:
+        desc["initial_weights"] = initial
     if measured is not None:
         desc["measured_like"] = {**measured.describe(), "holdout_draws_per_spectrum": int(cfg.val_draws),
                                  "holdout": "clean held-out spectra plus fixed measured-like draws of them"}

@@ -396,6 +396,7 @@ class ClassifierConfig:
     ood_quantile: float = 0.01
     threads: int | None = None
     exporter: str = "auto"
+    init_from: str | None = None
 
     def resolved_widths(self) -> list[int]:
         """``widths``, or the architecture's default (mosaic 16,32,32,32; energy-stack 8,16,64,64)."""
@@ -464,6 +465,9 @@ CLASSIFIER_HELP: dict[str, str] = {
     "ood_quantile": "quantile of held-out max K below which inputs are 'out of distribution'",
     "threads": "torch CPU threads",
     "exporter": "ONNX exporter",
+    "init_from": "start from the weights and centroids of this classify_2d bundle (fine-tuning; it must have "
+                 "the same architecture, input shape and classes; the length scale restarts at --length-scale). "
+                 "Keep --train and --seed of its training run so that the held-out split stays unseen",
 }
 
 
@@ -484,6 +488,7 @@ _CLASSIFIER_OPTIONS: dict[str, dict[str, Any]] = {
     "cycle_models": {"nargs": 2, "metavar": ("CONVOLVE", "DECONVOLVE")},
     "align": {"metavar": "FILE.h5"},
     "align_generator": {"metavar": "BUNDLE"},
+    "init_from": {"metavar": "BUNDLE"},
     "exporter": {"choices": ["auto", "dynamo", "torchscript"]},
 }
 

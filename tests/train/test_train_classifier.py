@@ -329,3 +329,34 @@ def test_measured_like_needs_convolved_spectra(tmp_path, capsys):
     assert "--measured-like must be a probability" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*argv[:-2], "--kind", "convolved", "--architecture", "resnet", "--out", str(tmp_path / "x.h5")])
+
+
+def test_init_from_starts_at_a_bundles_weights_and_refuses_another_network(tmp_path, capsys, tiny_bundle):
+    from mantid_exp2sim.bundle import load_bundle
+
+    data = write_dataset(tmp_path / "train.h5", n=(6, 6))
+    first = tmp_path / "first.exp2sim.h5"
+    base = ["--train", str(data), "--epochs", "1", "--batch-size", "4", "--widths", "4,4,4,4",
+            "--feature-dim", "4", "--embedding-dim", "4", "--val-fraction", "0.34", "--threads", "1",
+            "--exporter", "torchscript", "--bank-samples", "0", "--fit-length-scale"]
+    assert main([*base, "--out", str(first)]) == 0
+    a = load_bundle(first, kind="classifier")
+    assert a.manifest["architecture"]["config"]["length_scale"] != 0.1  # refitted: the restart must undo it
+    # learning rate 0: the fine-tuned network keeps every trained parameter of the first
+    second = tmp_path / "second.exp2sim.h5"
+    assert main([*base, "--out", str(second), "--init-from", str(first), "--lr", "0", "--no-fit-length-scale"]) == 0
+    assert "starting from the weights of" in capsys.readouterr().out
+    b = load_bundle(second, kind="classifier")
+    assert b.manifest["training"]["initial_weights"]["sha256"] == a.sha256
+    assert b.manifest["architecture"]["config"]["length_scale"] == 0.1
+    pa = dict(a.build_torch_model().named_parameters())
+    pb = dict(b.build_torch_model().named_parameters())
+    assert sorted(pa) == sorted(pb)
+    for name in pa:
+        assert torch.equal(pa[name], pb[name]), name
+    # another network, or a bundle that is not a classifier, is refused naming the option
+    assert main([*base, "--out", str(tmp_path / "x.h5"), "--init-from", str(first), "--widths", "4,4,4,8"]) == 1
+    assert "--init-from bundle has another network" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "x.h5"), "--init-from", str(tiny_bundle("deconvolve", 2))]) == 1
+    assert "--init-from needs a classifier bundle" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()
