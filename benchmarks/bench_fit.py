@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_fit.py [--n N] [--n-network M] [--source FILE.h5] [--networks DIR]
                                    [--measured DIR] [--pcsmo-data DIR] [--seed S] [--workers 2]
-                                   [--refine] [--skip-measured] [--json-out FILE]
+                                   [--no-refine] [--skip-measured] [--json-out FILE]
                                    [--latent-comparison | --latent-only] [--latent-k K] [--latent-evals E]
 
 What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic):
@@ -26,8 +26,9 @@ What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic
   and ``coverage_1sigma`` of the network's calibrated errors (true model).
 * **Full fits** on the first ``--n`` spectra per model (a fit is ~1 min): both models fitted
   (:func:`mantid_exp2sim.tasks.fit.fit_spin_models`: errors estimated from the counts,
-  starts from the network, the published values and the Sobol design; with ``--refine`` the
-  errors refined from the residuals); ``model_selection_accuracy`` (lowest AIC);
+  starts from the network, the published values and the Sobol design; then, as by default,
+  the errors refined from the best fit's residuals and every model refitted, unless
+  ``--no-refine``); ``model_selection_accuracy`` (lowest AIC);
   ``coverage_1sigma`` and ``median_abs_error`` per parameter from the true model's fits.
 * ``identifiability_max_rel_error``: noise-free spectra at the published parameters (measured
   mask; errors 1 % of the mean), fitted from the network's estimate of that spectrum (no
@@ -408,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder of nanmask.mat (default $EXP2SIM_SHARED/data/pcsmo)")
     p.add_argument("--seed", type=int, default=20260714)
     p.add_argument("--workers", type=int, default=2, help="threads per fit (default 2)")
-    p.add_argument("--refine", action="store_true", help="refine the estimated errors from the fit's residuals")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                   help="refine the estimated errors from the best fit's residuals (fit_spin_models' default; "
+                   "--no-refine keeps the errors from the counts)")
     p.add_argument("--skip-measured", action="store_true", help="do not fit the released rows")
     p.add_argument("--json-out", type=Path, help="also write the JSON object here")
     p.add_argument("--latent-comparison", action="store_true",
@@ -462,7 +465,7 @@ def _fit_sections(out: dict[str, Any], a: argparse.Namespace, source: Path | Non
     out["n_network_per_model"] = a.n_network
     out["note"] = ("full fits on n_per_model spectra per model (a fit takes about a minute on 2 shared cores), the "
                    "networks alone on n_network_per_model; selection by lowest AIC with errors estimated from the "
-                   "counts (refined from the residuals with --refine); measured-like defaults for "
+                   "counts and refined from the best fit's residuals (unless --no-refine); measured-like defaults for "
                    "Ei = 70-140 meV are extrapolated (not released)")
 
 

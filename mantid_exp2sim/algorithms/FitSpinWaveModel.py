@@ -76,6 +76,12 @@ class FitSpinWaveModel(PythonAlgorithm):
             "regress_<model> network, or one of NetworkFiles).",
         )
         self.declareProperty(
+            "RefineErrors", True,
+            doc="For an input without errors: re-estimate the errors from the best fit's residuals and refit "
+            "(weights from the counts alone follow the data's own fluctuations and bias the fit). No effect "
+            "when the input has errors.",
+        )
+        self.declareProperty(
             StringArrayProperty("NetworkFiles", [], direction=Direction.Input),
             doc="Optional regressor bundles (*.exp2sim.h5, from exp2sim-train regressor), each for one of the "
             "Models; a bundle for another model is refused.",
@@ -155,6 +161,7 @@ class FitSpinWaveModel(PythonAlgorithm):
             progress=report,
             networks=networks_by_model(_network_files(self), _models(self)),
             use_network=bool(self.getProperty("UseNetwork").value),
+            refine_errors=bool(self.getProperty("RefineErrors").value),
         )
         comp = out.comparison
         table = WorkspaceFactory.createTable()

@@ -53,6 +53,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", nargs="+", action="extend", default=[], metavar="MODEL=BUNDLE",
                    help="parameter-estimation network of a model (default: the shipped regress_<model> bundle)")
     p.add_argument("--no-network", action="store_true", help="do not start the fits from the networks' estimates")
+    p.add_argument("--no-refine-errors", action="store_true",
+                   help="keep the errors estimated from the counts (default: for an input without errors, "
+                   "re-estimate them from the best fit's residuals and refit; docs/fitting.md)")
     p.add_argument("--network-only", action="store_true",
                    help="no fit: the networks' estimates with errors, and the model choice at them")
     p.add_argument("--plot", metavar="FILE",
@@ -109,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "preferred": comparison.preferred, "statement": comparison.statement}
         else:
             out = fit_spin_models(histo, args.models, fixed=fixed, n_sobol=args.starts, seed=args.seed,
-                                  networks=networks, use_network=not args.no_network)
+                                  networks=networks, use_network=not args.no_network,
+                                  refine_errors=not args.no_refine_errors)
             results, comparison = out.results, out.comparison
             payload = {"input": str(path), **out.to_dict()}
         if args.plot:

@@ -130,14 +130,26 @@ def refine_noise(fd: FitData, result: Any, *, censored: bool | None = None) -> F
         r2 = (y - e) ** 2
         sd = fd.sigma[sel]
         # mu depends on the noise before clipping, the spike cut on the law: iterate them together
+        law: dict[str, Any] | None = None
         for it in range(_ITERATIONS):
-            mu = _uncensor(e, s) if censored else e
+            mu_try = _uncensor(e, s) if censored else e
             keep = r2 <= (_SPIKE_CUT + (2.0 if it == 0 else 0.0)) ** 2 * sd ** 2
+            if keep.sum() < _MIN_CLASS:
+                break  # too few residuals for a law (e.g. noise-free data): keep the last one
+            mu = mu_try
             law = _law(mu[keep], r2[keep], censored, start)
+            law["spikes_left_out"] = int((~keep).sum())
             start = (law["alpha"], law["beta"])
             s = np.sqrt(law["alpha"] + law["beta"] * np.maximum(mu, 0.0))
             sd = np.sqrt(censored_moments(mu, s)[1]) if censored else s
-        law["spikes_left_out"] = int((~keep).sum())
+        if law is None:
+            # no law could be fitted: this group keeps the errors it had
+            laws.append({**prev, "group": g, "refined": False,
+                         "reason": f"fewer than {_MIN_CLASS} residuals within {_SPIKE_CUT + 2:g} sigma"})
+            sigma[sel] = fd.sigma[sel]
+            if clip is not None:
+                clip[sel] = s_now[sel]
+            continue
         law["group"] = g
         laws.append(law)
         sigma[sel] = np.sqrt(censored_moments(mu, s)[1]) if censored else s

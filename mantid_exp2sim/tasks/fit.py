@@ -326,7 +326,7 @@ def fit_spin_models(
     progress: Callable[[float, str], Any] | None = None,
     networks: Mapping[str, Any] | None = None,
     use_network: bool = True,
-    refine_errors: bool = False,
+    refine_errors: bool = True,
     **engine: Any,
 ) -> SpinWaveFit:
     """Fit spin models to a measured mosaic and compare them.
@@ -357,8 +357,9 @@ def fit_spin_models(
     refine_errors
         When the errors are estimated from the counts (the input has none): re-estimate them
         from the residuals of the best-fitting model and refit every model from its optimum
-        (:func:`mantid_exp2sim.fitting.noise.refine_noise`; off by default: on clipped data it
-        did not improve the coverage, see docs/fitting.md).
+        (:func:`mantid_exp2sim.fitting.noise.refine_noise`; default on: weights from the counts
+        alone follow the data's own fluctuations and bias the fit, see docs/fitting.md). No
+        effect when the input carries errors.
     engine
         Further keywords of :func:`mantid_exp2sim.fitting.fit_model` (``n_local``,
         ``workers``, ``background``, ...).

@@ -80,3 +80,22 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys, array, needle):
 def test_negative_starts_is_a_usage_error(mosaic_file, capsys):
     assert cli_fit.main([str(mosaic_file), "--starts", "-1"]) == 2
     assert "--starts" in capsys.readouterr().err
+
+
+def test_errors_are_refined_from_the_fit_unless_switched_off(tmp_path, capsys):
+    signal, errors = dimer_mosaic()
+    noisy = signal + np.random.default_rng(4).normal(0.0, 1.0, signal.shape) * np.nan_to_num(errors)
+    path = tmp_path / "noisy.npy"
+    np.save(path, noisy)  # no errors with the file: they are estimated from the counts
+    sources = {}
+    for extra in ([], ["--no-refine-errors"]):
+        rc = cli_fit.main([str(path), "--models", "goodenough", "dimer", *fix_args(), "--starts", "1", "--json",
+                           *extra])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        d = json.loads(out.strip().splitlines()[-1])
+        assert d["preferred"] == "dimer"
+        sources[bool(extra)] = d["models"][1]["error_source"]
+        assert d["models"][1]["parameters"]["JFW"] == pytest.approx(TRUE_JFW, abs=0.05)
+    assert "refined from the fit of dimer" in sources[False]
+    assert "refined" not in sources[True] and sources[True].startswith("estimated")

@@ -55,6 +55,20 @@ def test_errors_refined_from_the_fit_match_the_analytic_covariance_and_cover():
     assert np.median([a + b * clean.mean() for a, b in laws]) == pytest.approx(0.04 + 0.02 * clean.mean(), rel=0.1)
 
 
+def test_refinement_keeps_a_groups_errors_when_too_few_residuals_are_left():
+    """A fit whose residuals are all beyond the spike cut leaves no law to fit: the group keeps
+    its errors (no crash), and the law says why."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    data = 3.0 + 0.1 * rng.standard_normal(X.shape)
+    fd = prepare_data(data, errors=np.full(X.shape, 0.1), groups=np.zeros(X.shape, dtype=int), spin_model=False)
+    far = SimpleNamespace(best_fit=data + 50.0, model="far")  # every residual 500 sigma
+    fd2 = refine_noise(fd, far, censored=False)
+    np.testing.assert_array_equal(fd2.sigma[fd2.fitted], fd.sigma[fd.fitted])
+    assert fd2.error_laws[0]["refined"] is False and "fewer than" in fd2.error_laws[0]["reason"]
+
+
 def test_noise_before_clipping_estimated_from_the_counts_gives_calibrated_fits():
     """Data max(0, mu + e), e ~ N(0, 0.5^2), a third of them zeros, no errors given: the
     estimate from the counts finds the noise before clipping, and the fits' 1-sigma intervals
