@@ -52,7 +52,7 @@ CENSORED_ZERO_FRACTION = 0.05
 #: Default options of :func:`fit_model`.
 DEFAULTS: dict[str, Any] = {
     "n_sobol": 24,
-    "n_local": 2,
+    "n_local": 3,
     "n_scan": 8,
     "scan_rounds": 2,
     "fd_step": 1e-4,
