@@ -7,7 +7,9 @@ the classifier learns from the **unconvolved** spectra (as in seed 000: measured
 deconvolved by the Exp2SimGAN generator before classification); ``--kind convolved`` trains on
 resolution-convolved spectra instead.
 
-Training: a seeded split into training and held-out samples (``--val-fraction``), Adam, the
+Training: a seeded split into training and held-out samples (``--val-fraction``; with
+``--holdout-from`` the held-out samples come from the named files only, so that new data can be
+added to a fine-tuning run without moving seen spectra into the held-out set), Adam, the
 DUQ loss (BCE + two-sided gradient penalty), the centroid EMA after every step, and each
 epoch a held-out evaluation; the weights of the best held-out epoch are kept. Every sample is
 normalised by the RMS of its unmasked bins, exactly as at inference, then augmented
@@ -38,6 +40,7 @@ import math
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -114,6 +117,43 @@ def build_classifier_model(cfg: ClassifierConfig, n_classes: int, shape: Sequenc
     )
 
 
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _holdout_files(cfg: ClassifierConfig) -> list[int]:
+    """Positions in ``cfg.train`` of the ``--holdout-from`` files (each must be a ``--train`` file)."""
+    positions = []
+    for h in cfg.holdout_from or ():
+        hits = [i for i, t in enumerate(cfg.train) if _same_file(t, h)]
+        if not hits:
+            raise InputDataError(format_error(
+                "--holdout-from names a file that is not a training file", reason=f"{h} is not in --train",
+                fix="give it to --train as well (its other samples train)"))
+        positions.extend(hits)
+    return sorted(set(positions))
+
+
+def _split_from_files(pool: np.ndarray, labels: np.ndarray, file_index: np.ndarray, files: Sequence[int],
+                      val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) indices of ``pool``: the held-out ones drawn from ``files`` only."""
+    from_files = np.isin(file_index[pool], files)
+    candidates = pool[from_files]
+    tr_local, va_local = stratified_split(labels[candidates], val_fraction, rng)
+    tr = np.concatenate([pool[~from_files], candidates[tr_local]])
+    return rng.permutation(tr), np.sort(candidates[va_local])
+
+
+def _refuse_seen_holdout(manifest: dict[str, Any], cfg: ClassifierConfig, path: str) -> None:
+    """With ``--holdout-from``, refuse held-out files that trained the ``--init-from`` weights."""
+    seen = [str(f) for f in manifest.get("training", {}).get("files", [])]
+    clash = [h for h in cfg.holdout_from or () if any(_same_file(h, f) for f in seen)]
+    if clash:
+        raise InputDataError(format_error(
+            "--holdout-from file trained the --init-from weights", reason=f"{path} was trained on {clash}",
+            fix="hold out from a data set the initial weights never saw (a new seed)"))
+
+
 def load_initial_weights(model: Any, path: str, classes: Sequence[str], cfg: ClassifierConfig) -> dict[str, Any]:
     """Load the weights and centroids of the classify bundle ``path`` into ``model`` (``--init-from``).
 
@@ -141,6 +181,7 @@ def load_initial_weights(model: Any, path: str, classes: Sequence[str], cfg: Cla
         raise InputDataError(format_error(
             "--init-from needs a classifier bundle", reason=f"{path} is a {m.get('task')!r} bundle",
             fix="give a classify_2d bundle written by exp2sim-train classifier"))
+    _refuse_seen_holdout(m, cfg, path)
     ours = model.architecture()
 
     def comparable(arch: dict[str, Any]) -> dict[str, Any]:
@@ -195,8 +236,11 @@ def train_classifier(
         for c in range(len(data.classes)):
             keep.append(rng.permutation(np.flatnonzero(labels == c))[:per])
         pool = np.sort(np.concatenate(keep))
-    tr_local, va_local = stratified_split(labels[pool], cfg.val_fraction, rng)
-    tr, va = pool[tr_local], pool[va_local]
+    if cfg.holdout_from:
+        tr, va = _split_from_files(pool, labels, data.file_index, _holdout_files(cfg), cfg.val_fraction, rng)
+    else:
+        tr_local, va_local = stratified_split(labels[pool], cfg.val_fraction, rng)
+        tr, va = pool[tr_local], pool[va_local]
     if data.shape is None or len(data.shape) != 2:
         raise InputDataError(
             format_error("The classifier trains on 2D mosaics", reason=f"sample shape {data.shape}")

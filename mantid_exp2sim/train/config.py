@@ -397,6 +397,7 @@ class ClassifierConfig:
     threads: int | None = None
     exporter: str = "auto"
     init_from: str | None = None
+    holdout_from: list[str] | None = None
 
     def resolved_widths(self) -> list[int]:
         """``widths``, or the architecture's default (mosaic 16,32,32,32; energy-stack 8,16,64,64)."""
@@ -467,7 +468,11 @@ CLASSIFIER_HELP: dict[str, str] = {
     "exporter": "ONNX exporter",
     "init_from": "start from the weights and centroids of this classify_2d bundle (fine-tuning; it must have "
                  "the same architecture, input shape and classes; the length scale restarts at --length-scale). "
-                 "Keep --train and --seed of its training run so that the held-out split stays unseen",
+                 "Keep --train and --seed of its training run so that the held-out split stays unseen, "
+                 "or hold out from new files only (--holdout-from)",
+    "holdout_from": "draw the held-out samples (--val-fraction of each class) from these --train files only; "
+                    "every sample of the other files trains. With --init-from: files the initial weights never "
+                    "saw, so that model selection and calibration stay on unseen spectra",
 }
 
 
@@ -489,6 +494,7 @@ _CLASSIFIER_OPTIONS: dict[str, dict[str, Any]] = {
     "align": {"metavar": "FILE.h5"},
     "align_generator": {"metavar": "BUNDLE"},
     "init_from": {"metavar": "BUNDLE"},
+    "holdout_from": {"metavar": "FILE.h5"},
     "exporter": {"choices": ["auto", "dynamo", "torchscript"]},
 }
 

@@ -553,6 +553,8 @@ class LabelledSpectra:
         Class names in label order (label i -> ``classes[i]``).
     labels
         ``(n,)`` class index of every sample.
+    file_index
+        ``(n,)`` position in ``paths`` of every sample's file.
     shape
         Shape of one sample.
     """
@@ -613,6 +615,7 @@ class LabelledSpectra:
         self.labels = np.array(
             [index[self.datasets[fi].model_of(i)] for fi, i in self._entries], dtype=np.int64
         )
+        self.file_index = np.array([fi for fi, _ in self._entries], dtype=np.int64)
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:

@@ -360,3 +360,37 @@ def test_init_from_starts_at_a_bundles_weights_and_refuses_another_network(tmp_p
     assert main([*base, "--out", str(tmp_path / "x.h5"), "--init-from", str(tiny_bundle("deconvolve", 2))]) == 1
     assert "--init-from needs a classifier bundle" in capsys.readouterr().err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_holdout_from_draws_the_held_out_samples_from_the_named_files_only(tmp_path, capsys):
+    from mantid_exp2sim.bundle import load_bundle
+    from mantid_exp2sim.train.classifier import _split_from_files
+
+    old = write_dataset(tmp_path / "old.h5", n=(6, 6), seed=1)
+    new = write_dataset(tmp_path / "new.h5", n=(10, 10), seed=2)
+    d = LabelledSpectra([str(old), str(new)], "unconvolved")
+    pool = np.arange(len(d))
+    tr, va = _split_from_files(pool, d.labels, d.file_index, [1], 0.3, np.random.default_rng(0))
+    assert set(d.file_index[va]) == {1}
+    assert np.bincount(d.labels[va]).tolist() == [3, 3]  # 30 % of each class of the new file
+    assert sorted(np.concatenate([tr, va]).tolist()) == pool.tolist()  # disjoint, nothing dropped
+    d.close()
+
+    base = ["--epochs", "1", "--batch-size", "4", "--widths", "4,4,4,4", "--feature-dim", "4",
+            "--embedding-dim", "4", "--val-fraction", "0.3", "--threads", "1", "--exporter", "torchscript",
+            "--bank-samples", "0"]
+    first = tmp_path / "first.exp2sim.h5"
+    assert main(["--train", str(old), *base, "--out", str(first)]) == 0
+    second = tmp_path / "second.exp2sim.h5"
+    assert main(["--train", str(old), str(new), "--holdout-from", str(new), "--init-from", str(first),
+                 *base, "--out", str(second)]) == 0
+    t = load_bundle(second, kind="classifier").manifest["training"]
+    assert (t["n_train"], t["n_holdout"]) == (26, 6)
+    capsys.readouterr()
+    # a held-out file that is not a training file, or that trained the initial weights, is refused
+    assert main(["--train", str(old), "--holdout-from", str(new), *base, "--out", str(tmp_path / "x.h5")]) == 1
+    assert "--holdout-from names a file that is not a training file" in capsys.readouterr().err
+    assert main(["--train", str(old), str(new), "--holdout-from", str(old), "--init-from", str(first),
+                 *base, "--out", str(tmp_path / "x.h5")]) == 1
+    assert "--holdout-from file trained the --init-from weights" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()
