@@ -4,7 +4,8 @@ Run from the repository root::
 
     python benchmarks/bench_fit.py [--n N] [--n-network M] [--source FILE.h5] [--networks DIR]
                                    [--measured DIR] [--pcsmo-data DIR] [--seed S] [--workers 2]
-                                   [--no-refine] [--skip-measured] [--json-out FILE]
+                                   [--no-refine] [--skip-measured] [--skip-identifiability]
+                                   [--cache DIR] [--max-minutes M] [--json-out FILE]
                                    [--latent-comparison | --latent-only] [--latent-k K] [--latent-evals E]
 
 What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic):
@@ -30,6 +31,12 @@ What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic
   the errors refined from the best fit's residuals and every model refitted, unless
   ``--no-refine``); ``model_selection_accuracy`` (lowest AIC);
   ``coverage_1sigma`` and ``median_abs_error`` per parameter from the true model's fits.
+* **Long runs in parts** (``--cache DIR``, :class:`FitCache`): each finished full fit is kept
+  as one file and reused by later runs with the same settings and code, so ``--n 100`` (about
+  six CPU-hours) can be run a part at a time (``--max-minutes``) and summarised at the end;
+  ``n_fitted_per_model`` says how many spectra the figures rest on and ``n_reused_from_cache``
+  how many came from earlier runs. The spectra are taken index by index, both models at each
+  index, so a part stopped early stays balanced.
 * ``identifiability_max_rel_error``: noise-free spectra at the published parameters (measured
   mask; errors 1 % of the mean), fitted from the network's estimate of that spectrum (no
   published or Sobol start), the largest relative error over the parameters.
@@ -99,19 +106,23 @@ def _r(x: float, n: int = 5) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), n)
 
 
-def spectra(source: Path | None, n: int, seed: int, mask: Any):
-    """Yield ``(model, i, clean, true parameters)``: the first ``n`` of each model (see the notes)."""
+def spectra(source: Path | None, n: int, seed: int, mask: Any, skip: Any = None):
+    """Yield ``(model, i, clean, true parameters)``: the first ``n`` of each model (see the notes),
+    ``i`` by ``i``, leaving out those for which ``skip(model, i)`` is true."""
     ds = None
     if source is not None and source.is_file():
         from mantid_exp2sim.simulate.dataset import SpectraDataset
 
         ds = SpectraDataset(source, kind="convolved")
-    for m in MODELS:
-        model = get_model(m)
-        view = ds.select([m]) if ds is not None else None
+    views = {m: ds.select([m]) if ds is not None else None for m in MODELS}
+    for m, view in views.items():
         if view is not None and len(view) < n:
             raise SystemExit(f"--source {source} holds only {len(view)} {m} spectra (< {n})")
-        for i in range(n):
+    for i in range(n):  # models interleaved: a run stopped early has both in equal numbers
+        for m in MODELS:
+            if skip is not None and skip(m, i):
+                continue
+            model, view = get_model(m), views[m]
             names = list(model.parameter_names)
             if view is not None:
                 p = view.parameters(i)
@@ -126,6 +137,49 @@ def measured_like(clean: np.ndarray, seed: int, m: str, i: int, mask_array: np.n
 
     chain = PCSMO_MEASURED_LIKE if mask_array is None else replace(PCSMO_MEASURED_LIKE, mask=mask_array)
     return chain.apply(clean, np.random.default_rng([seed, MODELS.index(m), i, 7]))
+
+
+class FitCache:
+    """Finished full fits kept between runs (``--cache DIR``), one JSON file per spectrum.
+
+    A run of 100 spectra per model takes hours; the cache lets it be done in parts (on spare
+    cores, in several sessions) and summarised once. Records are filed under a fingerprint of
+    everything that decides them: the settings (seed, source file and size, refinement, fit
+    defaults, chain, mask, networks) and the SHA-256 of the package code that fits (``fitting``,
+    ``simulate``, ``tasks``, ``models``, ``bundle``, ``inference``, the top-level modules) and
+    of the regression bundles used. Any change gives a new folder: old records are never mixed
+    with new code. Each record is written to a temporary name and renamed, so a run stopped
+    mid-write leaves no half record, and runs on different machines may share the folder.
+    """
+
+    CODE = ("fitting", "simulate", "tasks", "models", "bundle", "inference")
+
+    def __init__(self, root: Path, settings: dict[str, Any], network_files: list[Path]) -> None:
+        import hashlib
+
+        h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        pkg = REPO / "mantid_exp2sim"
+        files = sorted(pkg.glob("*.py")) + sorted(f for d in self.CODE for f in (pkg / d).rglob("*.py"))
+        for f in [*files, *sorted(network_files)]:
+            h.update(f.relative_to(REPO).as_posix().encode() if f.is_relative_to(REPO) else f.name.encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+        self.fingerprint = h.hexdigest()[:16]
+        self.folder = root / self.fingerprint
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "settings.json").write_text(json.dumps(settings, sort_keys=True, default=str, indent=1))
+
+    def _path(self, model: str, i: int) -> Path:
+        return self.folder / f"{model}_{i:04d}.json"
+
+    def get(self, model: str, i: int) -> dict[str, Any] | None:
+        f = self._path(model, i)
+        return json.loads(f.read_text()) if f.is_file() else None
+
+    def put(self, model: str, i: int, record: dict[str, Any]) -> None:
+        f = self._path(model, i)
+        tmp = f.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(f)
 
 
 def _summary(per_param: dict[str, dict[str, list]]) -> tuple[dict, dict]:
@@ -154,17 +208,44 @@ def network_only(source: Path | None, n: int, seed: int, mask: Any, mask_array: 
         if i % 10 == 0:
             print(f"[network] {m} #{i}: chose {comp.preferred}; running accuracy {np.mean(rows):.3f}", flush=True)
     coverage, mae = _summary(per_param)
-    return {"network_model_selection_accuracy": _r(float(np.mean(rows)), 3), "network_coverage_1sigma": coverage,
+    return {"network_model_selection_accuracy": _r(float(np.mean(rows)), 3) if rows else None,
+            "network_coverage_1sigma": coverage,
             "network_median_abs_error": mae, "network_seconds": _r(time.perf_counter() - t0, 1)}
 
 
 def model_selection(source: Path | None, n: int, seed: int, mask: Any, mask_array: Any, networks: dict,
-                    workers: int, refine: bool) -> dict[str, Any]:
+                    workers: int, refine: bool, cache: FitCache | None = None,
+                    deadline: float | None = None) -> dict[str, Any]:
     rows = []
     per_param: dict[str, dict[str, list]] = {m: {} for m in MODELS}
     net_param: dict[str, dict[str, list]] = {m: {} for m in MODELS}
-    seconds = []
-    for m, i, clean, p in spectra(source, n, seed, mask):
+    seconds: list[float] = []
+    reused = 0
+
+    def add(rec: dict[str, Any]) -> None:
+        rows.append(rec["row"])
+        seconds.extend(rec["seconds"])
+        for name, pairs in rec["fit"].items():
+            per_param[rec["row"]["model"]].setdefault(name, []).append(tuple(pairs))
+        for name, pairs in rec["network"].items():
+            net_param[rec["row"]["model"]].setdefault(name, []).append(tuple(pairs))
+
+    stopped = False
+
+    def done(m: str, i: int) -> bool:
+        """Cached (then summarised as it is), or past the deadline: not fitted now."""
+        nonlocal reused, stopped
+        rec = cache.get(m, i) if cache is not None else None
+        if rec is not None:
+            add(rec)
+            reused += 1
+            return True
+        if deadline is not None and time.perf_counter() > deadline:
+            stopped = True
+            return True
+        return False
+
+    for m, i, clean, p in spectra(source, n, seed, mask, skip=done):
         y = measured_like(clean, seed, m, i, mask_array)
         out = fit_spin_models(MDHisto(y, mosaic_axes()), MODELS, networks=networks, workers=workers,
                               seed=seed + i, refine_errors=refine)
@@ -172,16 +253,20 @@ def model_selection(source: Path | None, n: int, seed: int, mask: Any, mask_arra
         comp = out.comparison
         truth = by[m]
         seconds.extend(r.seconds for r in out.results)
-        for name, t in zip(truth.parameter_names, p):
-            per_param[m].setdefault(name, []).append((truth.values[name] - t, truth.errors[name]))
-            e = out.estimates.get(m)
-            if e is not None:
-                net_param[m].setdefault(name, []).append((e.values[name] - t, e.errors[name]))
-        rows.append({"model": m, "index": i, "chosen": comp.preferred, "delta_aic": comp.table[1]["delta_aic"],
-                     "within_misfit": comp.within_misfit, "r2_true": truth.r2,
-                     "reduced_chi2_true": truth.reduced_chi2, "error_scale_true": truth.error_scale,
-                     "z_true": {k: _r((truth.values[k] - t) / truth.errors[k], 3) if truth.errors[k] > 0 else None
-                                for k, t in zip(truth.parameter_names, p)}})
+        e = out.estimates.get(m)
+        rec = {"row": {"model": m, "index": i, "chosen": comp.preferred, "delta_aic": comp.table[1]["delta_aic"],
+                       "within_misfit": comp.within_misfit, "r2_true": truth.r2,
+                       "reduced_chi2_true": truth.reduced_chi2, "error_scale_true": truth.error_scale,
+                       "z_true": {k: _r((truth.values[k] - t) / truth.errors[k], 3) if truth.errors[k] > 0 else None
+                                  for k, t in zip(truth.parameter_names, p)}},
+               "seconds": [float(r.seconds) for r in out.results],
+               "fit": {k: [float(truth.values[k] - t), float(truth.errors[k])]
+                       for k, t in zip(truth.parameter_names, p)},
+               "network": {} if e is None else {k: [float(e.values[k] - t), float(e.errors[k])]
+                                                for k, t in zip(truth.parameter_names, p)}}
+        if cache is not None:
+            cache.put(m, i, rec)
+        add(rec)
         print(f"[selection] {m} #{i}: chose {comp.preferred} (delta AIC {comp.table[1]['delta_aic']:.1f}), "
               f"true-model R^2 {truth.r2:.3f}, reduced chi2 {truth.reduced_chi2:.3f}, z "
               f"{[rows[-1]['z_true'][k] for k in truth.parameter_names]}, fits "
@@ -189,7 +274,13 @@ def model_selection(source: Path | None, n: int, seed: int, mask: Any, mask_arra
     acc = float(np.mean([r["chosen"] == r["model"] for r in rows])) if rows else float("nan")
     coverage, mae = _summary(per_param)
     _, net_mae = _summary(net_param)
+    rows.sort(key=lambda r: (r["index"], MODELS.index(r["model"])))
     return {"model_selection_accuracy": _r(acc, 3), "coverage_1sigma": coverage, "median_abs_error": mae,
+            "coverage_1sigma_all": _r(float(np.mean([abs(d) <= e for v in per_param.values()
+                                                      for pairs in v.values() for d, e in pairs])), 3)
+            if rows else None,
+            "n_fitted_per_model": {m: sum(r["model"] == m for r in rows) for m in MODELS},
+            "n_reused_from_cache": reused, "stopped_at_max_minutes": stopped,
             "network_median_abs_error_on_fit_set": net_mae,
             "seconds_per_fit": _r(float(np.median(seconds)), 1) if seconds else None,
             "seconds_per_fit_range": [_r(min(seconds), 1), _r(max(seconds), 1)] if seconds else None,
@@ -413,6 +504,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="refine the estimated errors from the best fit's residuals (fit_spin_models' default; "
                    "--no-refine keeps the errors from the counts)")
     p.add_argument("--skip-measured", action="store_true", help="do not fit the released rows")
+    p.add_argument("--skip-identifiability", action="store_true",
+                   help="leave out the identifiability fits (for runs that only add full fits to --cache)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep each finished full fit in this folder and reuse those of earlier runs with the same "
+                   "settings and code (a long --n run done in parts; see FitCache)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="start no new full fit after this many minutes (with --cache: continue later)")
     p.add_argument("--json-out", type=Path, help="also write the JSON object here")
     p.add_argument("--latent-comparison", action="store_true",
                    help="also compare chi-square with a latent-space distance on spectra with artefacts")
@@ -453,8 +551,20 @@ def _fit_sections(out: dict[str, Any], a: argparse.Namespace, source: Path | Non
                   networks: dict) -> None:
     """The networks alone, the full fits, identifiability and the released rows (all but the latent comparison)."""
     out.update(network_only(source, a.n_network, a.seed, mask, mask_array, networks, a.workers))
-    out.update(model_selection(source, a.n, a.seed, mask, mask_array, networks, a.workers, a.refine))
-    out["identifiability_max_rel_error"] = identifiability(mask, a.workers, networks)
+    cache = None
+    if a.cache is not None:
+        net_files = [Path(f) for f in networks.values()] or sorted((REPO / "mantid_exp2sim" / "data" / "bundles")
+                                                                   .glob("regress_*.exp2sim.h5"))
+        settings = {"seed": a.seed, "source": None if source is None else [str(source.resolve()), source.stat().st_size],
+                    "refine": a.refine, "fit_defaults": dict(DEFAULTS), "chain": PCSMO_MEASURED_LIKE.describe(),
+                    "mask": mask, "networks": sorted(str(f) for f in networks.values())}
+        cache = FitCache(a.cache, settings, net_files)
+        out["cache"] = str(cache.folder)
+    deadline = None if a.max_minutes is None else time.perf_counter() + 60.0 * a.max_minutes
+    out.update(model_selection(source, a.n, a.seed, mask, mask_array, networks, a.workers, a.refine,
+                               cache=cache, deadline=deadline))
+    out["identifiability_max_rel_error"] = None if a.skip_identifiability else identifiability(mask, a.workers,
+                                                                                               networks)
     out["start"] = "the network's estimate of the noise-free published spectrum (no other start)"
     out["symmetry"] = ("dimer parameters are compared on the canonical branch JFS <= JFW: the spectrum is invariant "
                        "under (JFW, JA1, JA2, JFS) -> (JFS, JA2, JA1, JFW) (fitting/symmetry.py); fits and truths "
