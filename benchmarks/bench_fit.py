@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/bench_fit.py [--n N] [--n-network M] [--source FILE.h5] [--networks DIR]
                                    [--measured DIR] [--pcsmo-data DIR] [--seed S] [--workers 2]
                                    [--no-refine] [--skip-measured] [--skip-identifiability]
-                                   [--cache DIR] [--max-minutes M] [--json-out FILE]
+                                   [--cache DIR] [--first I] [--max-minutes M] [--json-out FILE]
                                    [--latent-comparison | --latent-only] [--latent-k K] [--latent-evals E]
 
 What it does (Goodenough and Dimer, built-in resolution, the full 240x400 mosaic):
@@ -215,7 +215,7 @@ def network_only(source: Path | None, n: int, seed: int, mask: Any, mask_array: 
 
 def model_selection(source: Path | None, n: int, seed: int, mask: Any, mask_array: Any, networks: dict,
                     workers: int, refine: bool, cache: FitCache | None = None,
-                    deadline: float | None = None) -> dict[str, Any]:
+                    deadline: float | None = None, first: int = 0) -> dict[str, Any]:
     rows = []
     per_param: dict[str, dict[str, list]] = {m: {} for m in MODELS}
     net_param: dict[str, dict[str, list]] = {m: {} for m in MODELS}
@@ -239,6 +239,8 @@ def model_selection(source: Path | None, n: int, seed: int, mask: Any, mask_arra
         if rec is not None:
             add(rec)
             reused += 1
+            return True
+        if i < first:
             return True
         if deadline is not None and time.perf_counter() > deadline:
             stopped = True
@@ -509,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=None,
                    help="keep each finished full fit in this folder and reuse those of earlier runs with the same "
                    "settings and code (a long --n run done in parts; see FitCache)")
+    p.add_argument("--first", type=int, default=0,
+                   help="full fits from this spectrum index on (a second process on another core takes a later "
+                   "range of the same --cache; the summary reads every cached index below --n)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="start no new full fit after this many minutes (with --cache: continue later)")
     p.add_argument("--json-out", type=Path, help="also write the JSON object here")
@@ -562,7 +567,7 @@ def _fit_sections(out: dict[str, Any], a: argparse.Namespace, source: Path | Non
         out["cache"] = str(cache.folder)
     deadline = None if a.max_minutes is None else time.perf_counter() + 60.0 * a.max_minutes
     out.update(model_selection(source, a.n, a.seed, mask, mask_array, networks, a.workers, a.refine,
-                               cache=cache, deadline=deadline))
+                               cache=cache, deadline=deadline, first=a.first))
     out["identifiability_max_rel_error"] = None if a.skip_identifiability else identifiability(mask, a.workers,
                                                                                                networks)
     out["start"] = "the network's estimate of the noise-free published spectrum (no other start)"

@@ -50,3 +50,12 @@ def test_model_selection_summarises_cached_fits_without_fitting(tmp_path, monkey
         bench_fit.model_selection(None, 2, 0, "kinematic", None, {}, 1, True, cache=cache)
     out = bench_fit.model_selection(None, 2, 0, "kinematic", None, {}, 1, True, cache=cache, deadline=0.0)
     assert out["stopped_at_max_minutes"] and out["n_fitted_per_model"] == {"goodenough": 1, "dimer": 1}
+
+
+def test_first_leaves_earlier_uncached_spectra_to_another_process(tmp_path, monkeypatch):
+    cache = bench_fit.FitCache(tmp_path, {"seed": 1}, [])
+    cache.put("goodenough", 1, record("goodenough", 1, "goodenough", 0.5))
+    cache.put("dimer", 1, record("dimer", 1, "dimer", 0.5))
+    monkeypatch.setattr(bench_fit, "simulate_mosaic", lambda *a, **k: (_ for _ in ()).throw(AssertionError("fitted")))
+    out = bench_fit.model_selection(None, 2, 0, "kinematic", None, {}, 1, True, cache=cache, first=1)
+    assert out["n_fitted_per_model"] == {"goodenough": 1, "dimer": 1} and out["n_reused_from_cache"] == 2
